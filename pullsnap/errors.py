@@ -1,0 +1,135 @@
+"""Typed errors and the exit codes both commands share.
+
+Every expected failure is a subclass of `PullsnapError` whose docstring is
+its message template (borg's helpers/errors.py does the same) and which
+carries the exit code cron and systemd see.  One top-level handler in each
+CLI turns it into a single line on stderr; nothing expected prints a
+traceback.
+
+Exit codes (README "Exit codes" repeats this table):
+
+    0  OK           the run succeeded, a good snapshot exists
+    1  FAILED       the run failed (rsync error, unexpected end of a child)
+    2  USAGE        bad command line or configuration
+    3  PARTIAL      snapshot made, but some files could not be read
+    4  LOCKED       another run for the same host is in progress
+    5  NO_SPACE     not enough free space, even after pruning
+    6  REFUSED      a peer was refused: gate, handoff, host binding, host key
+    7  UNREACHABLE  the other side could not be reached
+    8  TIMEOUT      a deadline passed
+    9  TOO_SOON     the host's minimum interval between runs has not passed
+"""
+
+from __future__ import annotations
+
+OK = 0
+FAILED = 1
+USAGE = 2
+PARTIAL = 3
+LOCKED = 4
+NO_SPACE = 5
+REFUSED = 6
+UNREACHABLE = 7
+TIMEOUT = 8
+TOO_SOON = 9
+
+EXIT_NAMES = {
+    OK: "ok",
+    FAILED: "failed",
+    USAGE: "usage",
+    PARTIAL: "partial",
+    LOCKED: "locked",
+    NO_SPACE: "no-space",
+    REFUSED: "refused",
+    UNREACHABLE: "unreachable",
+    TIMEOUT: "timeout",
+    TOO_SOON: "too-soon",
+}
+
+
+class PullsnapError(Exception):
+    """Error: {}"""
+
+    exit_code = FAILED
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.args = args
+
+    def get_message(self) -> str:
+        return (self.__doc__ or "{}").strip().format(*self.args)
+
+    def __str__(self) -> str:
+        return self.get_message()
+
+
+class ConfigError(PullsnapError):
+    """{}: {}"""
+
+    exit_code = USAGE
+
+
+class UsageError(PullsnapError):
+    """{}"""
+
+    exit_code = USAGE
+
+
+class RunFailed(PullsnapError):
+    """{}"""
+
+    exit_code = FAILED
+
+
+class Refused(PullsnapError):
+    """{}"""
+
+    exit_code = REFUSED
+
+
+class HandoffError(Refused):
+    """bad handoff: {}"""
+
+
+class GateRefused(Refused):
+    """{}"""
+
+
+class BindingError(Refused):
+    """{}"""
+
+
+class Unreachable(PullsnapError):
+    """{}"""
+
+    exit_code = UNREACHABLE
+
+
+class Timeout(PullsnapError):
+    """{}"""
+
+    exit_code = TIMEOUT
+
+
+class Locked(PullsnapError):
+    """{}"""
+
+    exit_code = LOCKED
+
+
+class NoSpace(PullsnapError):
+    """{}"""
+
+    exit_code = NO_SPACE
+
+
+class TooSoon(PullsnapError):
+    """{}"""
+
+    exit_code = TOO_SOON
+
+
+class Partial(PullsnapError):
+    """{}"""
+
+    exit_code = PARTIAL

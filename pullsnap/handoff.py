@@ -1,0 +1,212 @@
+"""The handoff: what the initiator tells the grabber on ssh's stdin.
+
+Wire format, version 1::
+
+    PULLSNAP-HANDOFF 1 <length>\\n
+    <length bytes of UTF-8 JSON object>
+
+The header line is at most `MAX_HEADER` bytes and names the body length, so
+the grabber refuses an oversized handoff before reading its body.  The body
+is one JSON object with exactly the fields of `Handoff`; a missing, extra or
+mistyped field is refused.  Everything here is pure: `encode` and `decode`
+work on bytes, the grabber's I/O layer feeds them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import asdict, dataclass
+
+from pullsnap.errors import HandoffError
+
+VERSION = 1
+MAGIC = "PULLSNAP-HANDOFF"
+MAX_HEADER = 64
+MAX_BODY = 64 * 1024
+MAX_PATHS = 64
+MAX_PATH_LEN = 4096
+MAX_EXCLUDES = 1000
+MAX_EXCLUDE_LEN = 1024
+
+_HEADER_RE = re.compile(rb"^PULLSNAP-HANDOFF ([0-9]{1,3}) ([0-9]{1,9})\n$")
+_KEY_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+_KEY_END = "-----END OPENSSH PRIVATE KEY-----\n"
+_BASE64_LINE_RE = re.compile(r"^[A-Za-z0-9+/]{1,76}={0,2}$")
+_HOST_KEY_RE = re.compile(r"^ssh-ed25519 ([A-Za-z0-9+/]{68})$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_GLOB_CHARS = frozenset("*?[")
+# `--exclude` honours rsync's old rule prefixes ("+ ", "- ", "!"), so such a
+# line would turn an exclude into an include or clear the list (rsync(1)
+# FILTER RULES, "--exclude" and "!").  Merge-rule lookalikes are refused too:
+# an exclude list never needs them.
+_RULE_LOOKALIKE_RE = re.compile(r"^(?:[-+!]|(?:merge|dir-merge|[.:])(?:[ ,_]|$))")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """One run's parameters, sent from the initiator to the grabber."""
+
+    client_key: str  # OpenSSH private key, one-time, for the connect-back
+    host_key: str  # "ssh-ed25519 AAAA...", the one-shot sshd's public host key
+    port: int  # where the one-shot sshd listens
+    user: str  # account to log in as on the backed-up host
+    paths: tuple[str, ...]  # absolute source paths to pull
+    excludes: tuple[str, ...] = ()  # rsync exclude patterns
+    probe: bool = False  # handshake only: dry-run of an empty list
+
+
+_FIELDS = {
+    "client_key": str,
+    "host_key": str,
+    "port": int,
+    "user": str,
+    "paths": list,
+    "excludes": list,
+    "probe": bool,
+}
+
+
+def encode(handoff: Handoff) -> bytes:
+    """Serialise a handoff after checking it as the grabber will."""
+    validate(handoff)
+    fields = asdict(handoff)
+    fields["paths"] = list(handoff.paths)
+    fields["excludes"] = list(handoff.excludes)
+    body = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode()
+    if len(body) > MAX_BODY:
+        raise HandoffError(f"{len(body)} bytes is over the {MAX_BODY}-byte limit")
+    return f"{MAGIC} {VERSION} {len(body)}\n".encode() + body
+
+
+def decode_header(line: bytes) -> int:
+    """Check the header line and return the body length it announces."""
+    match = _HEADER_RE.match(line)
+    if match is None:
+        raise HandoffError("the first line is not a pullsnap handoff header")
+    version, length = int(match.group(1)), int(match.group(2))
+    if version != VERSION:
+        raise HandoffError(f"version {version} is not supported (this grabber speaks {VERSION})")
+    if length > MAX_BODY:
+        raise HandoffError(f"{length} bytes is over the {MAX_BODY}-byte limit")
+    return length
+
+
+def decode_body(body: bytes) -> Handoff:
+    """Parse and validate the JSON body."""
+    try:
+        fields = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise HandoffError(f"the body is not JSON ({e.__class__.__name__})") from None
+    if not isinstance(fields, dict):
+        raise HandoffError("the body is not a JSON object")
+    extra = sorted(set(fields) - set(_FIELDS))
+    if extra:
+        raise HandoffError(f"unknown field {extra[0]!r}")
+    for name, kind in _FIELDS.items():
+        if name not in fields:
+            raise HandoffError(f"missing field {name!r}")
+        value = fields[name]
+        # bool is a subclass of int: a port of `true` is still the wrong type.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise HandoffError(f"field {name!r} must be {kind.__name__}")
+    for name in ("paths", "excludes"):
+        if not all(isinstance(item, str) for item in fields[name]):
+            raise HandoffError(f"field {name!r} must be a list of strings")
+    handoff = Handoff(
+        client_key=fields["client_key"],
+        host_key=fields["host_key"],
+        port=fields["port"],
+        user=fields["user"],
+        paths=tuple(fields["paths"]),
+        excludes=tuple(fields["excludes"]),
+        probe=fields["probe"],
+    )
+    validate(handoff)
+    return handoff
+
+
+def decode(data: bytes) -> Handoff:
+    """Decode a whole handoff (header and body) held in memory."""
+    newline = data.find(b"\n", 0, MAX_HEADER)
+    if newline < 0:
+        raise HandoffError("the first line is not a pullsnap handoff header")
+    length = decode_header(data[: newline + 1])
+    body = data[newline + 1 :]
+    if len(body) != length:
+        raise HandoffError(f"announced {length} bytes but {len(body)} arrived")
+    return decode_body(body)
+
+
+def validate(handoff: Handoff) -> None:
+    """Refuse anything the grabber should not act on."""
+    check_client_key(handoff.client_key)
+    check_host_key(handoff.host_key)
+    if not 1 <= handoff.port <= 65535:
+        raise HandoffError(f"port {handoff.port} is out of range")
+    if not _USER_RE.match(handoff.user):
+        raise HandoffError(f"user {handoff.user!r} is not a valid login name")
+    if not handoff.paths and not handoff.probe:
+        raise HandoffError("no source paths")
+    if len(handoff.paths) > MAX_PATHS:
+        raise HandoffError(f"more than {MAX_PATHS} source paths")
+    for path in handoff.paths:
+        check_source_path(path)
+    if len(handoff.excludes) > MAX_EXCLUDES:
+        raise HandoffError(f"more than {MAX_EXCLUDES} exclude patterns")
+    for pattern in handoff.excludes:
+        check_exclude(pattern)
+
+
+def check_client_key(text: str) -> None:
+    """An unencrypted OpenSSH private key in its armour, nothing else."""
+    if len(text) > 8192 or not text.startswith(_KEY_BEGIN) or not text.endswith(_KEY_END):
+        raise HandoffError("client_key is not an OpenSSH private key")
+    lines = text[len(_KEY_BEGIN) : -len(_KEY_END)].split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines or not all(_BASE64_LINE_RE.match(line) for line in lines):
+        raise HandoffError("client_key is not an OpenSSH private key")
+    try:
+        blob = base64.b64decode("".join(lines), validate=True)
+    except binascii.Error:
+        raise HandoffError("client_key is not an OpenSSH private key") from None
+    if not blob.startswith(b"openssh-key-v1\0"):
+        raise HandoffError("client_key is not an OpenSSH private key")
+
+
+def check_host_key(text: str) -> None:
+    """One ed25519 public key, without comment: exactly what we pin."""
+    match = _HOST_KEY_RE.match(text)
+    if match is None:
+        raise HandoffError("host_key is not an ssh-ed25519 public key")
+    blob = base64.b64decode(match.group(1))
+    # RFC 8709: string "ssh-ed25519", string key (32 bytes).
+    if blob != b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + blob[19:] or len(blob) != 51:
+        raise HandoffError("host_key is not an ssh-ed25519 public key")
+
+
+def check_source_path(path: str) -> None:
+    """Absolute, normalised, printable, no glob characters."""
+    if not path.startswith("/") or len(path) > MAX_PATH_LEN:
+        raise HandoffError(f"source path {path!r} is not absolute")
+    if _CONTROL_RE.search(path):
+        raise HandoffError(f"source path {path!r} contains control characters")
+    if _GLOB_CHARS & set(path):
+        raise HandoffError(f"source path {path!r} contains glob characters")
+    parts = path.split("/")[1:]
+    if path != "/" and any(part in ("", ".", "..") for part in parts):
+        raise HandoffError(f"source path {path!r} is not normalised")
+
+
+def check_exclude(pattern: str) -> None:
+    """A plain exclude pattern: no control bytes, no rule prefixes."""
+    if not pattern or len(pattern) > MAX_EXCLUDE_LEN:
+        raise HandoffError("an exclude pattern is empty or too long")
+    if _CONTROL_RE.search(pattern):
+        raise HandoffError(f"exclude {pattern!r} contains control characters")
+    if _RULE_LOOKALIKE_RE.match(pattern):
+        raise HandoffError(f"exclude {pattern!r} looks like an rsync option or filter rule")

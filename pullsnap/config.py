@@ -252,6 +252,7 @@ class GrabberConfig:
     handoff_timeout: float = _conv(_positive_duration, default=30.0)
     connect_timeout: float = _conv(_positive_duration, default=30.0)
     rsync_timeout: float = _conv(_positive_duration, default=600.0)
+    run_timeout: float = _conv(_positive_duration, default=12 * 3600.0)
     compress: bool = _conv(_boolean, default=False)
     min_free_abs: int = _conv(parse_size, default=1 << 30)
     min_free_avg: float = _conv(_number(0, 1000), default=2.0)

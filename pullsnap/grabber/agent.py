@@ -1,0 +1,119 @@
+"""A private ssh-agent holding the one-time key, so the key never is a file.
+
+    ssh-agent -D -a <private dir>/agent     (foreground, dies with us)
+    ssh-add -q -   < private key on stdin   (ssh-add(1): "-" reads stdin)
+
+ssh then gets `IdentityAgent=<socket>` and, because `IdentitiesOnly=yes`
+only offers keys named by IdentityFile, `IdentityFile=<the public key>`
+(ssh_config(5): a public key file selects the matching agent key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import prctl
+
+from pullsnap.errors import HandoffError, RunFailed
+
+SETUP_TIMEOUT = 10.0
+
+
+def _read_string(blob: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(blob):
+        raise HandoffError("client_key is truncated")
+    (length,) = struct.unpack(">I", blob[offset : offset + 4])
+    end = offset + 4 + length
+    if end > len(blob):
+        raise HandoffError("client_key is truncated")
+    return blob[offset + 4 : end], end
+
+
+def public_blob(private_key: str) -> bytes:
+    """The public key inside an unencrypted openssh-key-v1 private key (PROTOCOL.key)."""
+    body = "".join(private_key.strip().splitlines()[1:-1])
+    blob = base64.b64decode(body)
+    magic = b"openssh-key-v1\0"
+    if not blob.startswith(magic):
+        raise HandoffError("client_key is not an OpenSSH private key")
+    offset = len(magic)
+    cipher, offset = _read_string(blob, offset)
+    kdf, offset = _read_string(blob, offset)
+    _, offset = _read_string(blob, offset)  # kdf options
+    if cipher != b"none" or kdf != b"none":
+        raise HandoffError("client_key is encrypted")
+    (count,) = struct.unpack(">I", blob[offset : offset + 4])
+    if count != 1:
+        raise HandoffError("client_key must hold exactly one key")
+    public, _ = _read_string(blob, offset + 4)
+    kind, _ = _read_string(public, 0)
+    if kind != b"ssh-ed25519":
+        raise HandoffError("client_key is not an ed25519 key")
+    return public
+
+
+def fingerprint(public: bytes) -> str:
+    """ssh-keygen -l style: SHA256:<base64 without padding>."""
+    digest = base64.b64encode(hashlib.sha256(public).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+@dataclass(frozen=True)
+class AgentKey:
+    socket: str
+    public_file: str
+    fingerprint: str
+
+
+def _die_with_parent() -> None:
+    prctl.set_pdeathsig(signal.SIGKILL)
+
+
+@contextmanager
+def one_time_agent(
+    private_key: str, private_dir: str, ssh_agent: str, ssh_add: str
+) -> Iterator[AgentKey]:
+    """Run an agent holding `private_key` for the duration of the block."""
+    public = public_blob(private_key)
+    sock = os.path.join(private_dir, "agent")
+    public_file = os.path.join(private_dir, "id.pub")
+    with open(public_file, "w", encoding="ascii") as f:
+        f.write(f"ssh-ed25519 {base64.b64encode(public).decode()} pullsnap-once\n")
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+    agent = subprocess.Popen(
+        [ssh_agent, "-D", "-a", sock],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        while not os.path.exists(sock):
+            if agent.poll() is not None or time.monotonic() > deadline:
+                raise RunFailed("ssh-agent did not start")
+            time.sleep(0.01)
+        added = subprocess.run(
+            [ssh_add, "-q", "-"],
+            input=private_key.encode("ascii"),
+            capture_output=True,
+            env={**env, "SSH_AUTH_SOCK": sock},
+            timeout=SETUP_TIMEOUT,
+            check=False,
+        )
+        if added.returncode != 0:
+            raise HandoffError("client_key was refused by ssh-add")
+        yield AgentKey(socket=sock, public_file=public_file, fingerprint=fingerprint(public))
+    finally:
+        agent.kill()
+        agent.wait()

@@ -1,0 +1,122 @@
+"""Who is calling: the host binding and the connect-back address (pure).
+
+The grabber is the login shell of its user, so sshd starts it as
+`grabber -c COMMAND` (sshd(8) LOGIN PROCESS).  A bound key's
+authorized_keys line forces COMMAND::
+
+    restrict,command="pullsnap-grabber host=web1" ssh-ed25519 AAAA... web1
+
+and the initiator always asks for the command `pullsnap`, which sshd then
+puts in SSH_ORIGINAL_COMMAND.  A key *without* a forced command would get
+its client's own words as COMMAND and no SSH_ORIGINAL_COMMAND at all, so
+"SSH_ORIGINAL_COMMAND is exactly `pullsnap`" is what proves that the host
+name came from authorized_keys and not from the client.  (sshd sets that
+variable itself; a client could only inject it through AcceptEnv, which
+must not list it for this user; SECURITY.md says so.)
+
+The connect-back address is the peer address sshd saw (SSH_CONNECTION),
+never one the client names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pullsnap.errors import BindingError
+from pullsnap.initiator.door import normalise_address
+
+FORCED_PREFIX = "pullsnap-grabber"
+CLIENT_COMMAND = "pullsnap"
+# A host name is a directory name in the repository: lowercase DNS-ish
+# labels, no leading dot or dash, no "..", no "/", at most 63 characters.
+_HOST_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_CONFIG_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,1023}$")
+_RESERVED = frozenset({"latest", "lock", "trash"})
+
+
+@dataclass(frozen=True)
+class Binding:
+    host: str
+    config: str | None = None
+
+
+def check_host_name(name: str) -> str:
+    """Return `name` if it is safe as `<repository>/<name>`, else refuse."""
+    if (
+        not isinstance(name, str)
+        or len(name) > 63
+        or not _HOST_RE.match(name)
+        or ".." in name
+        or name in _RESERVED
+    ):
+        raise BindingError(
+            f"host name {name!r} is not allowed (use lowercase letters, digits, '-', '.')"
+        )
+    return name
+
+
+def forced_command(host: str, config: str | None = None) -> str:
+    """The COMMAND an authorized_keys line forces for `host`."""
+    words = [FORCED_PREFIX, f"host={check_host_name(host)}"]
+    if config is not None:
+        if not _CONFIG_RE.match(config) or "/../" in config + "/":
+            raise BindingError(f"config path {config!r} is not allowed in a forced command")
+        words.append(f"config={config}")
+    return " ".join(words)
+
+
+def parse_forced_command(command: str) -> Binding:
+    """Parse `pullsnap-grabber host=NAME [config=PATH]`, strictly."""
+    words = command.split(" ")
+    if not words or words[0] != FORCED_PREFIX:
+        raise BindingError(
+            "this key is not bound to a host (its authorized_keys line needs "
+            f'command="{FORCED_PREFIX} host=NAME")'
+        )
+    fields: dict[str, str] = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep or key not in ("host", "config") or key in fields:
+            raise BindingError(f"bad word {word!r} in the forced command")
+        fields[key] = value
+    if "host" not in fields:
+        raise BindingError("the forced command names no host")
+    binding = Binding(host=check_host_name(fields["host"]), config=fields.get("config"))
+    if binding.config is not None:
+        forced_command(binding.host, binding.config)  # validates the path
+    return binding
+
+
+def binding_from_login(argv: list[str], environ: Mapping[str, str]) -> Binding:
+    """From `grabber -c COMMAND` and sshd's environment, or refuse."""
+    if len(argv) != 3 or argv[1] != "-c":
+        raise BindingError("this account only accepts pullsnap backups (no interactive login)")
+    if environ.get("SSH_ORIGINAL_COMMAND") != CLIENT_COMMAND:
+        raise BindingError("this key is not bound to a host (no forced command in authorized_keys)")
+    return parse_forced_command(argv[2])
+
+
+def peer_address(environ: Mapping[str, str]) -> str:
+    """The client address from SSH_CONNECTION ("client port server port")."""
+    fields = environ.get("SSH_CONNECTION", "").split()
+    if len(fields) != 4:
+        raise BindingError("SSH_CONNECTION is missing: the grabber must be started by sshd")
+    try:
+        return normalise_address(fields[0])
+    except ValueError:
+        raise BindingError(f"SSH_CONNECTION names no IP address: {fields[0]!r}") from None
+
+
+def authorized_keys_line(host: str, public_key: str, config: str | None = None) -> str:
+    """The line `grabber authorize` writes for a host's login key."""
+    fields = public_key.strip().split()
+    if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise BindingError("that is not an OpenSSH public key")
+    if not re.match(r"^[A-Za-z0-9+/]+={0,3}$", fields[1]):
+        raise BindingError("that is not an OpenSSH public key")
+    command = forced_command(host, config)
+    return f'restrict,command="{command}" {fields[0]} {fields[1]} pullsnap:{host}\n'

@@ -1,0 +1,84 @@
+"""`grabber`: the backup host's command.
+
+Started by sshd as a login shell (`grabber -c COMMAND`), it serves one
+backup.  Started by an operator, it lists and manages the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from pullsnap import errors
+from pullsnap.config import DEFAULT_GRABBER_CONFIG, load_grabber
+from pullsnap.grabber import listing
+
+DESCRIPTION = """\
+pullsnap's backup-host side.
+
+As the login shell of the backup user, sshd starts it for each backup; its
+authorized_keys line binds each backed-up host's key to a host name:
+
+  restrict,command="pullsnap-grabber host=web1" ssh-ed25519 AAAA... web1
+
+Operators use the subcommands below.  Snapshots are plain directories:
+<repository>/<host>/<YYYY-MM-DDTHHMMSSZ>/, newest good one at <host>/latest.
+"""
+
+
+def _is_login_shell(argv: list[str]) -> bool:
+    return (len(argv) > 1 and argv[1] == "-c") or os.path.basename(argv[0]).startswith("-")
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Unwind through the finally blocks: the agent dies, the private
+    # directory goes, the record stays "running" and is marked
+    # "interrupted" by the next run.
+    raise SystemExit(errors.FAILED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grabber",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", default=DEFAULT_GRABBER_CONFIG, metavar="FILE",
+        help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_list = sub.add_parser("list", help="list snapshots and attempts per host")
+    p_list.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if _is_login_shell(argv):
+        from pullsnap.grabber.serve import serve
+
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_signal)
+        return serve(argv, os.environ, sys.stdin.fileno(), sys.stdout)
+    parser = build_parser()
+    args = parser.parse_args(argv[1:])
+    if args.command is None:
+        parser.print_help()
+        return errors.USAGE
+    try:
+        cfg = load_grabber(args.config)
+        if args.command == "list":
+            print(listing.render(cfg.repository, args.hosts), end="")
+            return errors.OK
+    except errors.PullsnapError as e:
+        print(f"grabber: {e}", file=sys.stderr)
+        return e.exit_code
+    parser.print_help()
+    return errors.USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The rsync pull: argv builders and stats parsing (pure), and the run via `sh`.
+
+    rsync -aHAX --numeric-ids -R --super|--fake-super --timeout=N --stats
+          --info=progress2 --link-dest=<newest good> [--link-dest=<interrupted>]
+          --exclude=<pattern>... -e "<ssh command>"
+          -- user@[address]:/src1 :/src2 <host>/<name>.incomplete/
+
+On the far side that becomes `rsync --server --sender -lHogDtpAXrRe.iLsfxCIvu
+--timeout=N --numeric-ids . /src1 /src2`, which is what the gate allows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sh
+
+from pullsnap import report
+
+HOST_KEY_ALIAS = "pullsnap-initiator"
+# rsync(1) EXIT VALUES
+RSYNC_OK = 0
+RSYNC_PARTIAL = 23  # some files could not be transferred
+RSYNC_VANISHED = 24  # some source files vanished
+MAX_LINK_DESTS = 20  # rsync's limit on --link-dest/--compare-dest dirs
+
+
+@dataclass(frozen=True)
+class ConnectBack:
+    user: str
+    address: str
+    port: int
+    known_hosts: str
+    public_key_file: str
+    agent_socket: str
+    connect_timeout: float
+
+
+@dataclass(frozen=True)
+class PullSpec:
+    rsync: str
+    ssh: str
+    connect: ConnectBack
+    sources: tuple[str, ...]
+    target: str  # absolute, the .incomplete directory
+    link_dests: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    mode: str = "fake-super"  # or "super"
+    timeout: float = 600
+    compress: bool = False
+    dry_run: bool = False
+
+
+def known_hosts_line(host_key: str) -> str:
+    return f"{HOST_KEY_ALIAS} {host_key}\n"
+
+
+def ssh_command(ssh: str, c: ConnectBack) -> list[str]:
+    """The remote shell rsync runs; pins the one-shot host key."""
+    argv = [
+        ssh,
+        "-F", "/dev/null",
+        "-T", "-x", "-a",
+        "-p", str(c.port),
+        "-l", c.user,
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"IdentityFile={c.public_key_file}",
+        "-o", f"IdentityAgent={c.agent_socket}",
+        "-o", f"UserKnownHostsFile={c.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", f"HostKeyAlias={HOST_KEY_ALIAS}",
+        "-o", "HostKeyAlgorithms=ssh-ed25519",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UpdateHostKeys=no",
+        "-o", "CheckHostIP=no",
+        "-o", f"ConnectTimeout={max(1, int(c.connect_timeout))}",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=4",
+        "-o", "ClearAllForwardings=yes",
+        "-o", "ForwardAgent=no",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-o", "Compression=no",
+        "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+    for word in argv:
+        # rsync splits -e on whitespace (rsync(1) --rsh); our words have none.
+        if not word or any(ch.isspace() for ch in word) or "'" in word or '"' in word:
+            raise ValueError(f"cannot pass {word!r} through rsync -e")
+    return argv
+
+
+def remote_host(user: str, address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{user}@[{ip}]" if ip.version == 6 else f"{user}@{ip}"
+
+
+def rsync_argv(spec: PullSpec) -> list[str]:
+    argv = [
+        spec.rsync,
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        f"--{spec.mode}",
+        f"--timeout={max(1, int(spec.timeout))}",
+        "--stats",
+        "--info=progress2",
+    ]
+    if spec.compress:
+        argv.append("--compress")
+    if spec.dry_run:
+        argv.append("--dry-run")
+    for link_dest in spec.link_dests[:MAX_LINK_DESTS]:
+        argv.append(f"--link-dest={link_dest}")
+    argv += [f"--exclude={pattern}" for pattern in spec.excludes]
+    argv += ["-e", " ".join(ssh_command(spec.ssh, spec.connect))]
+    host = remote_host(spec.connect.user, spec.connect.address)
+    sources = [f"{host}:{spec.sources[0]}"] + [f":{s}" for s in spec.sources[1:]]
+    return [*argv, "--", *sources, spec.target.rstrip("/") + "/"]
+
+
+# --- stats -------------------------------------------------------------------------
+
+_STAT_KEYS = {
+    "Number of files": "files",
+    "Number of created files": "created_files",
+    "Number of deleted files": "deleted_files",
+    "Number of regular files transferred": "transferred_files",
+    "Total file size": "total_size",
+    "Total transferred file size": "transferred_size",
+    "Literal data": "literal_data",
+    "Matched data": "matched_data",
+    "File list size": "file_list_size",
+    "Total bytes sent": "bytes_sent",
+    "Total bytes received": "bytes_received",
+}
+_STAT_RE = re.compile(r"^([A-Za-z ]+): ([0-9,]+)")
+
+
+def parse_stats(lines: Sequence[str]) -> dict[str, int]:
+    """rsync --stats output -> {"files": n, "transferred_size": bytes, ...}."""
+    stats: dict[str, int] = {}
+    for line in lines:
+        match = _STAT_RE.match(line.strip())
+        if match and match.group(1) in _STAT_KEYS:
+            stats[_STAT_KEYS[match.group(1)]] = int(match.group(2).replace(",", ""))
+    return stats
+
+
+# --- running -------------------------------------------------------------------------
+
+
+@dataclass
+class PullResult:
+    exit_code: int
+    stats: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Relay:
+    """Split rsync's output on CR and LF; progress goes out at most once a second."""
+
+    def __init__(
+        self, on_progress: Callable[[report.Progress], None], on_line: Callable[[str], None]
+    ):
+        self.on_progress = on_progress
+        self.on_line = on_line
+        self.buffer = ""
+        self.lines: list[str] = []
+        self.last_progress = 0.0
+
+    def feed(self, chunk: str) -> None:
+        self.buffer += chunk
+        *parts, self.buffer = re.split(r"[\r\n]", self.buffer)
+        for part in parts:
+            self._line(part)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self._line(self.buffer)
+            self.buffer = ""
+
+    def _line(self, text: str) -> None:
+        if not text.strip():
+            return
+        progress = report.parse_rsync_progress(text)
+        if progress is None:
+            self.lines.append(text)
+            self.on_line(text)
+            return
+        now = time.monotonic()
+        if now - self.last_progress >= 1.0 or progress.percent == 100:
+            self.last_progress = now
+            self.on_progress(progress)
+
+
+def run_rsync(
+    argv: Sequence[str],
+    env: dict[str, str],
+    on_progress: Callable[[report.Progress], None],
+    on_line: Callable[[str], None],
+    preexec: Callable[[], None] | None,
+    deadline: float,
+) -> PullResult:
+    """Run rsync through sh (no tty), relaying output; never raises for rsync's exit."""
+    out = _Relay(on_progress, on_line)
+    err_lines: list[str] = []
+
+    def err(chunk: str) -> None:
+        for line in chunk.splitlines():
+            if line.strip():
+                err_lines.append(line)
+                on_line(line)
+
+    started = time.monotonic()
+    kwargs: dict[str, Any] = {
+        "_env": env,
+        "_tty_out": False,
+        "_out": out.feed,
+        "_err": err,
+        "_out_bufsize": 0,
+        "_ok_code": list(range(256)),
+        "_return_cmd": True,
+        "_timeout": deadline,
+        "_timeout_signal": 15,
+    }
+    if preexec is not None:
+        kwargs["_preexec_fn"] = preexec
+    try:
+        command = sh.Command(argv[0])(*argv[1:], **kwargs)
+        code = command.exit_code
+    except sh.TimeoutException:
+        code = -1
+        err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")
+    except sh.SignalException as e:
+        code = -1
+        err_lines.append(f"rsync was killed by signal {-e.exit_code}")
+    out.flush()
+    return PullResult(
+        exit_code=code,
+        stats=parse_stats(out.lines),
+        errors=err_lines[-50:],
+        seconds=time.monotonic() - started,
+    )
+
+
+# --- verdict -------------------------------------------------------------------------
+
+_UNREACHABLE_HINTS = ("Connection refused", "Connection timed out", "No route to host")
+
+
+def judge(result: PullResult) -> tuple[str, int, str]:
+    """(record state, exit code, message) for an rsync run (pure).
+
+    rsync(1) EXIT VALUES: 24 (vanished source files) is a normal night on a
+    live system; 23 means some files could not be read: the snapshot is
+    kept as "partial"; everything else leaves no good snapshot.
+    """
+    from pullsnap import errors
+
+    code = result.exit_code
+    text = "\n".join(result.errors)
+    if code in (RSYNC_OK, RSYNC_VANISHED):
+        return "complete", errors.OK, ""
+    if code == RSYNC_PARTIAL:
+        return "partial", errors.PARTIAL, "some files could not be read (rsync exit 23)"
+    if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
+        return "failed", errors.REFUSED, "the initiator's host key did not match the handoff"
+    if "Too many authentication failures" in text or "Permission denied (publickey" in text:
+        return "failed", errors.REFUSED, "the initiator's sshd refused the one-time key"
+    if "gate error:" in text:
+        line = next(x for x in result.errors if "gate error:" in x)
+        return "failed", errors.REFUSED, line[line.index("gate error:") :]
+    if any(hint in text for hint in _UNREACHABLE_HINTS):
+        return "failed", errors.UNREACHABLE, "could not connect back to the initiator"
+    if code == -1 or code in (30, 35):
+        last = result.errors[-1] if result.errors else "rsync timed out"
+        return "failed", errors.TIMEOUT, last
+    last = result.errors[-1] if result.errors else ""
+    return "failed", errors.FAILED, f"rsync failed with exit {code}" + (f": {last}" if last else "")

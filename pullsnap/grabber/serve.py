@@ -1,0 +1,273 @@
+"""One backup, as the login shell of the grabber user runs it.
+
+sshd ── grabber -c "pullsnap-grabber host=web1" ── SSH_ORIGINAL_COMMAND=pullsnap
+  1 binding from the forced command; peer from SSH_CONNECTION
+  2 handoff from stdin (size limit, deadline)      nothing touched yet
+  3 one-time key -> private ssh-agent               refused key: stop here
+  4 lock <repo>/web1, recover a crashed run, free space
+  5 record "running", rsync into <name>.incomplete
+  6 record the verdict; on success rename to <name>, move `latest`
+  7 last stdout line: pullsnap-result {...}; exit status = the verdict
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+import prctl
+
+import pullsnap
+from pullsnap import caps, errors, report
+from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
+from pullsnap.grabber import agent, binding, intake, pull, space
+from pullsnap.grabber.repository import HostRepo, iso
+from pullsnap.handoff import Handoff
+
+
+class Reporter:
+    """Lines for the initiator on stdout, flushed at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def emit(self, line: str) -> None:
+        # If the initiator went away, finish the run and its record anyway.
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def log(self, text: str) -> None:
+        self.emit(report.log_line(text))
+
+    def progress(self, p: report.Progress) -> None:
+        self.emit(report.progress_line(p))
+
+
+def receiver_mode(cfg: GrabberConfig) -> str:
+    """`super` when the receiver capabilities are held (or demanded), else `fake-super`."""
+    held = caps.have(caps.RECEIVER_SUPER_CAPS)
+    if cfg.super == "super" and not held:
+        raise errors.RunFailed(
+            'super = "super" but the receiver capabilities are missing: install the '
+            'launcher (grabber install-launcher) or set super = "auto"'
+        )
+    if cfg.super == "fake-super":
+        return "fake-super"
+    return "super" if held else "fake-super"
+
+
+def rsync_preexec(mode: str) -> Callable[[], None]:
+    """Runs in the rsync child between fork and exec."""
+    keep = caps.RECEIVER_SUPER_CAPS if mode == "super" else ()
+
+    def preexec() -> None:
+        # SIGTERM lets rsync remove its temporary file before it goes.
+        prctl.set_pdeathsig(signal.SIGTERM)
+        if keep:
+            caps.raise_ambient(keep)
+
+    return preexec
+
+
+def guard_space(cfg: GrabberConfig, host: HostRepo, out: Reporter) -> list[str]:
+    """Prune until the required space is free, or raise NoSpace."""
+    from pullsnap.grabber.repository import hosts
+    from pullsnap.units import human_size
+
+    growth = [int(a.record.get("stats", {}).get("transferred_size", 0)) for a in host.good()]
+    required = space.required_free(cfg.min_free_abs, cfg.min_free_avg, growth)
+    deleted: list[str] = []
+    while True:
+        st = os.statvfs(cfg.repository)
+        free = st.f_bavail * st.f_frsize
+        if free >= required:
+            return deleted
+        good = {
+            h: [a.name for a in HostRepo(cfg.repository, h).good()] for h in hosts(cfg.repository)
+        }
+        victim = space.next_victim(good, cfg.min_keep)
+        if victim is None:
+            raise errors.NoSpace(
+                f"need {human_size(required)} free in {cfg.repository}, have {human_size(free)}"
+                f" after pruning {len(deleted)} snapshot(s); nothing more may go "
+                f"(min_keep = {cfg.min_keep}): add space or lower min_free_abs/min_keep"
+            )
+        out.log(f"low on space: deleting {victim.host}/{victim.name}")
+        HostRepo(cfg.repository, victim.host).delete(victim.name)
+        deleted.append(f"{victim.host}/{victim.name}")
+
+
+def _private_dir() -> str:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = tempfile.mkdtemp(prefix="pullsnap-grab-", dir=base if os.path.isdir(base) else None)
+    os.chmod(path, 0o700)
+    return path
+
+
+def check_repository(cfg: GrabberConfig) -> None:
+    try:
+        st = os.stat(cfg.repository)
+    except FileNotFoundError:
+        raise errors.RunFailed(
+            f"repository {cfg.repository} does not exist: create it owned by the grabber user, "
+            "mode 0700"
+        ) from None
+    if st.st_uid != os.geteuid() or not os.access(cfg.repository, os.W_OK | os.X_OK):
+        raise errors.RunFailed(f"repository {cfg.repository} is not owned and writable by us")
+
+
+def pull_once(
+    cfg: GrabberConfig,
+    host_name: str,
+    peer: str,
+    h: Handoff,
+    out: Reporter,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> dict[str, Any]:
+    """Everything after a valid handoff; returns the result for the initiator."""
+    mode = receiver_mode(cfg)
+    private = _private_dir()
+    try:
+        with agent.one_time_agent(h.client_key, private, cfg.ssh_agent, cfg.ssh_add) as key:
+            known_hosts = os.path.join(private, "known_hosts")
+            with open(known_hosts, "w", encoding="ascii") as f:
+                f.write(pull.known_hosts_line(h.host_key))
+            connect = pull.ConnectBack(
+                user=h.user,
+                address=peer,
+                port=h.port,
+                known_hosts=known_hosts,
+                public_key_file=key.public_file,
+                agent_socket=key.socket,
+                connect_timeout=cfg.connect_timeout,
+            )
+            if h.probe:
+                return _probe(cfg, connect, h, private, mode, out)
+            check_repository(cfg)
+            host = HostRepo(cfg.repository, host_name)
+            started = now()
+            holder = {"pid": os.getpid(), "since": iso(started)}
+            with host.lock(holder):
+                return _locked_pull(cfg, host, connect, h, key.fingerprint, mode, out, now)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _probe(cfg, connect, h, private, mode, out) -> dict[str, Any]:
+    target = os.path.join(private, "probe")
+    os.mkdir(target, 0o700)
+    spec = pull.PullSpec(
+        rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths, target=target,
+        excludes=("*",), mode=mode, timeout=cfg.rsync_timeout, dry_run=True,
+    )  # fmt: skip
+    result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
+                            rsync_preexec(mode), cfg.rsync_timeout * 4)  # fmt: skip
+    state, code, message = pull.judge(result)
+    return {"status": "probe-ok" if code == errors.OK else state, "exit": code,
+            "message": message or "handshake and gate check passed", "mode": mode}  # fmt: skip
+
+
+def _rsync_env() -> dict[str, str]:
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, out, now):
+    for line in host.recover():
+        out.log(line)
+    host.empty_trash()
+    deleted = guard_space(cfg, host, out)
+    base = host.newest_good()
+    link_dests = ([host.tree(base.name)] if base else []) + host.reusable_trees()
+    started = now()
+    name = host.new_name(started)
+    record: dict[str, Any] = {
+        "state": "running",
+        "begin": iso(started),
+        "pid": os.getpid(),
+        "mode": mode,
+        "paths": list(h.paths),
+        "excludes": list(h.excludes),
+        "link_dest": [os.path.basename(p) for p in link_dests],
+        "initiator": {"address": connect.address, "port": connect.port, "user": h.user},
+        "key_fingerprint": fingerprint,
+        "grabber": socket.gethostname(),
+        "versions": {"pullsnap": pullsnap.__version__},
+        "pruned_before": deleted,
+    }
+    host.write_record(name, record)
+    os.mkdir(host.incomplete(name), 0o700)
+    spec = pull.PullSpec(
+        rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths,
+        target=host.incomplete(name), link_dests=tuple(link_dests), excludes=h.excludes,
+        mode=mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
+    )  # fmt: skip
+    out.log(f"pulling {', '.join(h.paths)} into {host.host}/{name} ({mode})")
+    result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
+                            rsync_preexec(mode), cfg.run_timeout)  # fmt: skip
+    state, code, message = pull.judge(result)
+    ended = now()
+    record.update(
+        state=state,
+        end=iso(ended),
+        seconds=round(result.seconds, 3),
+        rsync_exit=result.exit_code,
+        stats=result.stats,
+        message=message,
+        errors=result.errors[-20:],
+    )
+    record.pop("pid", None)
+    host.write_record(name, record)
+    if state in ("complete", "partial"):
+        host.publish(name)
+        for tree in link_dests[1:]:
+            host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
+    return {
+        "status": state,
+        "exit": code,
+        "message": message,
+        "snapshot": name,
+        "host": host.host,
+        "files": result.stats.get("files", 0),
+        "transferred": result.stats.get("transferred_size", 0),
+        "added": result.stats.get("transferred_size", 0),
+        "total": result.stats.get("total_size", 0),
+        "seconds": round(result.seconds, 3),
+        "mode": mode,
+        "link_dest": record["link_dest"],
+    }
+
+
+def serve(argv: list[str], environ: Mapping[str, str], stdin_fd: int, stdout: TextIO) -> int:
+    """The login-shell entry point; returns the exit status."""
+    out = Reporter(stdout)
+    try:
+        bound = binding.binding_from_login(argv, environ)
+        cfg = load_grabber(bound.config or DEFAULT_GRABBER_CONFIG)
+        peer = binding.peer_address(environ)
+        h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
+        result = pull_once(cfg, bound.host, peer, h, out)
+    except OSError as e:
+        return _fail(out, errors.RunFailed(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
+    except errors.PullsnapError as e:
+        return _fail(out, e)
+    out.emit(report.result_line(result))
+    return int(result["exit"])
+
+
+def _fail(out: Reporter, e: errors.PullsnapError) -> int:
+    with contextlib.suppress(BrokenPipeError):
+        print(f"grabber error: {e}", file=sys.stderr, flush=True)
+    status = "refused" if e.exit_code == errors.REFUSED else "failed"
+    out.emit(report.result_line({"status": status, "exit": e.exit_code, "message": str(e)}))
+    return e.exit_code

@@ -1,0 +1,134 @@
+"""The one-shot door: a listening socket that lets exactly one allowed peer in.
+
+    grabber ──TCP──> [listening socket] ──accept()──> peer allowed?
+                                                       no:  close at once (RST),
+                                                            before one SSH byte
+                                                       yes: stop listening,
+                                                            fd ──> sshd -i
+                                                                   (fd 0 and 1)
+
+A plain socket rather than `listenTCP`: the accepted socket is handed to a
+child, and a Twisted transport would shut it down when we close our copy.
+`close()` on our copy leaves the child's copy open (socket(7)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python import failure
+
+from pullsnap.errors import Timeout
+
+
+def normalise_address(address: str) -> str:
+    """Canonical text of an IP address; IPv4-mapped IPv6 becomes IPv4."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def listen_family(address: str) -> socket.AddressFamily:
+    if address and ipaddress.ip_address(address).version == 6:
+        return socket.AF_INET6
+    return socket.AF_INET
+
+
+class Door:
+    """Listen on (address, port); `accept_one` yields the first allowed peer."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: str,
+        port: int,
+        allow: Iterable[str],
+        on_stranger: Callable[[str], None] = lambda peer: None,
+    ) -> None:
+        self.reactor = reactor
+        self.allow = frozenset(normalise_address(a) for a in allow)
+        self.on_stranger = on_stranger
+        self.strangers: list[str] = []
+        family = listen_family(address)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.bind((address or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self._waiting: defer.Deferred[socket.socket] | None = None
+        self._timer: Any = None
+        self._reading = False
+
+    # IReadDescriptor, so the reactor tells us when a connection is pending.
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "pullsnap-door"
+
+    def connectionLost(self, reason: failure.Failure) -> None:
+        self.close()
+
+    def doRead(self) -> None:
+        while self._waiting is not None:
+            try:
+                conn, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            address = normalise_address(peer[0])
+            if address not in self.allow:
+                self._reject(conn, address)
+                continue
+            waiting, self._waiting = self._waiting, None
+            self.close()
+            conn.setblocking(True)
+            waiting.callback(conn)
+            return
+
+    def _reject(self, conn: socket.socket, address: str) -> None:
+        # SO_LINGER 0: close sends RST, so the stranger gets no banner and
+        # no orderly end either (socket(7)).
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        self.strangers.append(address)
+        self.on_stranger(address)
+
+    def accept_one(self, timeout: float) -> defer.Deferred[socket.socket]:
+        """Fire with the first connection from an allowed address."""
+        self._waiting = defer.Deferred()
+        self._timer = self.reactor.callLater(timeout, self._expire, timeout)
+        self.reactor.addReader(self)
+        self._reading = True
+        return self._waiting
+
+    def _expire(self, timeout: float) -> None:
+        waiting, self._waiting = self._waiting, None
+        self.close()
+        if waiting is not None:
+            waiting.errback(
+                failure.Failure(
+                    Timeout(f"the backup host did not connect back within {timeout:g} s")
+                )
+            )
+
+    def close(self) -> None:
+        if self._reading:
+            self.reactor.removeReader(self)
+            self._reading = False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self.sock.fileno() >= 0:
+            self.sock.close()

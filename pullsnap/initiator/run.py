@@ -1,0 +1,362 @@
+"""One backup run for one destination, orchestrated with Twisted.
+
+initiator                                   backup host
+─────────                                   ───────────
+Door.listen(addr, 0) ── port ─┐
+ssh-keygen host key           │
+ssh-keygen ─FIFO─> client key │
+ssh user@vault pullsnap ──────┴─ stdin: handoff ──> grabber
+     stdout <── progress / log / result lines ────  │
+                                                    │ ssh back to port
+Door.accept_one() <── TCP from allowed address ─────┘
+  └─> sshd -i -f run/sshd_config   (fd 0,1 = the socket)
+        └─> $SHELL -c gate ──exec──> rsync --server --sender
+ssh ends: its exit status is the grabber's verdict; sshd, door and the
+run directory are torn down whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python import failure
+
+from pullsnap import caps, errors, handoff, report
+from pullsnap.config import Destination, InitiatorConfig
+from pullsnap.initiator import children, keys, sshd
+from pullsnap.initiator.door import Door
+
+LOGIN_COMMAND = "pullsnap"
+
+
+@dataclass
+class Outcome:
+    """What one destination's run came to."""
+
+    destination: str
+    code: int = errors.FAILED
+    message: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Where a run reports while it goes (the CLI decides how to show it)."""
+
+    progress: Callable[[str, report.Progress], None] = lambda dest, p: None
+    log: Callable[[str, str], None] = lambda dest, text: None
+
+
+def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) -> str:
+    """Where the private run directory goes: config, systemd, XDG, tmpfs, /tmp."""
+    env = os.environ if environ is None else environ
+    for candidate in (
+        cfg.runtime_dir,
+        env.get("RUNTIME_DIRECTORY", "").split(":")[0],
+        env.get("XDG_RUNTIME_DIR", ""),
+        "/dev/shm",
+        tempfile.gettempdir(),
+    ):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    raise errors.RunFailed("no writable runtime directory (set runtime_dir in the config)")
+
+
+def resolve_allowed(dest: Destination) -> tuple[str, ...]:
+    """The addresses the grabber may connect back from."""
+    if dest.allow_from:
+        return dest.allow_from
+    try:
+        infos = socket.getaddrinfo(dest.host, dest.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise errors.Unreachable(f"cannot resolve {dest.host}: {e.strerror}") from None
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def ssh_argv(cfg: InitiatorConfig, dest: Destination, connect_timeout: float) -> list[str]:
+    """The call to the backup host; its stdin carries the handoff."""
+    return [
+        cfg.ssh,
+        "-T",
+        "-x",
+        "-a",
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"IdentityFile={dest.identity_file}",
+        "-o", f"UserKnownHostsFile={dest.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
+        "-o", "ServerAliveInterval=30",
+        "-o", "ServerAliveCountMax=4",
+        "-o", "ClearAllForwardings=yes",
+        "-o", "ForwardAgent=no",
+        "-o", "RequestTTY=no",
+        "-o", "PermitLocalCommand=no",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-o", "LogLevel=ERROR",
+        "-p", str(dest.port),
+        "-l", dest.user,
+        "--",
+        dest.host,
+        LOGIN_COMMAND,
+    ]  # fmt: skip
+
+
+def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:
+    return [cfg.sshd, "-i", "-e", "-f", config_path]
+
+
+def rsync_supports_confine_root(rsync: str) -> bool:
+    """rsync >= 3.5 bounds server-side merge-file opens with --confine-root."""
+    import subprocess
+
+    try:
+        out = subprocess.run([rsync, "--help"], capture_output=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"--confine-root" in out
+
+
+@dataclass
+class _Run:
+    reactor: Any
+    cfg: InitiatorConfig
+    dest: Destination
+    hooks: Hooks
+    probe: bool
+    confine_root: bool
+    outcome: Outcome
+    run_dir: str = ""
+    door: Door | None = None
+    sshd_proto: children.CollectingProtocol | None = None
+    ssh_proto: children.CollectingProtocol | None = None
+    door_error: Exception | None = None
+
+    def log(self, text: str) -> None:
+        self.outcome.log.append(text)
+        self.hooks.log(self.dest.name, text)
+
+    @defer.inlineCallbacks
+    def go(self):
+        cfg, dest = self.cfg, self.dest
+        allow = resolve_allowed(dest)
+        self.run_dir = tempfile.mkdtemp(prefix="pullsnap-", dir=runtime_base(cfg))
+        os.chmod(self.run_dir, 0o700)
+        self.door = Door(
+            self.reactor,
+            cfg.listen_address,
+            cfg.listen_port,
+            allow,
+            on_stranger=lambda peer: self.log(f"refused a connection from {peer} (not allowed)"),
+        )
+        host_public = yield keys.make_host_key(
+            self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout
+        )
+        client = yield keys.make_client_key(
+            self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout
+        )
+        self._write_sshd_files(client.public, allow)
+        message = handoff.encode(
+            handoff.Handoff(
+                client_key=client.private.decode("ascii"),
+                host_key=host_public,
+                port=self.door.port,
+                user=_login_name(),
+                paths=dest.sources,
+                excludes=dest.excludes,
+                probe=self.probe,
+            )
+        )
+        accepted = self.door.accept_one(self.cfg.connect_back_timeout)
+        accepted.addCallback(self._start_sshd)
+        accepted.addErrback(self._door_failed)
+        finished = yield self._call_backup_host(message)
+        if self.door_error is not None and not self.outcome.result:
+            raise self.door_error
+        yield self._finish_sshd()
+        self._judge(finished)
+
+    def _door_failed(self, reason: failure.Failure) -> None:
+        # Nobody came back in time: end the call so the run fails promptly.
+        self.door_error = reason.value
+        self.log(str(reason.value))
+        if self.ssh_proto is not None:
+            self.ssh_proto.kill()
+
+    def _write_sshd_files(self, client_public: str, allow: tuple[str, ...]) -> None:
+        gate = sshd.GateCommand(
+            python=sys.executable,
+            roots=self.dest.sources,
+            rsync=self.cfg.rsync,
+            nice=self.cfg.nice,
+            ionice=self.cfg.ionice,
+            log=os.path.join(self.run_dir, "gate.log"),
+            confine_root=self.confine_root,
+        )
+        authorized = os.path.join(self.run_dir, "authorized_keys")
+        config = sshd.DoorConfig(
+            user=_login_name(),
+            host_key=os.path.join(self.run_dir, "host_key"),
+            authorized_keys=authorized,
+            gate=gate,
+        )
+        _write_private(
+            authorized, sshd.authorized_keys_line(client_public, allow, gate.shell_line())
+        )
+        _write_private(os.path.join(self.run_dir, "sshd_config"), sshd.sshd_config(config))
+
+    def _start_sshd(self, conn: socket.socket) -> None:
+        self.log(f"connect-back from {conn.getpeername()[0]}")
+        argv = sshd_argv(self.cfg, os.path.join(self.run_dir, "sshd_config"))
+        self.sshd_proto = children.CollectingProtocol(argv, on_stderr_line=self._sshd_line)
+        fd = conn.fileno()
+        # The sender rsync needs CAP_DAC_READ_SEARCH; raise it ambient only
+        # for this fork so no other child inherits it.
+        with caps.ambient(caps.INITIATOR_CAPS if caps.have(caps.INITIATOR_CAPS) else ()):
+            children.spawn(
+                self.reactor,
+                self.sshd_proto,
+                children.with_pdeathsig(argv),
+                children.child_env(),
+                path="/",
+                child_fds={0: fd, 1: fd, 2: "r"},
+            )
+        conn.close()
+
+    def _sshd_line(self, line: str) -> None:
+        if line.strip():
+            self.log(f"sshd: {line.strip()}")
+
+    def _call_backup_host(self, message: bytes) -> defer.Deferred:
+        argv = ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout)
+        self.ssh_proto = children.CollectingProtocol(
+            argv, stdin=message, on_stdout_line=self._grabber_line, on_stderr_line=self._ssh_err
+        )
+        children.spawn(
+            self.reactor,
+            self.ssh_proto,
+            children.with_pdeathsig(argv),
+            children.child_env(HOME=os.environ.get("HOME", "/")),
+            path="/",
+        )
+        return self.ssh_proto.ended
+
+    def _grabber_line(self, line: str) -> None:
+        kind, value = report.parse_line(line)
+        if kind == report.PROGRESS:
+            self.hooks.progress(self.dest.name, value)
+        elif kind == report.RESULT:
+            self.outcome.result = value
+        elif value.strip():
+            self.log(f"grabber: {value}")
+
+    def _ssh_err(self, line: str) -> None:
+        if line.strip():
+            self.log(f"ssh: {line.strip()}")
+
+    @defer.inlineCallbacks
+    def _finish_sshd(self):
+        if self.door is not None:
+            self.door.close()
+        proto = self.sshd_proto
+        if proto is None:
+            return
+        if not proto.ended.called:
+            proto.kill(15)
+            yield children.deadline(
+                self.reactor, proto.ended, 5, "sshd exit", proto.kill
+            ).addErrback(lambda f: None)
+
+    def _judge(self, finished: children.Finished) -> None:
+        result = self.outcome.result
+        if result:
+            code = result.get("exit")
+            self.outcome.code = code if code in errors.EXIT_NAMES else errors.FAILED
+            self.outcome.message = str(result.get("message", ""))
+            return
+        if finished.code == 255:
+            self.outcome.code = errors.UNREACHABLE
+            self.outcome.message = finished.stderr_tail() or "ssh to the backup host failed"
+        else:
+            tail = finished.stderr_tail()
+            self.outcome.code = (
+                finished.code if finished.code in errors.EXIT_NAMES else errors.FAILED
+            )
+            if self.outcome.code == errors.OK:
+                self.outcome.code = errors.FAILED
+            self.outcome.message = tail or f"the grabber ended with status {finished.code}"
+
+    def kill_all(self) -> None:
+        for proto in (self.ssh_proto, self.sshd_proto):
+            if proto is not None and not proto.ended.called:
+                proto.kill()
+        if self.door is not None:
+            self.door.close()
+
+    def cleanup(self) -> None:
+        self.kill_all()
+        gate_log = os.path.join(self.run_dir, "gate.log") if self.run_dir else ""
+        if gate_log and os.path.exists(gate_log):
+            with open(gate_log, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    self.log(f"gate: {line.strip()}")
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _login_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _write_private(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+@defer.inlineCallbacks
+def run_destination(
+    reactor: Any,
+    cfg: InitiatorConfig,
+    dest: Destination,
+    hooks: Hooks = Hooks(),
+    probe: bool = False,
+    confine_root: bool = True,
+):
+    """Run one destination to its end; never raises, returns an Outcome."""
+    started = time.monotonic()
+    outcome = Outcome(destination=dest.name)
+    run = _Run(reactor, cfg, dest, hooks, probe, confine_root, outcome)
+    try:
+        yield children.deadline(
+            reactor, run.go(), cfg.run_timeout, "the whole run", on_expiry=run.kill_all
+        )
+    except errors.PullsnapError as e:
+        outcome.code = e.exit_code
+        outcome.message = str(e)
+        if outcome.result:
+            # The grabber already said what went wrong; keep its verdict.
+            outcome.code = outcome.result.get("exit", outcome.code)
+            outcome.message = str(outcome.result.get("message", outcome.message))
+    except OSError as e:
+        outcome.code = errors.FAILED
+        outcome.message = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    finally:
+        run.cleanup()
+        outcome.seconds = time.monotonic() - started
+    return outcome

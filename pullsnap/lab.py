@@ -1,0 +1,269 @@
+"""Both roles on one machine over loopback: the demo's and the tests' setup.
+
+    base/                       0755, everything the lab makes
+      sshd/                     the backup host's sshd (root, 127.0.0.1:PORT)
+      home-g/.ssh/authorized_keys   the grabber user's bound keys
+      home-i/                   the initiator user's home
+      initiator/                login key + known_hosts of the initiator user
+      repo/                     the repository, 0700, grabber user's
+      initiator.toml grabber.toml
+
+Needs root (it creates two system users and runs sshd).  `Lab.close()`
+stops sshd and removes the users; `remove_base` also removes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SSHD = "/usr/sbin/sshd"
+
+
+def _run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), check=True, capture_output=True, **kwargs)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def make_user(name: str, home: str, shell: str) -> pwd.struct_passwd:
+    """A system user with its own group, no password ("*": locked for passwords
+    but not for keys; "!" would make sshd refuse the account)."""
+    _run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", home,
+          "--shell", shell, "--password", "*", name])  # fmt: skip
+    return pwd.getpwnam(name)
+
+
+def remove_user(name: str) -> None:
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    subprocess.run(["groupdel", name], capture_output=True, check=False)
+
+
+def chown_tree(path: str, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for entry in dirs + files:
+            os.lchown(os.path.join(root, entry), uid, gid)
+
+
+def write(path: str, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    if owner is not None:
+        os.chown(path, *owner)
+    return path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def toml_table(values: Mapping[str, Any]) -> str:
+    return "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
+
+
+@dataclass
+class Sshd:
+    """The backup host's sshd: root, loopback only, our own config."""
+
+    directory: str
+    allow_users: Sequence[str]
+    port: int = 0
+    process: subprocess.Popen | None = None
+    host_public: str = ""
+
+    def start(self) -> None:
+        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
+        key = os.path.join(self.directory, "host_key")
+        if not os.path.exists(key):
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key])
+        with open(key + ".pub", encoding="ascii") as f:
+            self.host_public = " ".join(f.read().split()[:2])
+        self.port = self.port or free_port()
+        config = write(os.path.join(self.directory, "sshd_config"), "\n".join([
+            f"ListenAddress 127.0.0.1:{self.port}",
+            f"HostKey {key}",
+            "PidFile none",
+            "AuthorizedKeysFile .ssh/authorized_keys",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "PermitRootLogin no",
+            f"AllowUsers {' '.join(self.allow_users)}",
+            "StrictModes yes",
+            "LogLevel VERBOSE",
+            "MaxStartups 64:30:128",
+            "",
+        ]))  # fmt: skip
+        log = open(os.path.join(self.directory, "sshd.log"), "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", config], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd exited; see {self.directory}/sshd.log")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {self.host_public}\n"
+
+
+@dataclass
+class Lab:
+    base: str
+    venv_bin: str = field(default_factory=lambda: os.path.dirname(sys.executable))
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    grabber_shell: str = ""
+    initiator_user: str = ""
+    grabber_user: str = ""
+    sshd: Sshd | None = None
+    users: list[str] = field(default_factory=list)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.base, *parts)
+
+    # setup
+
+    def setup(self, grabber_shell: str | None = None) -> Lab:
+        """Start clean: whatever an earlier lab left in `base` goes."""
+        shutil.rmtree(self.base, ignore_errors=True)
+        os.makedirs(self.base)
+        os.chmod(self.base, 0o755)
+        self.initiator_user = self.initiator_user or f"psi-{self.tag}"
+        self.grabber_user = self.grabber_user or f"psg-{self.tag}"
+        self.grabber_shell = grabber_shell or os.path.join(self.venv_bin, "grabber")
+        for d in ("home-i", "home-g", "home-g/.ssh", "initiator"):
+            os.makedirs(self.path(d), mode=0o755, exist_ok=True)
+        ini = make_user(self.initiator_user, self.path("home-i"), "/bin/sh")
+        self.users.append(self.initiator_user)
+        grb = make_user(self.grabber_user, self.path("home-g"), self.grabber_shell)
+        self.users.append(self.grabber_user)
+        os.chown(self.path("home-i"), ini.pw_uid, ini.pw_gid)
+        os.chmod(self.path("initiator"), 0o700)
+        os.chown(self.path("initiator"), ini.pw_uid, ini.pw_gid)
+        key = self.path("initiator", "id_ed25519")
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pullsnap-login", "-f", key])
+        os.chown(key, ini.pw_uid, ini.pw_gid)
+        os.chown(key + ".pub", ini.pw_uid, ini.pw_gid)
+        os.makedirs(self.path("repo"), mode=0o700, exist_ok=True)
+        os.chown(self.path("repo"), grb.pw_uid, grb.pw_gid)
+        self.sshd = Sshd(self.path("sshd"), [self.grabber_user])
+        self.sshd.start()
+        write(self.path("initiator", "known_hosts"), self.sshd.known_hosts_line(), 0o644,
+              (ini.pw_uid, ini.pw_gid))  # fmt: skip
+        return self
+
+    def initiator_pw(self) -> pwd.struct_passwd:
+        return pwd.getpwnam(self.initiator_user)
+
+    def grabber_pw(self) -> pwd.struct_passwd:
+        return pwd.getpwnam(self.grabber_user)
+
+    def login_public_key(self) -> str:
+        with open(self.path("initiator", "id_ed25519.pub"), encoding="ascii") as f:
+            return f.read().strip()
+
+    # configuration
+
+    def write_grabber_config(self, name: str = "grabber.toml", **values: Any) -> str:
+        settings = {"repository": self.path("repo"), "min_free_abs": "1M", **values}
+        return write(self.path(name), toml_table(settings))
+
+    def authorize(self, lines: Iterable[tuple[str, str]]) -> None:
+        """Replace authorized_keys with bound lines: (host, grabber config path)."""
+        from pullsnap.grabber.binding import authorized_keys_line
+
+        text = "".join(authorized_keys_line(h, self.login_public_key(), c) for h, c in lines)
+        pw = self.grabber_pw()
+        write(self.path("home-g", ".ssh", "authorized_keys"), text, 0o600, (pw.pw_uid, pw.pw_gid))
+
+    def write_raw_authorized_keys(self, text: str) -> None:
+        pw = self.grabber_pw()
+        write(self.path("home-g", ".ssh", "authorized_keys"), text, 0o600, (pw.pw_uid, pw.pw_gid))
+
+    def write_initiator_config(
+        self,
+        sources: Sequence[str],
+        excludes: Sequence[str] = (),
+        name: str = "initiator.toml",
+        destination: Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> str:
+        assert self.sshd is not None
+        top = {"user": self.initiator_user, "listen_address": "127.0.0.1",
+               "keygen_timeout": 20, "connect_back_timeout": 30, **values}  # fmt: skip
+        dest = {
+            "name": "lab",
+            "host": "127.0.0.1",
+            "port": self.sshd.port,
+            "user": self.grabber_user,
+            "identity_file": self.path("initiator", "id_ed25519"),
+            "known_hosts": self.path("initiator", "known_hosts"),
+            "allow_from": ["127.0.0.1"],
+            "sources": list(sources),
+            "excludes": list(excludes),
+            **(destination or {}),
+        }
+        return write(self.path(name), toml_table(top) + "\n[[destination]]\n" + toml_table(dest))
+
+    def initiator(self, *args: str, timeout: float = 300, env: Mapping[str, str] | None = None,
+                  prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:  # fmt: skip
+        argv = [*prefix, os.path.join(self.venv_bin, "initiator"), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=dict(env) if env is not None else None, check=False)  # fmt: skip
+
+    def grabber(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        argv = [os.path.join(self.venv_bin, "grabber"), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    # teardown
+
+    def close(self) -> None:
+        if self.sshd is not None:
+            self.sshd.stop()
+        for name in self.users:
+            remove_user(name)
+        self.users.clear()
+
+    def remove_base(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -133,3 +133,9 @@ class Partial(PullsnapError):
     """{}"""
 
     exit_code = PARTIAL
+
+
+class CapabilityError(PullsnapError):
+    """capabilities: {}"""
+
+    exit_code = FAILED

@@ -156,6 +156,7 @@ class Lab:
     grabber_shell: str = ""
     initiator_user: str = ""
     grabber_user: str = ""
+    plain_user: str = ""  # a /bin/sh account on the backup sshd, for stand-ins
     sshd: Sshd | None = None
     users: list[str] = field(default_factory=list)
 
@@ -171,13 +172,16 @@ class Lab:
         os.chmod(self.base, 0o755)
         self.initiator_user = self.initiator_user or f"psi-{self.tag}"
         self.grabber_user = self.grabber_user or f"psg-{self.tag}"
+        self.plain_user = self.plain_user or f"psx-{self.tag}"
         self.grabber_shell = grabber_shell or os.path.join(self.venv_bin, "grabber")
-        for d in ("home-i", "home-g", "home-g/.ssh", "initiator"):
+        for d in ("home-i", "home-g", "home-g/.ssh", "home-x", "home-x/.ssh", "initiator"):
             os.makedirs(self.path(d), mode=0o755, exist_ok=True)
         ini = make_user(self.initiator_user, self.path("home-i"), "/bin/sh")
         self.users.append(self.initiator_user)
         grb = make_user(self.grabber_user, self.path("home-g"), self.grabber_shell)
         self.users.append(self.grabber_user)
+        make_user(self.plain_user, self.path("home-x"), "/bin/sh")
+        self.users.append(self.plain_user)
         os.chown(self.path("home-i"), ini.pw_uid, ini.pw_gid)
         os.chmod(self.path("initiator"), 0o700)
         os.chown(self.path("initiator"), ini.pw_uid, ini.pw_gid)
@@ -187,7 +191,7 @@ class Lab:
         os.chown(key + ".pub", ini.pw_uid, ini.pw_gid)
         os.makedirs(self.path("repo"), mode=0o700, exist_ok=True)
         os.chown(self.path("repo"), grb.pw_uid, grb.pw_gid)
-        self.sshd = Sshd(self.path("sshd"), [self.grabber_user])
+        self.sshd = Sshd(self.path("sshd"), [self.grabber_user, self.plain_user])
         self.sshd.start()
         write(self.path("initiator", "known_hosts"), self.sshd.known_hosts_line(), 0o644,
               (ini.pw_uid, ini.pw_gid))  # fmt: skip
@@ -217,9 +221,22 @@ class Lab:
         pw = self.grabber_pw()
         write(self.path("home-g", ".ssh", "authorized_keys"), text, 0o600, (pw.pw_uid, pw.pw_gid))
 
-    def write_raw_authorized_keys(self, text: str) -> None:
-        pw = self.grabber_pw()
-        write(self.path("home-g", ".ssh", "authorized_keys"), text, 0o600, (pw.pw_uid, pw.pw_gid))
+    def write_raw_authorized_keys(self, text: str, user: str | None = None) -> None:
+        pw = pwd.getpwnam(user or self.grabber_user)
+        home = "home-x" if pw.pw_name == self.plain_user else "home-g"
+        write(self.path(home, ".ssh", "authorized_keys"), text, 0o600, (pw.pw_uid, pw.pw_gid))
+
+    def ssh_to_backup_host(
+        self, stdin: bytes, command: str = "pullsnap", user: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        """What the initiator's ssh call does, with any stdin: for hostile handoffs."""
+        assert self.sshd is not None
+        argv = ["ssh", "-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-i", self.path("initiator", "id_ed25519"),
+                "-o", f"UserKnownHostsFile={self.path('initiator', 'known_hosts')}",
+                "-o", "StrictHostKeyChecking=yes", "-p", str(self.sshd.port),
+                "-l", user or self.grabber_user, "127.0.0.1", command]  # fmt: skip
+        return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
 
     def write_initiator_config(
         self,

@@ -107,6 +107,11 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         "-aHAX",
         "--numeric-ids",
         "--relative",
+        # rsync compares whole seconds by default (rsync(1) --modify-window):
+        # a file rewritten within the same second at the same size would be
+        # hardlinked from the old snapshot, and directory times set in the
+        # same second would not be restored.  -1 compares nanoseconds.
+        "--modify-window=-1",
         f"--{spec.mode}",
         f"--timeout={max(1, int(spec.timeout))}",
         "--stats",

@@ -245,6 +245,8 @@ class GrabberConfig:
     repository: str = _conv(_abspath, default="/srv/pullsnap")
     # "auto": --super when the receiver capabilities are held, else --fake-super.
     super: str = _conv(_choice("auto", "super", "fake-super"), default="auto")
+    # --super without Landlock: the receiver holds DAC_OVERRIDE unconfined.
+    allow_unconfined_super: bool = _conv(_boolean, default=False)
     rsync: str = _conv(_abspath, default="/usr/bin/rsync")
     ssh: str = _conv(_abspath, default="/usr/bin/ssh")
     ssh_agent: str = _conv(_abspath, default="/usr/bin/ssh-agent")

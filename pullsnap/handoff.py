@@ -35,8 +35,8 @@ _HEADER_RE = re.compile(rb"^PULLSNAP-HANDOFF ([0-9]{1,3}) ([0-9]{1,9})\n$")
 _KEY_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
 _KEY_END = "-----END OPENSSH PRIVATE KEY-----\n"
 _BASE64_LINE_RE = re.compile(r"^[A-Za-z0-9+/]{1,76}={0,2}$")
-_HOST_KEY_RE = re.compile(r"^ssh-ed25519 ([A-Za-z0-9+/]{68})$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_HOST_KEY_RE = re.compile(r"^ssh-ed25519 ([A-Za-z0-9+/]{68})\Z")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _GLOB_CHARS = frozenset("*?[")
 # `--exclude` honours rsync's old rule prefixes ("+ ", "- ", "!"), so such a
@@ -191,8 +191,10 @@ def check_host_key(text: str) -> None:
 
 def check_source_path(path: str) -> None:
     """Absolute, normalised, printable, no glob characters."""
-    if not path.startswith("/") or len(path) > MAX_PATH_LEN:
+    if not path.startswith("/"):
         raise HandoffError(f"source path {path!r} is not absolute")
+    if len(path) > MAX_PATH_LEN:
+        raise HandoffError(f"a source path is longer than {MAX_PATH_LEN} characters")
     if _CONTROL_RE.search(path):
         raise HandoffError(f"source path {path!r} contains control characters")
     if _GLOB_CHARS & set(path):

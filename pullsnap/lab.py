@@ -197,6 +197,22 @@ class Lab:
               (ini.pw_uid, ini.pw_gid))  # fmt: skip
         return self
 
+    def use_launcher(self, enabled: bool = True) -> str:
+        """Make the grabber's login shell the capability launcher (--super) or not."""
+        shell = os.path.join(self.venv_bin, "grabber")
+        if enabled:
+            from pullsnap import caps
+            from pullsnap.grabber.launcher import install_launcher
+
+            shell = self.path("libexec", "grabber-launcher")
+            if not os.path.exists(shell):
+                os.makedirs(self.path("libexec"), mode=0o755, exist_ok=True)
+                install_launcher(shell, self.grabber_user, os.path.join(self.venv_bin, "python3"),
+                                 caps.RECEIVER_SUPER_CAPS)  # fmt: skip
+        _run(["usermod", "--shell", shell, self.grabber_user])
+        self.grabber_shell = shell
+        return shell
+
     def initiator_pw(self) -> pwd.struct_passwd:
         return pwd.getpwnam(self.initiator_user)
 

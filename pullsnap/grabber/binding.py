@@ -32,9 +32,9 @@ CLIENT_COMMAND = "pullsnap"
 # A host name is a directory name in the repository: lowercase DNS-ish
 # labels, no leading dot or dash, no "..", no "/", at most 63 characters.
 _HOST_RE = re.compile(
-    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
 )
-_CONFIG_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,1023}$")
+_CONFIG_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,1023}\Z")
 _RESERVED = frozenset({"latest", "lock", "trash"})
 
 

@@ -58,11 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if _is_login_shell(argv):
+        from pullsnap.grabber import receiver
         from pullsnap.grabber.serve import serve
 
+        # Before any thread exists: capabilities are per thread.
+        held = receiver.hold_quietly_at_start()
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _on_signal)
-        return serve(argv, os.environ, sys.stdin.fileno(), sys.stdout)
+        return serve(argv, os.environ, sys.stdin.fileno(), sys.stdout, held)
     parser = build_parser()
     args = parser.parse_args(argv[1:])
     if args.command is None:

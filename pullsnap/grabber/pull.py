@@ -235,6 +235,10 @@ def run_rsync(
         "_return_cmd": True,
         "_timeout": deadline,
         "_timeout_signal": 15,
+        # sh would list /proc/self/fd after our preexec to close inherited
+        # fds, which Landlock (applied in that preexec) forbids.  Python's
+        # own fds are close-on-exec (PEP 446), so nothing leaks without it.
+        "_close_fds": False,
     }
     if preexec is not None:
         kwargs["_preexec_fn"] = preexec

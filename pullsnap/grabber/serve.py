@@ -16,19 +16,16 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-import prctl
-
 import pullsnap
-from pullsnap import caps, errors, report
+from pullsnap import errors, report
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
-from pullsnap.grabber import agent, binding, intake, pull, space
+from pullsnap.grabber import agent, binding, intake, pull, receiver, space
 from pullsnap.grabber.repository import HostRepo, iso
 from pullsnap.handoff import Handoff
 
@@ -52,32 +49,6 @@ class Reporter:
 
     def progress(self, p: report.Progress) -> None:
         self.emit(report.progress_line(p))
-
-
-def receiver_mode(cfg: GrabberConfig) -> str:
-    """`super` when the receiver capabilities are held (or demanded), else `fake-super`."""
-    held = caps.have(caps.RECEIVER_SUPER_CAPS)
-    if cfg.super == "super" and not held:
-        raise errors.RunFailed(
-            'super = "super" but the receiver capabilities are missing: install the '
-            'launcher (grabber install-launcher) or set super = "auto"'
-        )
-    if cfg.super == "fake-super":
-        return "fake-super"
-    return "super" if held else "fake-super"
-
-
-def rsync_preexec(mode: str) -> Callable[[], None]:
-    """Runs in the rsync child between fork and exec."""
-    keep = caps.RECEIVER_SUPER_CAPS if mode == "super" else ()
-
-    def preexec() -> None:
-        # SIGTERM lets rsync remove its temporary file before it goes.
-        prctl.set_pdeathsig(signal.SIGTERM)
-        if keep:
-            caps.raise_ambient(keep)
-
-    return preexec
 
 
 def guard_space(cfg: GrabberConfig, host: HostRepo, out: Reporter) -> list[str]:
@@ -133,10 +104,11 @@ def pull_once(
     peer: str,
     h: Handoff,
     out: Reporter,
+    held: tuple[str, ...] = (),
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> dict[str, Any]:
     """Everything after a valid handoff; returns the result for the initiator."""
-    mode = receiver_mode(cfg)
+    mode = receiver.receiver_mode(cfg, held)
     private = _private_dir()
     try:
         with agent.one_time_agent(h.client_key, private, cfg.ssh_agent, cfg.ssh_add) as key:
@@ -153,26 +125,30 @@ def pull_once(
                 connect_timeout=cfg.connect_timeout,
             )
             if h.probe:
-                return _probe(cfg, connect, h, private, mode, out)
+                return _probe(cfg, connect, h, private, mode, held, out)
             check_repository(cfg)
             host = HostRepo(cfg.repository, host_name)
             started = now()
             holder = {"pid": os.getpid(), "since": iso(started)}
             with host.lock(holder):
-                return _locked_pull(cfg, host, connect, h, key.fingerprint, mode, out, now)
+                return _locked_pull(cfg, host, connect, h, key.fingerprint, mode, held, out, now)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _probe(cfg, connect, h, private, mode, out) -> dict[str, Any]:
+def _probe(cfg, connect, h, private, mode, held, out) -> dict[str, Any]:
     target = os.path.join(private, "probe")
     os.mkdir(target, 0o700)
+    jail = receiver.confine(cfg, mode, held, target, private, h.port, out.log)
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths, target=target,
         excludes=("*",), mode=mode, timeout=cfg.rsync_timeout, dry_run=True,
     )  # fmt: skip
-    result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
-                            rsync_preexec(mode), cfg.rsync_timeout * 4)  # fmt: skip
+    try:
+        result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
+                                jail.preexec(), cfg.rsync_timeout * 4)  # fmt: skip
+    finally:
+        jail.close()
     state, code, message = pull.judge(result)
     return {"status": "probe-ok" if code == errors.OK else state, "exit": code,
             "message": message or "handshake and gate check passed", "mode": mode}  # fmt: skip
@@ -182,7 +158,7 @@ def _rsync_env() -> dict[str, str]:
     return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
-def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, out, now):
+def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, held, out, now):
     for line in host.recover():
         out.log(line)
     host.empty_trash()
@@ -213,8 +189,14 @@ def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, ou
         mode=mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
     )  # fmt: skip
     out.log(f"pulling {', '.join(h.paths)} into {host.host}/{name} ({mode})")
-    result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
-                            rsync_preexec(mode), cfg.run_timeout)  # fmt: skip
+    jail = receiver.confine(
+        cfg, mode, held, host.path, os.path.dirname(connect.known_hosts), h.port, out.log
+    )
+    try:
+        result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
+                                jail.preexec(), cfg.run_timeout)  # fmt: skip
+    finally:
+        jail.close()
     state, code, message = pull.judge(result)
     ended = now()
     record.update(
@@ -248,7 +230,13 @@ def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, ou
     }
 
 
-def serve(argv: list[str], environ: Mapping[str, str], stdin_fd: int, stdout: TextIO) -> int:
+def serve(
+    argv: list[str],
+    environ: Mapping[str, str],
+    stdin_fd: int,
+    stdout: TextIO,
+    held: tuple[str, ...] = (),
+) -> int:
     """The login-shell entry point; returns the exit status."""
     out = Reporter(stdout)
     try:
@@ -256,7 +244,7 @@ def serve(argv: list[str], environ: Mapping[str, str], stdin_fd: int, stdout: Te
         cfg = load_grabber(bound.config or DEFAULT_GRABBER_CONFIG)
         peer = binding.peer_address(environ)
         h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
-        result = pull_once(cfg, bound.host, peer, h, out)
+        result = pull_once(cfg, bound.host, peer, h, out, held)
     except OSError as e:
         return _fail(out, errors.RunFailed(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
     except errors.PullsnapError as e:

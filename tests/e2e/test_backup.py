@@ -152,3 +152,25 @@ def test_without_capability_warns_and_marks_partial(site: Site) -> None:
     assert record["state"] == "partial" and record["rsync_exit"] == 23
     assert not os.path.exists(os.path.join(site.in_snapshot(name), "etc", "shadow"))
     assert os.path.exists(os.path.join(site.in_snapshot(name), "etc", "hosts"))
+
+
+@pytest.fixture
+def launcher(site: Site):
+    site.lab.use_launcher(True)
+    yield
+    site.lab.use_launcher(False)
+
+
+def test_super_snapshot_matches_source_exactly(site: Site, launcher: None) -> None:
+    """Through the capability launcher the receiver runs --super: owners,
+    setuid bits, devices, ACLs, xattrs and file capabilities land as they are."""
+    make_rich_tree(site.src)
+    done = site.run()
+    assert done.returncode == errors.OK, done.stderr
+    [name] = site.snapshots()
+    assert _record(site, name)["mode"] == "super"
+    assert differences(site.src, site.in_snapshot(name)) == []
+    second = site.run()
+    assert second.returncode == errors.OK, second.stderr
+    first, again = site.snapshots()
+    assert _regular_inodes(site.in_snapshot(first)) == _regular_inodes(site.in_snapshot(again))

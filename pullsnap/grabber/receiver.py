@@ -1,0 +1,96 @@
+"""The receiving rsync's privileges and confinement.
+
+    grabber (login shell, via the launcher: receiver caps permitted, not effective)
+      fork ── child: pdeathsig, Landlock (write only <repo>/<host>/), caps ambient
+              exec rsync --super ...      (ambient caps survive no_new_privs)
+              └─ exec ssh (same confinement, connect only to the handoff's port)
+
+Without the launcher the grabber holds nothing and rsync uses --fake-super;
+Landlock still applies, because a sender that subverts the receiver would
+otherwise reach every other host's snapshots (they belong to the same user).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import prctl
+
+from pullsnap import caps, landlock
+from pullsnap.config import GrabberConfig
+from pullsnap.errors import RunFailed
+
+
+def held_receiver_caps() -> tuple[str, ...]:
+    """The receiver capabilities this process was started with (permitted)."""
+    permitted = caps.read_state().permitted
+    return tuple(c for c in caps.RECEIVER_SECURITY_XATTR_CAPS if c in permitted)
+
+
+def hold_quietly_at_start() -> tuple[str, ...]:
+    """Called first thing by the login shell: keep receiver caps, make none effective."""
+    held = held_receiver_caps()
+    if caps.read_state().permitted:
+        caps.hold_quietly(held)
+    return held
+
+
+def receiver_mode(cfg: GrabberConfig, held: tuple[str, ...]) -> str:
+    """`super` when the receiver capabilities are held (or demanded), else `fake-super`."""
+    complete = all(c in held for c in caps.RECEIVER_SUPER_CAPS)
+    if cfg.super == "super" and not complete:
+        raise RunFailed(
+            'super = "super" but the receiver capabilities are missing: install the launcher '
+            '(see README "--super") or set super = "auto"'
+        )
+    if cfg.super == "fake-super" or not complete:
+        return "fake-super"
+    return "super"
+
+
+@dataclass(frozen=True)
+class Confined:
+    """What the rsync child does between fork and exec."""
+
+    prepared: landlock.Prepared | None
+    ambient: tuple[str, ...]
+
+    def preexec(self) -> Callable[[], None]:
+        prepared, ambient = self.prepared, self.ambient
+
+        def run_in_child() -> None:
+            # SIGTERM lets rsync remove its temporary file before it goes.
+            prctl.set_pdeathsig(signal.SIGTERM)
+            if prepared is not None:
+                landlock.enforce(prepared)  # sets no_new_privs first
+            if ambient:
+                caps.raise_ambient(ambient)
+
+        return run_in_child
+
+    def close(self) -> None:
+        if self.prepared is not None:
+            self.prepared.close()
+
+
+def confine(
+    cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
+    port: int, warn: Callable[[str], None],
+) -> Confined:  # fmt: skip
+    """Prepare the child's confinement, or refuse --super without one."""
+    ambient = held if mode == "super" else ()
+    try:
+        rules = landlock.receiver_confinement(
+            host_dir, private_dir, port=port, programs=(cfg.rsync, cfg.ssh)
+        )
+        return Confined(landlock.prepare(rules), ambient)
+    except landlock.LandlockUnavailable as e:
+        if mode == "super" and not cfg.allow_unconfined_super:
+            raise RunFailed(
+                f"Landlock is unavailable ({e}): refusing rsync --super unconfined; "
+                "set allow_unconfined_super = true to accept the risk"
+            ) from None
+        warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
+        return Confined(None, ambient)

@@ -1,0 +1,224 @@
+"""`initiator gate`: sshd's forced command, the effectful half of the gate.
+
+    sshd -i ──$SHELL -c──> gatecmd --root DIR ...   (stdin/stdout: the ssh channel)
+                             │ SSH_ORIGINAL_COMMAND ──gate.parse()──> argv
+                             │ nice, ionice, one JSON line to --log
+                             └──execve(argv, fixed env)──> rsync --server --sender ...
+
+Nothing is written to stdout before the exec: it is rsync's protocol stream.
+Warnings and the one refusal line go to stderr, which the client's rsync
+shows to its user.  With --dry-run the gate prints the argv it would exec as
+one JSON array and exits, so an operator can try a command line by hand:
+
+    SSH_ORIGINAL_COMMAND='rsync --server --sender -re.iLsfxCIvu . /etc' \\
+        initiator gate --dry-run --root /etc
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pullsnap.errors import GateRefused
+from pullsnap.initiator import gate
+
+# rsync gets nothing from the client's environment, only this.
+EXEC_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+# linux/ioprio.h: the class sits above IOPRIO_CLASS_SHIFT, the level below.
+IOPRIO_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_WHO_PROCESS = 1
+# ionice(1) from util-linux uses level 4 when a class is given without one.
+IOPRIO_DEFAULT_LEVEL = 4
+
+# __NR_ioprio_set per architecture (the kernel's syscall tables); Python has
+# no wrapper for it.  A 32-bit userland on a 64-bit kernel reports the
+# kernel's machine name and would get the wrong number, so it is not served.
+IOPRIO_SET_SYSCALL = {
+    "x86_64": 251,
+    "aarch64": 30,
+    "riscv64": 30,
+    "i386": 289,
+    "arm": 314,
+    "ppc64": 273,
+    "s390x": 282,
+}
+MACHINE_ALIASES = {
+    "i486": "i386",
+    "i586": "i386",
+    "i686": "i386",
+    "armv6l": "arm",
+    "armv7l": "arm",
+    "armv8l": "arm",
+    "ppc64le": "ppc64",
+    "arm64": "aarch64",
+}
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The gate's command line, parsed once."""
+
+    policy: gate.GatePolicy
+    dry_run: bool = False
+    nice: int | None = None
+    ionice: str | None = None
+    log: str | None = None
+
+
+def ioprio_value(spec: str) -> int:
+    """`idle`, `none`, `best-effort[:0-7]` or `realtime[:0-7]` as an ioprio value."""
+    name, colon, level_text = spec.partition(":")
+    if name not in IOPRIO_CLASSES or (colon and name in ("none", "idle")):
+        raise ValueError(f"{spec!r} is not none, idle, best-effort[:0-7] or realtime[:0-7]")
+    if name in ("none", "idle"):
+        level = 0
+    elif not colon:
+        level = IOPRIO_DEFAULT_LEVEL
+    elif len(level_text) == 1 and level_text in "01234567":
+        level = int(level_text)
+    else:
+        raise ValueError(f"{spec!r}: the level must be 0-7")
+    return IOPRIO_CLASSES[name] << IOPRIO_CLASS_SHIFT | level
+
+
+def ioprio_syscall(machine: str) -> int | None:
+    return IOPRIO_SET_SYSCALL.get(MACHINE_ALIASES.get(machine, machine))
+
+
+def _absolute(text: str) -> str:
+    if not os.path.isabs(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an absolute path")
+    return text
+
+
+def _nice(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 19:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a nice level 0-19")
+    return int(text)
+
+
+def _ionice(text: str) -> str:
+    try:
+        ioprio_value(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="initiator gate",
+        description="sshd ForceCommand: run only a read-only rsync sender inside the roots.",
+    )
+    p.add_argument("--root", action="append", required=True, type=_absolute, metavar="DIR")
+    p.add_argument("--rsync", default="/usr/bin/rsync", type=_absolute, metavar="PATH")
+    p.add_argument("--dry-run", action="store_true", help="print the argv as JSON, run nothing")
+    p.add_argument("--no-confine-root", action="store_true")
+    p.add_argument("--nice", type=_nice, metavar="N")
+    p.add_argument("--ionice", type=_ionice, metavar="CLASS")
+    p.add_argument("--log", type=_absolute, metavar="FILE")
+    return p
+
+
+def settings_from(argv: Sequence[str]) -> GateSettings:
+    args = _parser().parse_args(argv)
+    policy = gate.GatePolicy(
+        roots=tuple(args.root), rsync=args.rsync, confine_root=not args.no_confine_root
+    )
+    return GateSettings(policy, args.dry_run, args.nice, args.ionice, args.log)
+
+
+def _warn(message: str) -> None:
+    print(f"gate warning: {message}", file=sys.stderr, flush=True)
+
+
+def _set_ioprio(spec: str) -> None:
+    machine = platform.machine()
+    number = ioprio_syscall(machine)
+    if number is None:
+        _warn(f"ionice is not supported on {machine}, skipped")
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    args = (IOPRIO_WHO_PROCESS, 0, ioprio_value(spec))
+    if libc.syscall(ctypes.c_long(number), *(ctypes.c_int(a) for a in args)) == -1:
+        _warn(f"cannot set ionice {spec}: {os.strerror(ctypes.get_errno())}")
+
+
+def _lower_priority(settings: GateSettings) -> None:
+    # Both are inherited across execve (setpriority(2), ioprio_set(2)).
+    if settings.nice is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, settings.nice)
+        except OSError as e:
+            _warn(f"cannot set nice {settings.nice}: {e.strerror}")
+    if settings.ionice is not None:
+        _set_ioprio(settings.ionice)
+
+
+def _append_log(path: str, environ: Mapping[str, str], entry: dict[str, object]) -> None:
+    # O_NOFOLLOW: a symlink planted at the log's name is not written through.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    record = {
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "ssh_connection": environ.get("SSH_CONNECTION", ""),
+        **entry,
+    }
+    fd = os.open(path, flags, 0o600)
+    try:
+        # One write of one line: O_APPEND keeps concurrent lines whole.
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def run(
+    settings: GateSettings,
+    environ: Mapping[str, str],
+    execve: Callable[[str, list[str], dict[str, str]], object] = os.execve,
+) -> int:
+    """Check the command and exec rsync; returns only when nothing was exec'd."""
+    try:
+        argv = gate.parse(environ.get("SSH_ORIGINAL_COMMAND"), settings.policy)
+    except GateRefused as e:
+        if settings.log and not settings.dry_run:
+            # The refusal line below is the one report that must get out.
+            with contextlib.suppress(OSError):
+                _append_log(settings.log, environ, {"refused": str(e)})
+        print(f"gate error: {e}", file=sys.stderr)
+        return 1
+    if settings.dry_run:
+        print(json.dumps(argv))
+        return 0
+    _lower_priority(settings)
+    if settings.log:
+        try:
+            _append_log(settings.log, environ, {"argv": argv})
+        except OSError as e:
+            print(f"gate error: cannot write log {settings.log}: {e.strerror}", file=sys.stderr)
+            return 1
+    try:
+        execve(argv[0], argv, dict(EXEC_ENV))
+    except OSError as e:
+        print(f"gate error: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: the arguments after `initiator gate`."""
+    settings = settings_from(sys.argv[1:] if argv is None else argv)
+    return run(settings, os.environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

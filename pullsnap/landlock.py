@@ -322,3 +322,38 @@ def receiver_confinement(
         executable=(*programs, *ELF_INTERPRETERS),
         connect_tcp_ports=None if port is None else (port,),
     )
+
+
+# --- the sending rsync on the backed-up host ------------------------------------
+#
+# The gate's rsync holds CAP_DAC_READ_SEARCH, so without confinement it could
+# read any file.  The gate checks the paths it is asked for, but filter rules
+# travel inside the rsync protocol: a grabber can name a merge file outside
+# the roots and learn its lines from which files go missing (rsync(1)
+# --confine-root), and a local user could race a symlink into a checked
+# path.  Landlock bounds both: the sender reads only the roots and what rsync
+# itself needs to start, writes nothing but /dev/null and opens no socket.
+
+SENDER_READ_ONLY: tuple[str, ...] = (
+    "/usr/lib",
+    "/usr/lib64",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/passwd",  # uid/gid names, if ever run without --numeric-ids
+    "/etc/group",
+    "/etc/nsswitch.conf",
+)
+
+
+def sender_confinement(roots: Sequence[str], rsync: str) -> Confinement:
+    """Read only the source roots (resolved), execute only rsync, no network."""
+    for path in (*roots, rsync):
+        if not path.startswith("/"):
+            raise LandlockError(f"{path!r} is not an absolute path")
+    return Confinement(
+        read_only=(*SENDER_READ_ONLY, *(os.path.realpath(r) for r in roots)),
+        read_write=("/dev/null",),
+        executable=(rsync, os.path.realpath(rsync), *ELF_INTERPRETERS),
+        connect_tcp_ports=(),
+    )

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pullsnap.errors import GateRefused
+from pullsnap.errors import GateRefused, PullsnapError
 from pullsnap.initiator import gate
 
 # rsync gets nothing from the client's environment, only this.
@@ -182,10 +182,26 @@ def _append_log(path: str, environ: Mapping[str, str], entry: dict[str, object])
         os.close(fd)
 
 
+def confine_sender(policy: gate.GatePolicy) -> None:
+    """Landlock the process about to become the sender (see landlock.py).
+
+    Ambient capabilities survive the exec that follows, although confining
+    sets no_new_privs (prctl(2)).  Without Landlock the gate's own path checks
+    and --confine-root still hold; say so on stderr, which the grabber logs.
+    """
+    from pullsnap import landlock
+
+    try:
+        landlock.restrict_self(landlock.sender_confinement(policy.roots, policy.rsync))
+    except landlock.LandlockUnavailable as e:
+        print(f"gate warning: sender not confined by Landlock ({e})", file=sys.stderr)
+
+
 def run(
     settings: GateSettings,
     environ: Mapping[str, str],
     execve: Callable[[str, list[str], dict[str, str]], object] = os.execve,
+    confine: Callable[[gate.GatePolicy], None] = confine_sender,
 ) -> int:
     """Check the command and exec rsync; returns only when nothing was exec'd."""
     try:
@@ -207,6 +223,11 @@ def run(
         except OSError as e:
             print(f"gate error: cannot write log {settings.log}: {e.strerror}", file=sys.stderr)
             return 1
+    try:
+        confine(settings.policy)
+    except PullsnapError as e:
+        print(f"gate error: cannot confine the sender: {e}", file=sys.stderr)
+        return 1
     try:
         execve(argv[0], argv, dict(EXEC_ENV))
     except OSError as e:

@@ -633,7 +633,7 @@ def test_exec_gets_a_fixed_environment_and_the_log_a_line(tmp_path, root, policy
         "SSH_CONNECTION": "192.0.2.1 5555 192.0.2.2 22",
         "LD_PRELOAD": "/tmp/evil.so",
     }
-    gatecmd.run(settings_, environ, execve=lambda *a: calls.append(a))
+    gatecmd.run(settings_, environ, execve=lambda *a: calls.append(a), confine=lambda p: None)
     [(path, argv, env)] = calls
     assert path == RSYNC and argv == parse(environ["SSH_ORIGINAL_COMMAND"], policy)
     assert env == {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -649,26 +649,69 @@ def test_log_through_a_symlink_is_refused(tmp_path, root, policy, capsys):
     settings_ = gatecmd.GateSettings(policy, log=str(tmp_path / "gate.log"))
     calls = []
     environ = {"SSH_ORIGINAL_COMMAND": sender("-r", f"{root}/etc")}
-    assert gatecmd.run(settings_, environ, execve=lambda *a: calls.append(a)) == 1
+    run = gatecmd.run(settings_, environ, execve=lambda *a: calls.append(a), confine=lambda p: None)
+    assert run == 1
     assert calls == [] and not target.exists()
     assert capsys.readouterr().err.startswith("gate error: cannot write log ")
 
 
+def test_exec_applies_nice_ionice_and_confines(root, policy):
+    """In a forked child: the priority is lowered and the confinement applied
+    before exec; what the exec would get is reported back through a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child plays the gate up to its exec
+        os.close(read_end)
+        confined = []
+
+        def execve(path, argv, env):
+            io = subprocess.run(["ionice", "-p", str(os.getpid())], capture_output=True, text=True)
+            report = {"nice": os.getpriority(os.PRIO_PROCESS, 0), "io": io.stdout.strip(),
+                      "confined": confined, "env": env}  # fmt: skip
+            os.write(write_end, json.dumps(report).encode())
+            os._exit(0)
+
+        settings_ = gatecmd.GateSettings(policy, nice=7, ionice="idle")
+        environ = {"SSH_ORIGINAL_COMMAND": sender("-r", f"{root}/etc"), "LEAK_ME": "1"}
+        gatecmd.run(settings_, environ, execve=execve, confine=lambda p: confined.append(p.roots))
+        os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        report = json.loads(f.read() or "null")
+    os.waitpid(pid, 0)
+    assert report is not None
+    assert report["nice"] == 7 and report["io"] == "idle"
+    assert report["confined"] == [list(policy.roots)]
+    assert report["env"] == {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
 @pytest.mark.e2e
-def test_exec_applies_nice_ionice_and_a_clean_environment(tmp_path, root):
-    fake = tmp_path / "fake-rsync"
-    fake.write_text('#!/bin/sh\necho "nice=$(nice)"\necho "io=$(ionice -p $$)"\n/usr/bin/env\n')
-    fake.chmod(0o755)
-    done = run_gate(
-        sender("-r", f"{root}/etc"),
-        *("--root", root, "--rsync", str(fake), "--nice", "7", "--ionice", "idle"),
-        extra_env={"LEAK_ME": "1"},
+@pytest.mark.security
+def test_the_exec_is_confined_to_the_roots(tmp_path, root):
+    """The sender's Landlock rules (what `confine_sender` applies before the
+    exec) let it read inside the roots and nothing outside, root or not."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\n"
+        "from pullsnap import landlock\n"
+        f"landlock.restrict_self(landlock.sender_confinement([{root!r}], '/usr/bin/rsync'))\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        open(path).read(); print('read', path)\n"
+        "    except OSError as e:\n"
+        "        print('denied', path, e.errno)\n"
     )
-    assert done.returncode == 0, done.stderr
-    assert "nice=7" in done.stdout.splitlines()
-    assert "io=idle" in done.stdout.splitlines()
-    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin" in done.stdout.splitlines()
-    assert "LEAK_ME" not in done.stdout and "SSH_ORIGINAL_COMMAND" not in done.stdout
+    inside = f"{root}/etc/hosts"
+    result = subprocess.run(
+        [sys.executable, str(probe), inside, str(outside), "/etc/shadow"],
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert f"read {inside}" in lines
+    assert f"denied {outside} 13" in lines and "denied /etc/shadow 13" in lines
 
 
 # --- end to end: the gate as a real rsync server --------------------------------
@@ -752,9 +795,17 @@ def test_merge_file_outside_the_roots_is_not_read(tmp_path, tree, root, remote_s
     confined = rsync("-a", rule, "-e", remote_shell(), f"x:{root}/", f"{tmp_path}/c/")
     assert confined.returncode == 0, confined.stderr
     assert (tmp_path / "c" / "etc" / "hosts").exists()
-    # The control: without --confine-root the outside file is read.
-    loose = rsync(
+    # Landlock alone (no --confine-root) keeps the outside file unread too.
+    landlocked = rsync(
         "-a", rule, "-e", remote_shell("--no-confine-root"), f"x:{root}/", f"{tmp_path}/l/"
     )
+    assert landlocked.returncode == 0, landlocked.stderr
+    assert (tmp_path / "l" / "etc" / "hosts").exists()
+    # The control: a plain rsync server, no gate, reads it and the
+    # client loses `hosts`, so the attack is real.
+    plain = tmp_path / "plain-rsh"
+    plain.write_text('#!/bin/sh\nshift\nexec "$@"\n')
+    plain.chmod(0o755)
+    loose = rsync("-a", rule, "-e", str(plain), f"x:{root}/", f"{tmp_path}/p/")
     assert loose.returncode == 0, loose.stderr
-    assert (tmp_path / "l" / "etc").is_dir() and not (tmp_path / "l" / "etc" / "hosts").exists()
+    assert (tmp_path / "p" / "etc").is_dir() and not (tmp_path / "p" / "etc" / "hosts").exists()

@@ -285,6 +285,10 @@ class Lab:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env=dict(env) if env is not None else None, check=False)  # fmt: skip
 
+    def initiator_background(self, *args: str) -> subprocess.Popen:
+        argv = [os.path.join(self.venv_bin, "initiator"), *args]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     def grabber(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         argv = [os.path.join(self.venv_bin, "grabber"), *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)

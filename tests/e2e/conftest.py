@@ -40,8 +40,14 @@ class Site:
     grabber_config: str
     initiator_config: str = ""
 
+    @property
+    def runtime(self) -> str:
+        """The initiator's runtime base for this test: empty again after each run."""
+        return os.path.join(self.root, "run")
+
     def configure(self, sources: list[str] | None = None, excludes: tuple[str, ...] = (),
                   destination: dict | None = None, **values) -> str:  # fmt: skip
+        values.setdefault("runtime_dir", self.runtime)
         self.initiator_config = self.lab.write_initiator_config(
             sources or [self.src], excludes, name=os.path.join(self.root, "initiator.toml"),
             destination=destination, **values,
@@ -61,6 +67,15 @@ class Site:
 
     def host_dir(self, host: str = "web1") -> str:
         return os.path.join(self.repo, host)
+
+    def repo_state(self) -> list[tuple[str, int, int]]:
+        """Every path in the repository with its size and mtime: to show nothing changed."""
+        found = []
+        for dirpath, dirs, files in os.walk(self.repo):
+            for name in sorted(dirs + files):
+                st = os.lstat(os.path.join(dirpath, name))
+                found.append((os.path.join(dirpath, name), st.st_size, st.st_mtime_ns))
+        return sorted(found)
 
     def snapshots(self, host: str = "web1") -> list[str]:
         from pullsnap.grabber.repository import HostRepo
@@ -85,6 +100,9 @@ def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
     os.makedirs(repo, mode=0o700)
     g = lab.grabber_pw()
     chown_tree(repo, g.pw_uid, g.pw_gid)
+    os.makedirs(os.path.join(root, "run"), mode=0o700)
+    i = lab.initiator_pw()
+    os.chown(os.path.join(root, "run"), i.pw_uid, i.pw_gid)
     site = Site(lab, root, src, repo, "")
     site.regrab()
     lab.authorize([("web1", site.grabber_config)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pullsnap import handoff
-from pullsnap.errors import ConfigError
+from pullsnap.errors import ConfigError, HandoffError
 
 DEFAULT_INITIATOR_CONFIG = "/etc/pullsnap/initiator.toml"
 DEFAULT_GRABBER_CONFIG = "/etc/pullsnap/grabber.toml"
@@ -93,6 +94,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     else:
         raise _Invalid(f"{value!r} is not a duration (use seconds or e.g. '90s', '5m', '36h')")
+    if not math.isfinite(seconds):
+        raise _Invalid(f"{value!r} is not a duration (every wait needs a finite deadline)")
     if seconds < 0:
         raise _Invalid("must not be negative")
     return seconds
@@ -175,8 +178,9 @@ def _source(value: Any) -> str:
     text = _abspath(value)
     try:
         handoff.check_source_path(text)
-    except Exception as e:
-        raise _Invalid(str(e)) from None
+    except HandoffError as e:
+        # The bare problem: "bad handoff:" would mislead in a config error.
+        raise _Invalid(str(e.args[0])) from None
     return text
 
 
@@ -184,8 +188,8 @@ def _exclude(value: Any) -> str:
     text = _string(value)
     try:
         handoff.check_exclude(text)
-    except Exception as e:
-        raise _Invalid(str(e)) from None
+    except HandoffError as e:
+        raise _Invalid(str(e.args[0])) from None
     return text
 
 

@@ -75,7 +75,8 @@ def parse_line(line: str) -> tuple[str, Any]:
                 eta=str(body["eta"]),
                 files=int(body.get("files", 0)),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # OverflowError: JSON allows Infinity and 1e999, int() does not.
             return LOG, line
     if tag == RESULT:
         try:

@@ -38,7 +38,7 @@ RECORD = ".json"
 LATEST = "latest"
 LOCK = ".lock"
 TRASH = ".trash"
-NAME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
+NAME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})(\d{2})(\d{2})Z\Z", re.ASCII)
 GOOD_STATES = ("complete", "partial")
 
 

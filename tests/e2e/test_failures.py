@@ -168,7 +168,7 @@ def test_rsync_dies_mid_transfer(site: Site) -> None:
             killed = True
             break
         time.sleep(0.005)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert killed, "the transfer finished before it could be interrupted"
     assert proc.returncode == errors.FAILED, err
     assert site.snapshots() == [first]

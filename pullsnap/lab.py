@@ -304,3 +304,32 @@ class Lab:
 
     def remove_base(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def make_sample_tree(root: str, files: int = 1500, seed: int = 2010) -> None:
+    """A small, deterministic tree with the metadata a real host has: nested
+    directories, text and binary files, a root-only file, another owner, an
+    ACL, a user xattr, a hardlink, symlinks, a FIFO and an odd file name."""
+    import random
+
+    rng = random.Random(seed)
+    os.makedirs(root)
+    for i in range(files):
+        directory = os.path.join(root, "data", f"d{i % 37:02d}", f"e{i % 5}")
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"file{i:05d}.txt"), "wb") as f:
+            f.write(rng.randbytes(rng.randint(0, 8192)))
+    os.makedirs(os.path.join(root, "etc"))
+    write(os.path.join(root, "etc", "shadow"), "root:*:19000:0:99999:7:::\n", 0o600)
+    write(os.path.join(root, "etc", "motd"), "welcome\n")
+    with open(os.path.join(root, "disk.img"), "wb") as f:
+        f.write(rng.randbytes(4 * 1024 * 1024))
+    owned = write(os.path.join(root, "alice.txt"), "owned by uid 4242\n", 0o640)
+    os.chown(owned, 4242, 4242)
+    acl = write(os.path.join(root, "shared.txt"), "ACL: uid 4242 may write\n")
+    subprocess.run(["setfacl", "-m", "u:4242:rw", acl], check=False)
+    os.setxattr(owned, "user.origin", b"pullsnap demo")
+    os.link(os.path.join(root, "etc", "motd"), os.path.join(root, "motd.hardlink"))
+    os.symlink("etc/motd", os.path.join(root, "motd.symlink"))
+    os.mkfifo(os.path.join(root, "a.fifo"))
+    write(os.path.join(root, "name with spaces; and $ymbols.txt"), "odd name\n")

@@ -1,0 +1,92 @@
+"""Operator commands that change the backup host's setup.
+
+grabber authorize HOST 'ssh-ed25519 AAAA...'   bind a host's login key
+grabber deauthorize HOST                        remove its lines
+grabber install-launcher                        for rsync --super
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import tempfile
+
+from pullsnap.errors import UsageError
+from pullsnap.grabber import binding
+
+DEFAULT_LAUNCHER = "/usr/local/lib/pullsnap/grabber-launcher"
+
+
+def authorized_keys_path(user: str) -> str:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f"no user {user!r}: create the grabber user first (README)") from None
+    return os.path.join(entry.pw_dir, ".ssh", "authorized_keys")
+
+
+def _host_of(line: str) -> str | None:
+    """The host a pullsnap line binds, or None for any other line (pure)."""
+    marker = f'command="{binding.FORCED_PREFIX} host='
+    start = line.find(marker)
+    if start < 0:
+        return None
+    rest = line[start + len(marker) :]
+    return rest.split('"', 1)[0].split(" ", 1)[0]
+
+
+def with_host(text: str, host: str, new_line: str | None) -> str:
+    """authorized_keys text without `host`'s lines, plus `new_line` (pure)."""
+    kept = [line for line in text.splitlines(keepends=True) if _host_of(line) != host]
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    return "".join(kept) + (new_line or "")
+
+
+def _replace(path: str, text: str, owner: tuple[int, int]) -> None:
+    """Write atomically: temporary file in the same directory, fsync, rename."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o600)
+        if os.geteuid() == 0:
+            os.chown(temp, *owner)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def authorize(user: str, host: str, public_key: str, config: str | None = None) -> str:
+    """Bind `public_key` to `host` (replacing earlier lines for that host)."""
+    line = binding.authorized_keys_line(host, public_key, config)
+    path = authorized_keys_path(user)
+    entry = pwd.getpwnam(user)
+    _replace(path, with_host(_read(path), host, line), (entry.pw_uid, entry.pw_gid))
+    return line
+
+
+def deauthorize(user: str, host: str) -> bool:
+    binding.check_host_name(host)
+    path = authorized_keys_path(user)
+    before = _read(path)
+    after = with_host(before, host, None)
+    if after == before:
+        return False
+    entry = pwd.getpwnam(user)
+    _replace(path, after, (entry.pw_uid, entry.pw_gid))
+    return True

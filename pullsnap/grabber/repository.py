@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,6 +246,13 @@ class HostRepo:
         with contextlib.suppress(FileExistsError):
             os.mkdir(trash, 0o700)
         target = os.path.join(trash, f"{label}.{os.getpid()}")
+        # Moving a directory to another parent rewrites its "..", which needs
+        # write permission on it (rename(2) EACCES); a tree copied from a
+        # read-only "/" (mode 0555) has none until we give it back.
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR:
+            with contextlib.suppress(OSError):
+                os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
         os.rename(path, target)
         remove_tree(target)
 

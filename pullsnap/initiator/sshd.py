@@ -114,7 +114,11 @@ def authorized_keys_line(public_key: str, allow_from: Sequence[str], command: st
     """`restrict` (no pty, forwarding, agent, X11, user rc), `from=`, `command=`."""
     if not allow_from:
         raise ValueError("allow_from must name at least one address")
-    if '"' in command or "\n" in command:
+    if "\n" in command or command.endswith("\\"):
         raise ValueError("the forced command cannot be embedded in authorized_keys")
+    # shlex quotes a root holding "'" as '"'"'; sshd(8) AUTHORIZED_KEYS FILE
+    # FORMAT: "A quote may be included in the command by quoting it with a
+    # backslash" (misc.c opt_dequote turns \" into " and nothing else).
+    quoted = command.replace('"', '\\"')
     sources = ",".join(allow_from)
-    return f'restrict,from="{sources}",command="{command}" {public_key} pullsnap-once\n'
+    return f'restrict,from="{sources}",command="{quoted}" {public_key} pullsnap-once\n'

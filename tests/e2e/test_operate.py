@@ -76,8 +76,8 @@ def test_check_reports_ok_and_problems(site: Site) -> None:
 def test_gate_dry_run_takes_roots_from_the_config(site: Site) -> None:
     _small_tree(site)
     site.configure()
-    env = {"PATH": "/usr/bin:/bin",
-           "SSH_ORIGINAL_COMMAND": f"rsync --server --sender -lre.iLsfxCIvu . {site.src}/etc"}  # fmt: skip
+    command = f"rsync --server --sender -lre.iLsfxCIvu . {site.src}/etc"
+    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command}
     done = site.lab.initiator("gate", "--dry-run", "-c", site.initiator_config, env=env)
     assert done.returncode == 0, done.stderr
     argv = json.loads(done.stdout.strip().splitlines()[-1])

@@ -175,7 +175,11 @@ def _list_of(conv: Callable[[Any], Any], at_least: int = 0) -> Callable[[Any], t
 
 
 def _source(value: Any) -> str:
-    text = _abspath(value)
+    text = _string(value)
+    bare = text.rstrip("/") or "/"  # a trailing slash is harmless
+    if bare.startswith("/") and os.path.normpath(bare) != bare:
+        raise _Invalid(f"{text!r} is not normalised (write {os.path.normpath(bare)!r})")
+    text = _abspath(text)
     try:
         handoff.check_source_path(text)
     except HandoffError as e:

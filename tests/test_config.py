@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from pullsnap import config
-from pullsnap.config import Destination, GrabberConfig, InitiatorConfig
+from pullsnap.config import (
+    Destination,
+    GrabberConfig,
+    InitiatorConfig,
+    load_grabber,
+    load_initiator,
+)
 from pullsnap.errors import USAGE, ConfigError
 
 INITIATOR_TOML = """
@@ -368,3 +374,18 @@ def _toml(data: dict) -> str:
         lines.append("[[destination]]")
         lines += [f"{k} = {_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_sources_with_dot_dot_are_refused_not_rewritten(tmp_path) -> None:
+    path = tmp_path / "i.toml"
+    path.write_text('[[destination]]\nname = "v"\nhost = "v"\nsources = ["/srv/../etc"]\n')
+    with pytest.raises(ConfigError, match="not normalised"):
+        load_initiator(str(path))
+
+
+def test_the_shipped_examples_parse() -> None:
+    root = Path(__file__).resolve().parents[1]
+    initiator = load_initiator(str(root / "config" / "initiator.toml"))
+    grabber = load_grabber(str(root / "config" / "grabber.toml"))
+    assert initiator.destinations[0].name == "vault"
+    assert grabber.min_keep == 3

@@ -229,16 +229,17 @@ class HostRepo:
 
     def delete(self, name: str) -> None:
         """Remove a snapshot this grabber made; refuse anything else."""
-        record = self.read_record(name)
-        if parse_name(name) is None or record is None or record.get("host") != self.host:
+        record = self.read_record(name) if parse_name(name) is not None else None
+        if record is None or record.get("host") != self.host:
             raise PullsnapError(f"{self.path}/{name} does not look like a pullsnap snapshot")
         newest = self.newest_good()
         if newest is not None and newest.name == name:
             raise PullsnapError(f"{name} is the newest good snapshot of {self.host}")
-        if os.path.isdir(self.tree(name)):
-            self._trash(self.tree(name), name)
-        if os.path.isdir(self.incomplete(name)):
-            self._trash(self.incomplete(name), name + INCOMPLETE)
+        for path, label in ((self.tree(name), name), (self.incomplete(name), name + INCOMPLETE)):
+            if _is_real_dir(path):
+                self._trash(path, label)
+            elif os.path.lexists(path):
+                raise PullsnapError(f"{path} is not a directory: left alone")
         os.unlink(self.record_path(name))
 
     def _trash(self, path: str, label: str) -> None:
@@ -321,6 +322,14 @@ def remove_tree(path: str) -> None:
             func(failed)
 
     shutil.rmtree(path, onerror=fix)
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a symlink to one (lstat)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _readlink(path: str) -> str | None:

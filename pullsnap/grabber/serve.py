@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import socket
 import sys
@@ -80,8 +81,15 @@ def guard_space(cfg: GrabberConfig, host: HostRepo, out: Reporter) -> list[str]:
 
 
 def _private_dir() -> str:
+    """A 0700 directory for the agent socket, known_hosts and public key.
+
+    Its path goes into ssh -o options through rsync -e, which split on
+    whitespace: fall back to /tmp when the usual base has odd characters.
+    """
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = tempfile.mkdtemp(prefix="pullsnap-grab-", dir=base if os.path.isdir(base) else None)
+    if not os.path.isdir(base) or not re.match(r"^/[A-Za-z0-9._/-]*\Z", base):
+        base = "/tmp"
+    path = tempfile.mkdtemp(prefix="pullsnap-grab-", dir=base)
     os.chmod(path, 0o700)
     return path
 

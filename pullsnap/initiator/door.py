@@ -24,7 +24,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python import failure
 
-from pullsnap.errors import Timeout
+from pullsnap.errors import RunFailed, Timeout
 
 
 def normalise_address(address: str) -> str:
@@ -85,7 +85,12 @@ class Door:
                 conn, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as e:
+                # EMFILE and the like leave the socket readable: failing now
+                # beats spinning until the deadline.
+                waiting, self._waiting = self._waiting, None
+                self.close()
+                waiting.errback(failure.Failure(RunFailed(f"accept() failed: {e.strerror}")))
                 return
             address = normalise_address(peer[0])
             if address not in self.allow:

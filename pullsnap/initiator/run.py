@@ -18,6 +18,7 @@ run directory are torn down whatever happened.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sys
@@ -36,6 +37,7 @@ from pullsnap.initiator import children, keys, sshd
 from pullsnap.initiator.door import Door
 
 LOGIN_COMMAND = "pullsnap"
+_PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*\Z")
 
 
 @dataclass
@@ -69,6 +71,11 @@ def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) ->
         tempfile.gettempdir(),
     ):
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            if not _PLAIN_PATH_RE.match(candidate):
+                # sshd_config and ssh -o split on spaces and expand % and ~.
+                raise errors.ConfigError(
+                    f"runtime directory {candidate!r}", "use a path of letters, digits, '._-/'"
+                )
             return candidate
     raise errors.RunFailed("no writable runtime directory (set runtime_dir in the config)")
 

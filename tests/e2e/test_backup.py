@@ -54,6 +54,7 @@ def test_fake_super_snapshot_restores_exactly(site: Site) -> None:
             "rsync",
             "-aHAX",
             "--numeric-ids",
+            "--modify-window=-1",
             "--fake-super",
             "-M--super",
             snap + "/",

@@ -4,10 +4,8 @@ sshd ── grabber -c "pullsnap-grabber host=web1" ── SSH_ORIGINAL_COMMAND=
   1 binding from the forced command; peer from SSH_CONNECTION
   2 handoff from stdin (size limit, deadline)      nothing touched yet
   3 one-time key -> private ssh-agent               refused key: stop here
-  4 lock <repo>/web1, recover a crashed run, free space
-  5 record "running", rsync into <name>.incomplete
-  6 record the verdict; on success rename to <name>, move `latest`
-  7 last stdout line: pullsnap-result {...}; exit status = the verdict
+  4 lock <repo>/web1, then backup.run_backup: admit, prepare, pull, finish
+  5 last stdout line: pullsnap-result {...}; exit status = the verdict
 """
 
 from __future__ import annotations
@@ -17,16 +15,14 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-import pullsnap
 from pullsnap import errors, report
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
-from pullsnap.grabber import agent, binding, intake, pull, receiver, space
+from pullsnap.grabber import agent, backup, binding, intake, pull, receiver
 from pullsnap.grabber.repository import HostRepo, iso
 from pullsnap.handoff import Handoff
 
@@ -50,34 +46,6 @@ class Reporter:
 
     def progress(self, p: report.Progress) -> None:
         self.emit(report.progress_line(p))
-
-
-def guard_space(cfg: GrabberConfig, host: HostRepo, out: Reporter) -> list[str]:
-    """Prune until the required space is free, or raise NoSpace."""
-    from pullsnap.grabber.repository import hosts
-    from pullsnap.units import human_size
-
-    growth = [int(a.record.get("stats", {}).get("transferred_size", 0)) for a in host.good()]
-    required = space.required_free(cfg.min_free_abs, cfg.min_free_avg, growth)
-    deleted: list[str] = []
-    while True:
-        st = os.statvfs(cfg.repository)
-        free = st.f_bavail * st.f_frsize
-        if free >= required:
-            return deleted
-        good = {
-            h: [a.name for a in HostRepo(cfg.repository, h).good()] for h in hosts(cfg.repository)
-        }
-        victim = space.next_victim(good, cfg.min_keep)
-        if victim is None:
-            raise errors.NoSpace(
-                f"need {human_size(required)} free in {cfg.repository}, have {human_size(free)}"
-                f" after pruning {len(deleted)} snapshot(s); nothing more may go "
-                f"(min_keep = {cfg.min_keep}): add space or lower min_free_abs/min_keep"
-            )
-        out.log(f"low on space: deleting {victim.host}/{victim.name}")
-        HostRepo(cfg.repository, victim.host).delete(victim.name)
-        deleted.append(f"{victim.host}/{victim.name}")
 
 
 def _private_dir() -> str:
@@ -139,7 +107,10 @@ def pull_once(
             started = now()
             holder = {"pid": os.getpid(), "since": iso(started)}
             with host.lock(holder):
-                return _locked_pull(cfg, host, connect, h, key.fingerprint, mode, held, out, now)
+                return backup.run_backup(
+                    backup.Run(cfg=cfg, host=host, connect=connect, handoff=h,
+                               fingerprint=key.fingerprint, mode=mode, held=held, out=out, now=now)
+                )  # fmt: skip
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -153,89 +124,13 @@ def _probe(cfg, connect, h, private, mode, held, out) -> dict[str, Any]:
         excludes=("*",), mode=mode, timeout=cfg.rsync_timeout, dry_run=True,
     )  # fmt: skip
     try:
-        result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
+        result = pull.run_rsync(pull.rsync_argv(spec), backup.rsync_env(), out.progress, out.log,
                                 jail.preexec(), cfg.rsync_timeout * 4)  # fmt: skip
     finally:
         jail.close()
     state, code, message = pull.judge(result)
     return {"status": "probe-ok" if code == errors.OK else state, "exit": code,
             "message": message or "handshake and gate check passed", "mode": mode}  # fmt: skip
-
-
-def _rsync_env() -> dict[str, str]:
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-
-
-def _locked_pull(cfg, host: HostRepo, connect, h: Handoff, fingerprint, mode, held, out, now):
-    for line in host.recover():
-        out.log(line)
-    host.empty_trash()
-    deleted = guard_space(cfg, host, out)
-    base = host.newest_good()
-    link_dests = ([host.tree(base.name)] if base else []) + host.reusable_trees()
-    started = now()
-    name = host.new_name(started)
-    record: dict[str, Any] = {
-        "state": "running",
-        "begin": iso(started),
-        "pid": os.getpid(),
-        "mode": mode,
-        "paths": list(h.paths),
-        "excludes": list(h.excludes),
-        "link_dest": [os.path.basename(p) for p in link_dests],
-        "initiator": {"address": connect.address, "port": connect.port, "user": h.user},
-        "key_fingerprint": fingerprint,
-        "grabber": socket.gethostname(),
-        "versions": {"pullsnap": pullsnap.__version__},
-        "pruned_before": deleted,
-    }
-    host.write_record(name, record)
-    os.mkdir(host.incomplete(name), 0o700)
-    spec = pull.PullSpec(
-        rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths,
-        target=host.incomplete(name), link_dests=tuple(link_dests), excludes=h.excludes,
-        mode=mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
-    )  # fmt: skip
-    out.log(f"pulling {', '.join(h.paths)} into {host.host}/{name} ({mode})")
-    jail = receiver.confine(
-        cfg, mode, held, host.path, os.path.dirname(connect.known_hosts), h.port, out.log
-    )
-    try:
-        result = pull.run_rsync(pull.rsync_argv(spec), _rsync_env(), out.progress, out.log,
-                                jail.preexec(), cfg.run_timeout)  # fmt: skip
-    finally:
-        jail.close()
-    state, code, message = pull.judge(result)
-    ended = now()
-    record.update(
-        state=state,
-        end=iso(ended),
-        seconds=round(result.seconds, 3),
-        rsync_exit=result.exit_code,
-        stats=result.stats,
-        message=message,
-        errors=result.errors[-20:],
-    )
-    record.pop("pid", None)
-    host.write_record(name, record)
-    if state in ("complete", "partial"):
-        host.publish(name)
-        for tree in link_dests[1:]:
-            host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
-    return {
-        "status": state,
-        "exit": code,
-        "message": message,
-        "snapshot": name,
-        "host": host.host,
-        "files": result.stats.get("files", 0),
-        "transferred": result.stats.get("transferred_size", 0),
-        "added": result.stats.get("transferred_size", 0),
-        "total": result.stats.get("total_size", 0),
-        "seconds": round(result.seconds, 3),
-        "mode": mode,
-        "link_dest": record["link_dest"],
-    }
 
 
 def serve(

@@ -1,0 +1,204 @@
+"""One backup run under the host's lock, in phases.
+
+    admit      may this host run now?              (refusals change nothing)
+    prepare    recover a crashed run, empty trash, free space, pick link-dests
+    pull       record "running", rsync into <name>.incomplete
+    finish     record the verdict; on success publish, then the after-success
+               steps (sanity checks, manifest, retention) in that order
+
+Each phase is a function of `Run`, the run's context, so new checks slot in
+without growing argument lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pullsnap
+from pullsnap import errors, report
+from pullsnap.config import GrabberConfig
+from pullsnap.grabber import pull, receiver, space
+from pullsnap.grabber.repository import HostRepo, hosts, iso
+from pullsnap.handoff import Handoff
+from pullsnap.units import human_size
+
+
+class Output(Protocol):
+    def log(self, text: str) -> None: ...
+    def progress(self, p: report.Progress) -> None: ...
+
+
+@dataclass
+class Run:
+    """Everything one run knows; phases read and extend it."""
+
+    cfg: GrabberConfig
+    host: HostRepo
+    connect: pull.ConnectBack
+    handoff: Handoff
+    fingerprint: str
+    mode: str
+    held: tuple[str, ...]
+    out: Output
+    now: Callable[[], dt.datetime]
+    name: str = ""
+    link_dests: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    result: pull.PullResult | None = None
+    state: str = ""
+    code: int = errors.FAILED
+    message: str = ""
+
+
+# --- admit ---------------------------------------------------------------------------
+
+
+def admit(run: Run) -> None:
+    """Refuse before anything is touched (raise a PullsnapError)."""
+
+
+# --- prepare -------------------------------------------------------------------------
+
+
+def guard_space(cfg: GrabberConfig, host: HostRepo, out: Output) -> list[str]:
+    """Prune until the required space is free, or raise NoSpace."""
+    growth = [int(a.record.get("stats", {}).get("transferred_size", 0)) for a in host.good()]
+    required = space.required_free(cfg.min_free_abs, cfg.min_free_avg, growth)
+    deleted: list[str] = []
+    while True:
+        st = os.statvfs(cfg.repository)
+        free = st.f_bavail * st.f_frsize
+        if free >= required:
+            return deleted
+        good = {
+            h: [a.name for a in HostRepo(cfg.repository, h).good()] for h in hosts(cfg.repository)
+        }
+        victim = space.next_victim(good, cfg.min_keep)
+        if victim is None:
+            raise errors.NoSpace(
+                f"need {human_size(required)} free in {cfg.repository}, have {human_size(free)}"
+                f" after pruning {len(deleted)} snapshot(s); nothing more may go "
+                f"(min_keep = {cfg.min_keep}): add space or lower min_free_abs/min_keep"
+            )
+        out.log(f"low on space: deleting {victim.host}/{victim.name}")
+        HostRepo(cfg.repository, victim.host).delete(victim.name)
+        deleted.append(f"{victim.host}/{victim.name}")
+
+
+def prepare(run: Run) -> None:
+    host = run.host
+    for line in host.recover():
+        run.out.log(line)
+    host.empty_trash()
+    deleted = guard_space(run.cfg, host, run.out)
+    base = host.newest_good()
+    run.link_dests = ([host.tree(base.name)] if base else []) + host.reusable_trees()
+    started = run.now()
+    run.name = host.new_name(started)
+    h = run.handoff
+    run.record = {
+        "state": "running",
+        "begin": iso(started),
+        "pid": os.getpid(),
+        "mode": run.mode,
+        "paths": list(h.paths),
+        "excludes": list(h.excludes),
+        "link_dest": [os.path.basename(p) for p in run.link_dests],
+        "initiator": {"address": run.connect.address, "port": run.connect.port, "user": h.user},
+        "key_fingerprint": run.fingerprint,
+        "grabber": socket.gethostname(),
+        "versions": {"pullsnap": pullsnap.__version__},
+        "pruned_before": deleted,
+    }
+
+
+# --- pull ----------------------------------------------------------------------------
+
+
+def rsync_env() -> dict[str, str]:
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+def do_pull(run: Run) -> None:
+    host, cfg, h = run.host, run.cfg, run.handoff
+    host.write_record(run.name, run.record)
+    os.mkdir(host.incomplete(run.name), 0o700)
+    spec = pull.PullSpec(
+        rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
+        target=host.incomplete(run.name), link_dests=tuple(run.link_dests), excludes=h.excludes,
+        mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
+    )  # fmt: skip
+    run.out.log(f"pulling {', '.join(h.paths)} into {host.host}/{run.name} ({run.mode})")
+    private_dir = os.path.dirname(run.connect.known_hosts)
+    jail = receiver.confine(cfg, run.mode, run.held, host.path, private_dir, h.port, run.out.log)
+    try:
+        run.result = pull.run_rsync(
+            pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),
+            cfg.run_timeout,
+        )  # fmt: skip
+    finally:
+        jail.close()
+    run.state, run.code, run.message = pull.judge(run.result)
+
+
+# --- finish --------------------------------------------------------------------------
+
+# Steps after a successful publish, in order; each may mark the record (e.g.
+# "suspect") and log.  Kept as data so the order is visible in one place.
+AFTER_SUCCESS: list[Callable[[Run], None]] = []
+
+
+def finish(run: Run) -> None:
+    assert run.result is not None
+    host, result = run.host, run.result
+    run.record.update(
+        state=run.state,
+        end=iso(run.now()),
+        seconds=round(result.seconds, 3),
+        rsync_exit=result.exit_code,
+        stats=result.stats,
+        message=run.message,
+        errors=result.errors[-20:],
+    )
+    run.record.pop("pid", None)
+    host.write_record(run.name, run.record)
+    if run.state not in ("complete", "partial"):
+        return
+    host.publish(run.name)
+    for tree in run.link_dests[1:]:
+        host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
+    for step in AFTER_SUCCESS:
+        step(run)
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    """The result line the initiator gets."""
+    stats = run.result.stats if run.result else {}
+    return {
+        "status": run.state,
+        "exit": run.code,
+        "message": run.message,
+        "snapshot": run.name,
+        "host": run.host.host,
+        "files": stats.get("files", 0),
+        "transferred": stats.get("transferred_size", 0),
+        "added": stats.get("transferred_size", 0),
+        "total": stats.get("total_size", 0),
+        "seconds": round(run.result.seconds, 3) if run.result else 0,
+        "mode": run.mode,
+        "link_dest": run.record.get("link_dest", []),
+    }
+
+
+def run_backup(run: Run) -> dict[str, Any]:
+    """All phases, the host lock already held."""
+    admit(run)
+    prepare(run)
+    do_pull(run)
+    finish(run)
+    return verdict(run)

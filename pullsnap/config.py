@@ -246,6 +246,28 @@ class InitiatorConfig:
 
 
 @dataclass(frozen=True)
+class HostPolicy:
+    """Per-host rules: the [policy] table, overridden key by key by [hosts.NAME]."""
+
+    # Admission: a host's runs that made a snapshot are at least this far apart
+    # (a compromised host cannot flood retention); `grabber allow-run` lifts it once.
+    min_interval: float = _conv(parse_duration, default=4 * 3600.0)
+    # Sanity: a snapshot with this fraction fewer files or bytes than the
+    # previous good one is kept but marked suspect (0 disables the check).
+    suspect_drop: float = _conv(_number(0, 1), default=0.5)
+    # rsync exit 23 (some files unreadable): does the "partial" snapshot count as good?
+    partial_is_good: bool = _conv(_boolean, default=True)
+    # Monitoring: `grabber status` calls a host stale after this.
+    max_age: float = _conv(_positive_duration, default=36 * 3600.0)
+    # Time buckets (README "Retention"), decided with the backup host's clock.
+    keep_within: float = _conv(parse_duration, default=24 * 3600.0)
+    keep_daily: int = _conv(_integer(0, 100000), default=7)
+    keep_weekly: int = _conv(_integer(0, 100000), default=4)
+    keep_monthly: int = _conv(_integer(0, 100000), default=6)
+    keep_yearly: int = _conv(_integer(0, 100000), default=1)
+
+
+@dataclass(frozen=True)
 class GrabberConfig:
     """The backup host's side."""
 
@@ -267,6 +289,12 @@ class GrabberConfig:
     min_free_abs: int = _conv(parse_size, default=1 << 30)
     min_free_avg: float = _conv(_number(0, 1000), default=2.0)
     min_keep: int = _conv(_integer(1, 100000), default=3)
+    policy: HostPolicy = HostPolicy()
+    hosts: Mapping[str, HostPolicy] = dataclasses.field(default_factory=dict)
+
+    def policy_for(self, host: str) -> HostPolicy:
+        """The rules for one host: its [hosts.NAME] table, else [policy]."""
+        return self.hosts.get(host, self.policy)
 
 
 # --- building ----------------------------------------------------------------
@@ -321,7 +349,27 @@ def initiator_from_dict(data: Mapping[str, Any], path: str = "<config>") -> Init
 
 
 def grabber_from_dict(data: Mapping[str, Any], path: str = "<config>") -> GrabberConfig:
-    return _build(GrabberConfig, data, f"{path}: ", path=path)
+    from pullsnap.errors import BindingError
+    from pullsnap.names import check_host_name
+
+    table = dict(data)
+    defaults = table.pop("policy", {})
+    per_host = table.pop("hosts", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: policy", "must be a [policy] table")
+    if not isinstance(per_host, dict):
+        raise ConfigError(f"{path}: hosts", "must be [hosts.NAME] tables")
+    policy = _build(HostPolicy, defaults, f"{path}: policy.")
+    hosts: dict[str, HostPolicy] = {}
+    for name, overrides in per_host.items():
+        try:
+            check_host_name(name)
+        except BindingError as e:
+            raise ConfigError(f"{path}: hosts.{name}", str(e)) from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: hosts.{name}", "must be a table")
+        hosts[name] = _build(HostPolicy, {**defaults, **overrides}, f"{path}: hosts.{name}.")
+    return _build(GrabberConfig, table, f"{path}: ", path=path, policy=policy, hosts=hosts)
 
 
 def load_initiator(path: str = DEFAULT_INITIATOR_CONFIG) -> InitiatorConfig:

@@ -225,9 +225,13 @@ class Lab:
 
     # configuration
 
-    def write_grabber_config(self, name: str = "grabber.toml", **values: Any) -> str:
+    def write_grabber_config(
+        self, name: str = "grabber.toml", policy: Mapping[str, Any] | None = None, **values: Any
+    ) -> str:
+        """The lab runs backups back to back: no minimum interval unless asked."""
         settings = {"repository": self.path("repo"), "min_free_abs": "1M", **values}
-        return write(self.path(name), toml_table(settings))
+        rules = {"min_interval": 0, **(policy or {})}
+        return write(self.path(name), toml_table(settings) + "\n[policy]\n" + toml_table(rules))
 
     def authorize(self, lines: Iterable[tuple[str, str]]) -> None:
         """Replace authorized_keys with bound lines: (host, grabber config path)."""

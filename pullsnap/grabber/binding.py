@@ -25,38 +25,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pullsnap.errors import BindingError
-from pullsnap.initiator.door import normalise_address
+from pullsnap.names import check_host_name, normalise_address
 
 FORCED_PREFIX = "pullsnap-grabber"
 CLIENT_COMMAND = "pullsnap"
-# A host name is a directory name in the repository: lowercase DNS-ish
-# labels, no leading dot or dash, no "..", no "/", at most 63 characters.
-_HOST_RE = re.compile(
-    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
-)
 _CONFIG_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,1023}\Z")
-_RESERVED = frozenset({"latest", "lock", "trash"})
 
 
 @dataclass(frozen=True)
 class Binding:
     host: str
     config: str | None = None
-
-
-def check_host_name(name: str) -> str:
-    """Return `name` if it is safe as `<repository>/<name>`, else refuse."""
-    if (
-        not isinstance(name, str)
-        or len(name) > 63
-        or not _HOST_RE.match(name)
-        or ".." in name
-        or name in _RESERVED
-    ):
-        raise BindingError(
-            f"host name {name!r} is not allowed (use lowercase letters, digits, '-', '.')"
-        )
-    return name
 
 
 def forced_command(host: str, config: str | None = None) -> str:

@@ -25,14 +25,7 @@ from twisted.internet import defer
 from twisted.python import failure
 
 from pullsnap.errors import RunFailed, Timeout
-
-
-def normalise_address(address: str) -> str:
-    """Canonical text of an IP address; IPv4-mapped IPv6 becomes IPv4."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip)
+from pullsnap.names import normalise_address
 
 
 def listen_family(address: str) -> socket.AddressFamily:

@@ -54,10 +54,11 @@ class Site:
         )  # fmt: skip
         return self.initiator_config
 
-    def regrab(self, **values) -> str:
+    def regrab(self, policy: dict | None = None, **values) -> str:
         self.grabber_config = self.lab.write_grabber_config(
-            name=os.path.join(self.root, "grabber.toml"), repository=self.repo, **values
-        )
+            name=os.path.join(self.root, "grabber.toml"), repository=self.repo, policy=policy,
+            **values,
+        )  # fmt: skip
         return self.grabber_config
 
     def run(self, *args: str, **kwargs):

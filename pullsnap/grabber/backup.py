@@ -148,9 +148,24 @@ def do_pull(run: Run) -> None:
 
 # --- finish --------------------------------------------------------------------------
 
-# Steps after a successful publish, in order; each may mark the record (e.g.
-# "suspect") and log.  Kept as data so the order is visible in one place.
-AFTER_SUCCESS: list[Callable[[Run], None]] = []
+def after_success_steps() -> list[Callable[[Run], None]]:
+    """Steps after a successful publish, in order.  Each may update the
+    record (and must write it back), log, or raise a PullsnapError, which is
+    logged as a warning: the snapshot itself is already safe."""
+    return []
+
+
+def after_failure_steps() -> list[Callable[[Run], None]]:
+    """Steps after a run that made no snapshot (its record is written)."""
+    return []
+
+
+def _each(steps: list[Callable[[Run], None]], run: Run) -> None:
+    for step in steps:
+        try:
+            step(run)
+        except errors.PullsnapError as e:
+            run.out.log(f"warning: {step.__module__.rsplit('.', 1)[-1]}: {e}")
 
 
 def finish(run: Run) -> None:
@@ -168,12 +183,12 @@ def finish(run: Run) -> None:
     run.record.pop("pid", None)
     host.write_record(run.name, run.record)
     if run.state not in ("complete", "partial"):
+        _each(after_failure_steps(), run)
         return
     host.publish(run.name)
     for tree in run.link_dests[1:]:
         host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
-    for step in AFTER_SUCCESS:
-        step(run)
+    _each(after_success_steps(), run)
 
 
 def verdict(run: Run) -> dict[str, Any]:

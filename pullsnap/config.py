@@ -277,6 +277,9 @@ class GrabberConfig:
     super: str = _conv(_choice("auto", "super", "fake-super"), default="auto")
     # --super without Landlock: the receiver holds DAC_OVERRIDE unconfined.
     allow_unconfined_super: bool = _conv(_boolean, default=False)
+    # --super on a repository filesystem without nosuid,nodev: snapshots then
+    # hold working setuid-root files and device nodes.
+    allow_suid_repository: bool = _conv(_boolean, default=False)
     rsync: str = _conv(_abspath, default="/usr/bin/rsync")
     ssh: str = _conv(_abspath, default="/usr/bin/ssh")
     ssh_agent: str = _conv(_abspath, default="/usr/bin/ssh-agent")

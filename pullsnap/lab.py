@@ -14,6 +14,7 @@ stops sshd and removes the users; `remove_base` also removes the files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -23,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,6 +213,17 @@ class Lab:
         _run(["usermod", "--shell", shell, self.grabber_user])
         self.grabber_shell = shell
         return shell
+
+    @contextlib.contextmanager
+    def nosuid_mount(self, path: str) -> Iterator[None]:
+        """Bind-mount `path` onto itself with nosuid,nodev, as a repository for
+        --super should be (README), and undo it afterwards."""
+        _run(["mount", "--bind", path, path])
+        try:
+            _run(["mount", "-o", "remount,bind,nosuid,nodev", path])
+            yield
+        finally:
+            subprocess.run(["umount", path], capture_output=True, check=False)
 
     def initiator_pw(self) -> pwd.struct_passwd:
         return pwd.getpwnam(self.initiator_user)

@@ -148,6 +148,7 @@ def do_pull(run: Run) -> None:
 
 # --- finish --------------------------------------------------------------------------
 
+
 def after_success_steps() -> list[Callable[[Run], None]]:
     """Steps after a successful publish, in order.  Each may update the
     record (and must write it back), log, or raise a PullsnapError, which is

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import prctl
 
-from pullsnap import caps, landlock
+from pullsnap import caps, landlock, mounts
 from pullsnap.config import GrabberConfig
 from pullsnap.errors import RunFailed
 
@@ -37,8 +37,29 @@ def hold_quietly_at_start() -> tuple[str, ...]:
     return held
 
 
-def receiver_mode(cfg: GrabberConfig, held: tuple[str, ...]) -> str:
-    """`super` when the receiver capabilities are held (or demanded), else `fake-super`."""
+def suid_risk(cfg: GrabberConfig) -> str | None:
+    """Why --super is unsafe on this repository's filesystem, or None.
+
+    --super recreates setuid-root files, file capabilities and device nodes
+    exactly; on a filesystem without nosuid,nodev they would work for anyone
+    who reaches them (mount(8)).
+    """
+    missing = mounts.missing_safety_options(cfg.repository)
+    if not missing or cfg.allow_suid_repository:
+        return None
+    mount = mounts.mount_of(cfg.repository)
+    point = mount.mount_point if mount else cfg.repository
+    return (
+        f"the repository's filesystem ({point}) is mounted without {','.join(missing)}: "
+        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true)"
+    )
+
+
+def receiver_mode(
+    cfg: GrabberConfig, held: tuple[str, ...], warn: Callable[[str], None] = lambda text: None
+) -> str:
+    """`super` when the receiver capabilities are held (or demanded) and the
+    repository is mounted nosuid,nodev; else `fake-super`."""
     complete = all(c in held for c in caps.RECEIVER_SUPER_CAPS)
     if cfg.super == "super" and not complete:
         raise RunFailed(
@@ -47,7 +68,13 @@ def receiver_mode(cfg: GrabberConfig, held: tuple[str, ...]) -> str:
         )
     if cfg.super == "fake-super" or not complete:
         return "fake-super"
-    return "super"
+    risk = suid_risk(cfg)
+    if risk is None:
+        return "super"
+    if cfg.super == "super":
+        raise RunFailed(f"refusing rsync --super: {risk}")
+    warn(f"warning: using --fake-super, not --super: {risk}")
+    return "fake-super"
 
 
 @dataclass(frozen=True)

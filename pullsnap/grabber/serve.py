@@ -84,7 +84,7 @@ def pull_once(
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> dict[str, Any]:
     """Everything after a valid handoff; returns the result for the initiator."""
-    mode = receiver.receiver_mode(cfg, held)
+    mode = receiver.receiver_mode(cfg, held, out.log)
     private = _private_dir()
     try:
         with agent.one_time_agent(h.client_key, private, cfg.ssh_agent, cfg.ssh_add) as key:

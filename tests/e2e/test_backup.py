@@ -158,8 +158,11 @@ def test_without_capability_warns_and_marks_partial(site: Site) -> None:
 @pytest.fixture
 def launcher(site: Site):
     site.lab.use_launcher(True)
-    yield
-    site.lab.use_launcher(False)
+    try:
+        with site.lab.nosuid_mount(site.repo):
+            yield
+    finally:
+        site.lab.use_launcher(False)
 
 
 def test_super_snapshot_matches_source_exactly(site: Site, launcher: None) -> None:

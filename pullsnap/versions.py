@@ -1,0 +1,39 @@
+"""Versions of the tools we drive, and which ones are safe (pure parsing + one probe)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from functools import lru_cache
+
+# rsync before 3.4.0 lets a malicious sender attack the receiver
+# (CVE-2024-12084..12088); the grabber is the receiver.
+MIN_SAFE_RSYNC = (3, 4, 0)
+# What the gate's allow-list and --confine-root were written against.
+MIN_RSYNC = (3, 2, 3)
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """First dotted version number in a tool's banner."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if match is None:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def dotted(version: tuple[int, ...] | None) -> str:
+    return ".".join(map(str, version)) if version else "unknown"
+
+
+@lru_cache(maxsize=8)
+def tool_version(argv: tuple[str, ...]) -> tuple[int, ...] | None:
+    """Run `argv` (e.g. ("rsync", "--version")) and parse its banner."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_version((done.stdout + done.stderr).decode("utf-8", "replace"))
+
+
+def rsync_version(rsync: str) -> tuple[int, ...] | None:
+    return tool_version((rsync, "--version"))

@@ -18,6 +18,10 @@ Exit codes (README "Exit codes" repeats this table):
     7  UNREACHABLE  the other side could not be reached
     8  TIMEOUT      a deadline passed
     9  TOO_SOON     the host's minimum interval between runs has not passed
+   10  SUSPECT      snapshot made but marked suspect: it shrank too much (kept,
+                    not counted as good; `grabber accept` clears it)
+   11  STALE        `grabber status`: a host's newest good snapshot is older
+                    than its max_age (or it has none)
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ REFUSED = 6
 UNREACHABLE = 7
 TIMEOUT = 8
 TOO_SOON = 9
+SUSPECT = 10
+STALE = 11
 
 EXIT_NAMES = {
     OK: "ok",
@@ -44,6 +50,8 @@ EXIT_NAMES = {
     UNREACHABLE: "unreachable",
     TIMEOUT: "timeout",
     TOO_SOON: "too-soon",
+    SUSPECT: "suspect",
+    STALE: "stale",
 }
 
 

@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.labfixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _skipped: list[str] = []
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pullsnap
 from pullsnap import errors, report
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber import pull, receiver, space
+from pullsnap.grabber import admission, pull, receiver, sanity, space
 from pullsnap.grabber.repository import HostRepo, hosts, iso
 from pullsnap.handoff import Handoff
 from pullsnap.units import human_size
@@ -48,6 +48,7 @@ class Run:
     now: Callable[[], dt.datetime]
     name: str = ""
     link_dests: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # interrupted trees among link_dests
     record: dict[str, Any] = field(default_factory=dict)
     result: pull.PullResult | None = None
     state: str = ""
@@ -60,6 +61,9 @@ class Run:
 
 def admit(run: Run) -> None:
     """Refuse before anything is touched (raise a PullsnapError)."""
+    note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval)
+    if note:
+        run.out.log(note)
 
 
 # --- prepare -------------------------------------------------------------------------
@@ -97,7 +101,11 @@ def prepare(run: Run) -> None:
     host.empty_trash()
     deleted = guard_space(run.cfg, host, run.out)
     base = host.newest_good()
-    run.link_dests = ([host.tree(base.name)] if base else []) + host.reusable_trees()
+    run.reused = host.reusable_trees()
+    # A suspect snapshot is no base, but its files need not travel again.
+    suspect = [a for a in host.attempts() if a.has_tree and a.record.get("suspect")]
+    newer_suspect = [host.tree(a.name) for a in suspect[-1:] if not base or a.name > base.name]
+    run.link_dests = ([host.tree(base.name)] if base else []) + run.reused + newer_suspect
     started = run.now()
     run.name = host.new_name(started)
     h = run.handoff
@@ -186,8 +194,10 @@ def finish(run: Run) -> None:
     if run.state not in ("complete", "partial"):
         _each(after_failure_steps(), run)
         return
+    # Before publishing: a suspect snapshot must not become `latest`.
+    sanity.check(run)
     host.publish(run.name)
-    for tree in run.link_dests[1:]:
+    for tree in run.reused:
         host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
     _each(after_success_steps(), run)
 

@@ -13,9 +13,9 @@ import sys
 
 from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
-from pullsnap.grabber import admin, listing
+from pullsnap.grabber import admin, admission, listing, sanity
 
-COMMAND_MODULES = (listing, admin)
+COMMAND_MODULES = (listing, admin, admission, sanity)
 
 DESCRIPTION = """\
 pullsnap's backup-host side.

@@ -1,0 +1,116 @@
+"""Fixtures: the lab (users, a loopback sshd for the backup host) and per-test sites."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pullsnap.lab import Lab, chown_tree
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (runs in CI as root)")
+    # Not under pytest's tmp dir: the lab's users must be able to reach it.
+    base = tempfile.mkdtemp(prefix="pullsnap-lab-")
+    os.chmod(base, 0o755)
+    lab = Lab(base=os.path.join(base, "lab"))
+    try:
+        lab.setup()
+        yield lab
+    finally:
+        lab.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Site:
+    """One test's source tree, repository and configs inside the lab."""
+
+    lab: Lab
+    root: str
+    src: str
+    repo: str
+    grabber_config: str
+    initiator_config: str = ""
+
+    @property
+    def runtime(self) -> str:
+        """The initiator's runtime base for this test: empty again after each run."""
+        return os.path.join(self.root, "run")
+
+    def configure(self, sources: list[str] | None = None, excludes: tuple[str, ...] = (),
+                  destination: dict | None = None, **values) -> str:  # fmt: skip
+        values.setdefault("runtime_dir", self.runtime)
+        self.initiator_config = self.lab.write_initiator_config(
+            sources or [self.src], excludes, name=os.path.join(self.root, "initiator.toml"),
+            destination=destination, **values,
+        )  # fmt: skip
+        return self.initiator_config
+
+    def regrab(self, policy: dict | None = None, **values) -> str:
+        self.grabber_config = self.lab.write_grabber_config(
+            name=os.path.join(self.root, "grabber.toml"), repository=self.repo, policy=policy,
+            **values,
+        )  # fmt: skip
+        return self.grabber_config
+
+    def run(self, *args: str, **kwargs):
+        if not self.initiator_config:
+            self.configure()
+        return self.lab.initiator("-c", self.initiator_config, "--now", *args, **kwargs)
+
+    def host_dir(self, host: str = "web1") -> str:
+        return os.path.join(self.repo, host)
+
+    def repo_state(self) -> list[tuple[str, int, int]]:
+        """Every path in the repository with its size and mtime: to show nothing changed.
+
+        The host's `.lock` is left out: every run that gets as far as the lock
+        writes its pid there, refused or not; it holds no snapshot data."""
+        found = []
+        for dirpath, dirs, files in os.walk(self.repo):
+            for name in sorted(dirs + files):
+                if name == ".lock":
+                    continue
+                st = os.lstat(os.path.join(dirpath, name))
+                found.append((os.path.join(dirpath, name), st.st_size, st.st_mtime_ns))
+        return sorted(found)
+
+    def snapshots(self, host: str = "web1") -> list[str]:
+        from pullsnap.grabber.repository import HostRepo
+
+        return [a.name for a in HostRepo(self.repo, host).good()]
+
+    def in_snapshot(self, name: str, host: str = "web1") -> str:
+        """The source tree's copy inside a snapshot (-R keeps the full path)."""
+        return os.path.join(self.repo, host, name) + self.src
+
+
+@pytest.fixture
+def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
+    name = request.node.name.replace("[", "-").replace("]", "")[:60]
+    root = lab.path("t", name)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    for d in (lab.path("t"), root):
+        os.chmod(d, 0o755)
+    src = os.path.join(root, "src")
+    repo = os.path.join(root, "repo")
+    os.makedirs(repo, mode=0o700)
+    g = lab.grabber_pw()
+    chown_tree(repo, g.pw_uid, g.pw_gid)
+    os.makedirs(os.path.join(root, "run"), mode=0o700)
+    i = lab.initiator_pw()
+    os.chown(os.path.join(root, "run"), i.pw_uid, i.pw_gid)
+    site = Site(lab, root, src, repo, "")
+    site.regrab()
+    lab.authorize([("web1", site.grabber_config)])
+    yield site
+    shutil.rmtree(root, ignore_errors=True)

@@ -54,10 +54,12 @@ RECEIVER_SUPER_CAPS: tuple[str, ...] = (
     # Restore file capabilities, the security.capability xattr (-X).
     "setfcap",
 )
-# trusted.* and other security.* xattrs (e.g. security.selinux without an
-# LSM that allows it) need CAP_SYS_ADMIN (xattr(7)); that capability is far
-# broader, so it is a separate, opt-in set.
-RECEIVER_SECURITY_XATTR_CAPS: tuple[str, ...] = (*RECEIVER_SUPER_CAPS, "sys_admin")
+# What the grabber's launcher grants: the receiver's set plus CAP_SYS_ADMIN,
+# which the grabber uses only to put that rsync in a read-only mount
+# namespace and drops before rsync runs (grabber/receiver.py).  (trusted.*
+# and non-capability security.* xattrs would need CAP_SYS_ADMIN in rsync
+# itself, xattr(7); it is never handed on, so those are not restored.)
+GRABBER_LAUNCHER_CAPS: tuple[str, ...] = (*RECEIVER_SUPER_CAPS, "sys_admin")
 
 # Linux capability numbers 0..40, from include/uapi/linux/capability.h.
 CAP_NAMES: tuple[str, ...] = (
@@ -307,3 +309,30 @@ def set_pdeathsig(sig: int) -> None:
 def set_no_new_privs() -> None:
     """Irrevocably stop execve from granting privileges (prctl(2), landlock(7))."""
     prctl.set_no_new_privs(1)
+
+
+def set_effective(caps: Iterable[str], on: bool) -> None:
+    """Turn permitted `caps` effective (or not) in the calling thread (capset(2))."""
+    try:
+        prctl.set_caps((_numbers(caps), prctl.CAP_EFFECTIVE, on))
+    except OSError as exc:
+        raise CapabilityError(f"cannot make {sorted(caps)} effective={on}: {exc}") from exc
+
+
+def drop_entirely(caps: Iterable[str]) -> None:
+    """Remove `caps` from every set, bounding included, so no exec brings them back."""
+    numbers = _numbers(caps)
+    try:
+        for cap in numbers:
+            if _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1:
+                _ambient(_PR_CAP_AMBIENT_LOWER, cap)
+        sets = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED, prctl.CAP_INHERITABLE]
+        # The bounding set first: dropping it needs CAP_SETPCAP, which we may
+        # not hold; a cap absent from permitted cannot come back through an
+        # exec of a file without file capabilities anyway (capabilities(7)).
+        for cap in numbers:
+            with contextlib.suppress(OSError):
+                prctl.capbset_drop(cap)
+        prctl.set_caps((numbers, sets, False))
+    except OSError as exc:
+        raise CapabilityError(f"cannot drop {sorted(caps)}: {exc}") from exc

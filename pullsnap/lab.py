@@ -209,7 +209,7 @@ class Lab:
             if not os.path.exists(shell):
                 os.makedirs(self.path("libexec"), mode=0o755, exist_ok=True)
                 install_launcher(shell, self.grabber_user, os.path.join(self.venv_bin, "python3"),
-                                 caps.RECEIVER_SUPER_CAPS)  # fmt: skip
+                                 caps.GRABBER_LAUNCHER_CAPS)  # fmt: skip
         _run(["usermod", "--shell", shell, self.grabber_user])
         self.grabber_shell = shell
         return shell

@@ -82,9 +82,9 @@ def test_cap_table_agrees_with_python_prctl() -> None:
 
 
 def test_named_sets_are_known_capabilities() -> None:
-    for named in (caps.INITIATOR_CAPS, caps.RECEIVER_SECURITY_XATTR_CAPS):
+    for named in (caps.INITIATOR_CAPS, caps.GRABBER_LAUNCHER_CAPS):
         assert set(named) <= set(caps.CAP_NAMES)
-    assert set(caps.RECEIVER_SUPER_CAPS) < set(caps.RECEIVER_SECURITY_XATTR_CAPS)
+    assert set(caps.RECEIVER_SUPER_CAPS) < set(caps.GRABBER_LAUNCHER_CAPS)
     assert "sys_admin" not in caps.RECEIVER_SUPER_CAPS
 
 

@@ -115,15 +115,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_deauthorize)
     p = sub.add_parser(
         "install-launcher", help="install the capability launcher for rsync --super (root)",
-        description="Compile the launcher, give it the receiver capabilities (=p), make it "
-        "mode 0750 root:<user's group>.  Then make it the user's login shell.",
+        description="Compile the launcher, give it the receiver capabilities (=p) and "
+        "CAP_SYS_ADMIN (used only to put rsync in a read-only mount namespace, then dropped), "
+        "make it mode 0750 root:<user's group>.  Then make it the user's login shell.",
     )  # fmt: skip
     p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
     p.add_argument("--dest", default=DEFAULT_LAUNCHER, help="where to install it")
-    p.add_argument(
-        "--security-xattrs", action="store_true",
-        help="also grant CAP_SYS_ADMIN, for security.* xattrs other than capabilities",
-    )  # fmt: skip
     p.set_defaults(handler=_install_launcher)
 
 
@@ -148,7 +145,7 @@ def _install_launcher(args: argparse.Namespace) -> int:
 
     entry = pwd.getpwnam(args.user)
     group = grp.getgrgid(entry.pw_gid).gr_name
-    wanted = caps.RECEIVER_SECURITY_XATTR_CAPS if args.security_xattrs else caps.RECEIVER_SUPER_CAPS
+    wanted = caps.GRABBER_LAUNCHER_CAPS
     os.makedirs(os.path.dirname(args.dest), mode=0o755, exist_ok=True)
     install_launcher(args.dest, group, sys.executable, wanted)
     print(f"grabber: installed {args.dest}; now: usermod --shell {args.dest} {args.user}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import prctl
 
-from pullsnap import caps, landlock, mounts
+from pullsnap import caps, landlock, mountns, mounts
 from pullsnap.config import GrabberConfig
 from pullsnap.errors import RunFailed
 
@@ -26,7 +26,7 @@ from pullsnap.errors import RunFailed
 def held_receiver_caps() -> tuple[str, ...]:
     """The receiver capabilities this process was started with (permitted)."""
     permitted = caps.read_state().permitted
-    return tuple(c for c in caps.RECEIVER_SECURITY_XATTR_CAPS if c in permitted)
+    return tuple(c for c in caps.GRABBER_LAUNCHER_CAPS if c in permitted)
 
 
 def hold_quietly_at_start() -> tuple[str, ...]:
@@ -77,19 +77,31 @@ def receiver_mode(
     return "fake-super"
 
 
+# Held by the grabber only to set up the read-only mount namespace; the
+# receiving rsync never gets it (with it, rsync could remount rw).
+NAMESPACE_CAP = "sys_admin"
+
+
 @dataclass(frozen=True)
 class Confined:
-    """What the rsync child does between fork and exec."""
+    """What the rsync child does between fork and exec, in this order:
+    parent-death signal, read-only mount namespace (then CAP_SYS_ADMIN is
+    dropped for good), Landlock (sets no_new_privs), receiver caps ambient."""
 
     prepared: landlock.Prepared | None
     ambient: tuple[str, ...]
+    writable: tuple[str, ...] = ()  # a mount namespace read-only but for these
 
     def preexec(self) -> Callable[[], None]:
-        prepared, ambient = self.prepared, self.ambient
+        prepared, ambient, writable = self.prepared, self.ambient, self.writable
 
         def run_in_child() -> None:
             # SIGTERM lets rsync remove its temporary file before it goes.
             prctl.set_pdeathsig(signal.SIGTERM)
+            if writable:
+                caps.set_effective([NAMESPACE_CAP], True)
+                mountns.read_only_except(writable)
+                caps.drop_entirely([NAMESPACE_CAP])
             if prepared is not None:
                 landlock.enforce(prepared)  # sets no_new_privs first
             if ambient:
@@ -107,12 +119,25 @@ def confine(
     port: int, warn: Callable[[str], None],
 ) -> Confined:  # fmt: skip
     """Prepare the child's confinement, or refuse --super without one."""
-    ambient = held if mode == "super" else ()
+    ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
+    writable: tuple[str, ...] = ()
+    if mode == "super":
+        if NAMESPACE_CAP in held:
+            writable = (host_dir,)
+        elif not cfg.allow_unconfined_super:
+            raise RunFailed(
+                "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
+                "read-only mount namespace: reinstall it (grabber install-launcher) or set "
+                "allow_unconfined_super = true to accept the risk"
+            )
+        else:
+            warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
+                 "are not prevented")  # fmt: skip
     try:
         rules = landlock.receiver_confinement(
             host_dir, private_dir, port=port, programs=(cfg.rsync, cfg.ssh)
         )
-        return Confined(landlock.prepare(rules), ambient)
+        return Confined(landlock.prepare(rules), ambient, writable)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:
             raise RunFailed(
@@ -120,4 +145,4 @@ def confine(
                 "set allow_unconfined_super = true to accept the risk"
             ) from None
         warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
-        return Confined(None, ambient)
+        return Confined(None, ambient, writable)

@@ -1,0 +1,156 @@
+"""Property 7: the grabber's receiving rsync is confined to its host's directory.
+
+A malicious sender can attack the receiving rsync, which holds DAC_OVERRIDE,
+FOWNER, CHOWN, FSETID, MKNOD and SETFCAP.  We stand in for a *subverted*
+receiver: the exact confinement the grabber applies (receiver.confine, the
+same preexec) around a program that tries to do harm with those
+capabilities.  Inside the host directory it may write; outside it may not
+create, write, chmod, chown or set file capabilities, nor read secrets.  A
+control run without the confinement shows each attempt would succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from pullsnap import caps
+from pullsnap.config import GrabberConfig
+from pullsnap.grabber import receiver
+from pullsnap.lab import make_user, remove_user
+
+pytestmark = [pytest.mark.root, pytest.mark.security]
+
+PAYLOAD = r"""
+import json, os, sys
+host, sibling, outside = sys.argv[1:4]
+results = {}
+def attempt(name, action):
+    try:
+        action()
+        results[name] = "ok"
+    except OSError as e:
+        results[name] = e.strerror
+attempt("write inside", lambda: open(os.path.join(host, "new"), "w").write("x"))
+attempt("create in sibling host", lambda: open(os.path.join(sibling, "planted"), "w"))
+attempt("write outside", lambda: open(os.path.join(outside, "victim"), "a").write("x"))
+attempt("chmod u+s outside", lambda: os.chmod(os.path.join(outside, "victim"), 0o4755))
+attempt("chown outside", lambda: os.chown(os.path.join(outside, "victim"), 0, 0))
+attempt("file caps outside", lambda: os.setxattr(
+    os.path.join(outside, "victim"), "security.capability",
+    bytes.fromhex("0000000202000000000000000000000000000000")))
+attempt("read /etc/shadow", lambda: open("/etc/shadow").read())
+# /proc is out of reach under Landlock: ask the kernel directly (capget(2), prctl(2)).
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+data = (ctypes.c_uint32 * 6)()
+assert libc.capget(header, data) == 0
+mask = lambda i: data[i] | (data[i + 3] << 32)  # effective, permitted, inheritable
+ambient = sum(1 << c for c in range(41) if libc.prctl(47, 1, c, 0, 0) == 1)
+results["status"] = {"CapEff": f"{mask(0):016x}", "CapPrm": f"{mask(1):016x}",
+                     "CapAmb": f"{ambient:016x}", "NoNewPrivs": str(libc.prctl(39, 0, 0, 0, 0))}
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture
+def scene():
+    base = tempfile.mkdtemp(prefix="pullsnap-confine-")
+    os.chmod(base, 0o755)
+    user = f"psc-{os.getpid() % 100000}"
+    make_user(user, base, "/usr/sbin/nologin")
+    try:
+        pw = __import__("pwd").getpwnam(user)
+        repo = os.path.join(base, "repo")
+        dirs = {name: os.path.join(repo, name) for name in ("web1", "web2")}
+        dirs["outside"] = os.path.join(base, "outside")
+        dirs["private"] = os.path.join(base, "private")
+        for path in (repo, *dirs.values()):
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        victim = os.path.join(dirs["outside"], "victim")
+        shutil.copy("/bin/true", victim)
+        os.chmod(victim, 0o755)  # root-owned: only capabilities let anyone touch it
+        # The stand-in "rsync": a private copy of the interpreter (allowed to
+        # execute because confinement allows executing cfg.rsync).
+        python = os.path.join(base, "python3")
+        shutil.copy(os.path.realpath(sys.executable), python)
+        os.chmod(python, 0o755)
+        yield pw, dirs, python
+    finally:
+        remove_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_as_grabber(pw, dirs, python, confined: bool) -> dict:
+    """Fork; become the grabber user holding the launcher's caps; spawn the payload."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            caps.drop_to_user(pw.pw_name, caps.GRABBER_LAUNCHER_CAPS)
+            held = receiver.held_receiver_caps()
+            cfg = GrabberConfig(repository=os.path.dirname(dirs["web1"]), rsync=python)
+            if confined:
+                jail = receiver.confine(cfg, "super", held, dirs["web1"], dirs["private"], 1, print)
+                preexec = jail.preexec()
+            else:
+                ambient = tuple(c for c in held if c != receiver.NAMESPACE_CAP)
+
+                def preexec() -> None:
+                    caps.raise_ambient(ambient)
+
+            argv = [python, "-I", "-c", PAYLOAD, dirs["web1"], dirs["web2"], dirs["outside"]]
+            done = subprocess.run(argv, preexec_fn=preexec, capture_output=True, text=True,
+                                  env={"PATH": "/usr/bin:/bin"}, check=False)  # fmt: skip
+            os.write(write_end, (done.stdout or json.dumps({"error": done.stderr})).encode())
+        except BaseException as e:  # report anything to the parent, never run pytest on
+            os.write(write_end, json.dumps({"error": repr(e)}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(text)
+
+
+def test_subverted_receiver_cannot_touch_anything_outside_its_host(scene) -> None:
+    pw, dirs, python = scene
+    got = _run_as_grabber(pw, dirs, python, confined=True)
+    assert "error" not in got, got
+    assert got["write inside"] == "ok"
+    # Writes meet both layers; whichever the kernel checks first answers.
+    refused = {"Permission denied", "Read-only file system"}
+    assert got["create in sibling host"] in refused
+    assert got["write outside"] in refused
+    assert got["chmod u+s outside"] == "Read-only file system"  # the mount namespace
+    assert got["chown outside"] == "Read-only file system"
+    assert got["file caps outside"] == "Read-only file system"
+    assert got["read /etc/shadow"] == "Permission denied"  # Landlock, despite DAC_OVERRIDE
+    status = {"CapInh": "0", "CapBnd": "0", **got["status"]}
+    held = caps.parse_proc_status("".join(f"{k}:\t{v}\n" for k, v in status.items()))
+    assert held.effective == frozenset(caps.RECEIVER_SUPER_CAPS)
+    assert held.ambient == frozenset(caps.RECEIVER_SUPER_CAPS)
+    assert "sys_admin" not in held.permitted and held.no_new_privs
+    assert os.stat(os.path.join(dirs["outside"], "victim")).st_mode & 0o7777 == 0o755
+    assert not os.path.exists(os.path.join(dirs["web2"], "planted"))
+
+
+def test_control_without_confinement_the_same_attempts_succeed(scene) -> None:
+    """Shows the test above would fail if the confinement were missing."""
+    pw, dirs, python = scene
+    got = _run_as_grabber(pw, dirs, python, confined=False)
+    assert "error" not in got, got
+    assert got["create in sibling host"] == "ok"
+    assert got["chmod u+s outside"] == "ok"
+    assert got["read /etc/shadow"] == "ok"
+    assert got["chown outside"] == "ok" and got["file caps outside"] == "ok"

@@ -172,6 +172,8 @@ def _append_log(path: str, environ: Mapping[str, str], entry: dict[str, object])
     record = {
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "ssh_connection": environ.get("SSH_CONNECTION", ""),
+        # Names only: shows that no forwarded agent or client variable got in.
+        "environment": sorted(environ),
         **entry,
     }
     fd = os.open(path, flags, 0o600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +65,10 @@ class Site:
     def run(self, *args: str, **kwargs):
         if not self.initiator_config:
             self.configure()
-        return self.lab.initiator("-c", self.initiator_config, "--now", *args, **kwargs)
+        # Human verdict lines, as on a terminal (elsewhere: key=value lines).
+        return self.lab.initiator(
+            "-c", self.initiator_config, "--now", "--format", "text", *args, **kwargs
+        )
 
     def host_dir(self, host: str = "web1") -> str:
         return os.path.join(self.repo, host)
@@ -95,7 +99,7 @@ class Site:
 
 @pytest.fixture
 def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
-    name = request.node.name.replace("[", "-").replace("]", "")[:60]
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
     root = lab.path("t", name)
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)

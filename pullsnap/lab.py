@@ -50,7 +50,12 @@ def make_user(name: str, home: str, shell: str) -> pwd.struct_passwd:
 
 
 def remove_user(name: str) -> None:
-    subprocess.run(["userdel", name], capture_output=True, check=False)
+    # userdel refuses while a process of the user lives; killed ones take a moment.
+    for _ in range(50):
+        done = subprocess.run(["userdel", name], capture_output=True, check=False)
+        if done.returncode != 8:  # 8: user currently logged in (useradd(8) EXIT VALUES)
+            break
+        time.sleep(0.1)
     subprocess.run(["groupdel", name], capture_output=True, check=False)
 
 
@@ -95,6 +100,10 @@ class Sshd:
     port: int = 0
     process: subprocess.Popen | None = None
     host_public: str = ""
+    # The benchmark's stand-in for a backed-up host's own sshd: root may log
+    # in with a key from a file the bench owns (never root's own ~/.ssh).
+    permit_root: bool = False
+    authorized_keys: str = ".ssh/authorized_keys"
 
     def start(self) -> None:
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
@@ -109,12 +118,12 @@ class Sshd:
             f"ListenAddress 127.0.0.1:{self.port}",
             f"HostKey {key}",
             "PidFile none",
-            "AuthorizedKeysFile .ssh/authorized_keys",
+            f"AuthorizedKeysFile {self.authorized_keys}",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "UsePAM no",
-            "PermitRootLogin no",
+            f"PermitRootLogin {'prohibit-password' if self.permit_root else 'no'}",
             f"AllowUsers {' '.join(self.allow_users)}",
             "StrictModes yes",
             "LogLevel VERBOSE",
@@ -315,6 +324,9 @@ class Lab:
         if self.sshd is not None:
             self.sshd.stop()
         for name in self.users:
+            # Whatever still runs as a lab user was started by the lab's tests
+            # (a stand-in's sleep, a session sshd has not reaped yet).
+            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True, check=False)
             remove_user(name)
         self.users.clear()
 

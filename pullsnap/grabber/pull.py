@@ -1,12 +1,15 @@
 """The rsync pull: argv builders and stats parsing (pure), and the run via `sh`.
 
     rsync -aHAX --numeric-ids -R --super|--fake-super --timeout=N --stats
-          --info=progress2 --link-dest=<newest good> [--link-dest=<interrupted>]
+          --info=progress2 --out-format=<ITEM_MARKER>%i %n
+          --link-dest=<newest good> [--link-dest=<interrupted>]
           --exclude=<pattern>... -e "<ssh command>"
           -- user@[address]:/src1 :/src2 <host>/<name>.incomplete/
 
 On the far side that becomes `rsync --server --sender -lHogDtpAXrRe.iLsfxCIvu
---timeout=N --numeric-ids . /src1 /src2`, which is what the gate allows.
+--timeout=N --numeric-ids . /src1 /src2`, which is what the gate allows
+(`--out-format` stays on the receiving side: rsync's options.c
+server_options() does not pass it on).
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ import sh
 from pullsnap import report
 
 HOST_KEY_ALIAS = "pullsnap-initiator"
+SETPRIV = "/usr/bin/setpriv"
 # rsync(1) EXIT VALUES
 RSYNC_OK = 0
 RSYNC_PARTIAL = 23  # some files could not be transferred
 RSYNC_VANISHED = 24  # some source files vanished
 MAX_LINK_DESTS = 20  # rsync's limit on --link-dest/--compare-dest dirs
+# Each file rsync changes in the new tree is one stdout line "<marker><%i> <%n>"
+# (rsync(1) --out-format, --itemize-changes): the manifest hashes those.
+ITEM_MARKER = "pullsnap-item "
+MAX_FAILED_PATHS = 1000
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         f"--timeout={max(1, int(spec.timeout))}",
         "--stats",
         "--info=progress2",
+        f"--out-format={ITEM_MARKER}%i %n",
     ]
     if spec.compress:
         argv.append("--compress")
@@ -124,7 +133,12 @@ def rsync_argv(spec: PullSpec) -> list[str]:
     for link_dest in spec.link_dests[:MAX_LINK_DESTS]:
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude={pattern}" for pattern in spec.excludes]
-    argv += ["-e", " ".join(ssh_command(spec.ssh, spec.connect))]
+    remote_shell = ssh_command(spec.ssh, spec.connect)
+    if spec.mode == "super":
+        # rsync hands its ambient receiver caps to the ssh it starts; ssh needs
+        # none of them, so it gets its own exec with the sets emptied.
+        remote_shell = [SETPRIV, "--inh-caps=-all", "--ambient-caps=-all", "--", *remote_shell]
+    argv += ["-e", " ".join(remote_shell)]
     host = remote_host(spec.connect.user, spec.connect.address)
     sources = [f"{host}:{spec.sources[0]}"] + [f":{s}" for s in spec.sources[1:]]
     return [*argv, "--", *sources, spec.target.rstrip("/") + "/"]
@@ -158,6 +172,52 @@ def parse_stats(lines: Sequence[str]) -> dict[str, int]:
     return stats
 
 
+# --- itemized changes and error lines (pure) ----------------------------------------
+
+# rsync(1) --itemize-changes: Y is ">" received, "c" created locally (a copy
+# from a --link-dest tree whose attributes differ), "h" a hard link to
+# another file of this transfer; X "f" is a regular file.
+NEW_FILE_KINDS = (">f", "cf", "hf")
+_OCTAL_ESCAPE_RE = re.compile(rb"\\#([0-7]{3})")
+
+
+def unescape_name(text: str) -> bytes:
+    """rsync's output escapes unprintable bytes (and a backslash before '#')
+    as \\#ooo (rsync(1) --8-bit-output); undo it."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return _OCTAL_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 8)]), raw)
+
+
+def parse_item(line: str) -> tuple[str, bytes] | None:
+    """A marked --out-format line -> (itemize code, path relative to the target)."""
+    if not line.startswith(ITEM_MARKER):
+        return None
+    code, sep, name = line[len(ITEM_MARKER) :].partition(" ")
+    if not sep or len(code) < 2 or not name:
+        return None
+    return code, unescape_name(name)
+
+
+def is_new_file(code: str) -> bool:
+    """Did rsync store this file anew (not a hard link to a --link-dest file)?"""
+    return code[:2] in NEW_FILE_KINDS
+
+
+# rsync's per-file errors name the file in double quotes (log.c rsyserr and
+# the calls in sender.c, flist.c, receiver.c), e.g.
+#   rsync: [sender] send_files failed to open "/etc/shadow": Permission denied (13)
+#   rsync: [sender] opendir "/root" failed: Permission denied (13)
+_FAILED_PATH_RE = re.compile(r'^rsync: (?:\[\w+\] )?(.*?)"(.+)"(?:[^"]*?): (.+)$')
+
+
+def failed_path(line: str) -> dict[str, str] | None:
+    """{"path", "error"} for one rsync error line about a file, or None."""
+    match = _FAILED_PATH_RE.match(line.strip())
+    if match is None:
+        return None
+    return {"path": match.group(2), "error": f"{match.group(1).strip()}: {match.group(3)}"}
+
+
 # --- running -------------------------------------------------------------------------
 
 
@@ -167,6 +227,9 @@ class PullResult:
     stats: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    new_files: set[bytes] = field(default_factory=set)  # stored anew, relative to the target
+    failed_paths: list[dict[str, str]] = field(default_factory=list)
+    failed_paths_total: int = 0
 
 
 class _Relay:
@@ -179,6 +242,7 @@ class _Relay:
         self.on_line = on_line
         self.buffer = ""
         self.lines: list[str] = []
+        self.new_files: set[bytes] = set()
         self.last_progress = 0.0
 
     def feed(self, chunk: str) -> None:
@@ -194,6 +258,12 @@ class _Relay:
 
     def _line(self, text: str) -> None:
         if not text.strip():
+            return
+        item = parse_item(text)
+        if item is not None:
+            # One line per changed file: kept out of the log the initiator sees.
+            if is_new_file(item[0]):
+                self.new_files.add(item[1])
             return
         progress = report.parse_rsync_progress(text)
         if progress is None:
@@ -217,12 +287,20 @@ def run_rsync(
     """Run rsync through sh (no tty), relaying output; never raises for rsync's exit."""
     out = _Relay(on_progress, on_line)
     err_lines: list[str] = []
+    failed: list[dict[str, str]] = []
+    failed_total = 0
 
     def err(chunk: str) -> None:
+        nonlocal failed_total
         for line in chunk.splitlines():
             if line.strip():
                 err_lines.append(line)
                 on_line(line)
+                bad = failed_path(line)
+                if bad is not None:
+                    failed_total += 1
+                    if len(failed) < MAX_FAILED_PATHS:
+                        failed.append(bad)
 
     started = time.monotonic()
     kwargs: dict[str, Any] = {
@@ -257,11 +335,15 @@ def run_rsync(
         stats=parse_stats(out.lines),
         errors=err_lines[-50:],
         seconds=time.monotonic() - started,
+        new_files=out.new_files,
+        failed_paths=failed,
+        failed_paths_total=failed_total,
     )
 
 
 # --- verdict -------------------------------------------------------------------------
 
+NO_SPACE_TEXT = "No space left on device"  # strerror(ENOSPC), rsync prints it
 _UNREACHABLE_HINTS = ("Connection refused", "Connection timed out", "No route to host")
 
 
@@ -278,6 +360,9 @@ def judge(result: PullResult) -> tuple[str, int, str]:
     text = "\n".join(result.errors)
     if code in (RSYNC_OK, RSYNC_VANISHED):
         return "complete", errors.OK, ""
+    # The receiver (ours) says ENOSPC: a full repository, not an unreadable file.
+    if any(NO_SPACE_TEXT in line and "[sender]" not in line for line in result.errors):
+        return "failed", errors.NO_SPACE, "the repository's filesystem is full"
     if code == RSYNC_PARTIAL:
         return "partial", errors.PARTIAL, "some files could not be read (rsync exit 23)"
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:

@@ -21,6 +21,7 @@ import prctl
 from pullsnap import caps, landlock, mountns, mounts
 from pullsnap.config import GrabberConfig
 from pullsnap.errors import RunFailed
+from pullsnap.grabber import pull
 
 
 def held_receiver_caps() -> tuple[str, ...]:
@@ -134,9 +135,8 @@ def confine(
             warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
                  "are not prevented")  # fmt: skip
     try:
-        rules = landlock.receiver_confinement(
-            host_dir, private_dir, port=port, programs=(cfg.rsync, cfg.ssh)
-        )
+        programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
+        rules = landlock.receiver_confinement(host_dir, private_dir, port=port, programs=programs)
         return Confined(landlock.prepare(rules), ambient, writable)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:

@@ -1,0 +1,118 @@
+"""Property 7, measured: during a real --super run, every process of the chain
+holds exactly the capabilities its role needs (read from /proc/PID/status).
+
+    initiator (python)        holds CAP_DAC_READ_SEARCH, none of it effective
+    one-shot sshd, session    CAP_DAC_READ_SEARCH only (ambient), no_new_privs
+    gate -> sender rsync      CAP_DAC_READ_SEARCH only, no_new_privs
+    grabber (python)          receiver caps + CAP_SYS_ADMIN permitted, none effective
+    receiver rsync            exactly the --super set, never CAP_SYS_ADMIN, no_new_privs
+    its ssh                   nothing
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pullsnap import caps, errors
+from tests.labfixtures import Site
+
+pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
+
+DAC = frozenset(caps.INITIATOR_CAPS)
+SUPER = frozenset(caps.RECEIVER_SUPER_CAPS)
+
+
+def _snapshot_processes(uids: set[int]) -> dict[int, tuple[str, caps.CapState, int]]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        uid = int(caps.status_fields(status)["Uid"].split()[0])
+        if uid in uids and cmdline:
+            found[int(entry)] = (cmdline, caps.parse_proc_status(status), uid)
+    return found
+
+
+def _role(cmdline: str, uid: int, lab) -> str:
+    initiator = uid == lab.initiator_pw().pw_uid
+    if initiator and "bin/initiator" in cmdline:
+        return "initiator"
+    if cmdline.startswith(("/usr/sbin/sshd", "sshd:")):
+        # The backup host's own sshd runs the grabber user's session.
+        return "backup-sshd" if lab.grabber_user in cmdline or not initiator else "sshd"
+    if initiator and "gatecmd" in cmdline:
+        return "gate"
+    if initiator and cmdline.startswith("/usr/bin/rsync --server --sender"):
+        return "sender"
+    if initiator and cmdline.startswith(("/usr/bin/setpriv", "/usr/bin/ssh ")):
+        return "initiator-ssh"
+    if not initiator and "pullsnap.grabber.cli" in cmdline:
+        return "grabber"
+    if not initiator and cmdline.startswith("/usr/bin/rsync -a"):
+        return "receiver"
+    if not initiator and cmdline.startswith("/usr/bin/ssh "):
+        return "receiver-ssh"
+    return "other"
+
+
+@pytest.fixture
+def super_site(site: Site):
+    site.lab.use_launcher(True)
+    try:
+        with site.lab.nosuid_mount(site.repo):
+            yield site
+    finally:
+        site.lab.use_launcher(False)
+
+
+def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
+    site = super_site
+    os.makedirs(site.src)
+    with open(os.path.join(site.src, "big"), "wb") as f:
+        f.write(os.urandom(400 * 1024 * 1024))
+    site.configure()
+    uids = {site.lab.initiator_pw().pw_uid, site.lab.grabber_pw().pw_uid}
+    proc = site.lab.initiator_background("-c", site.initiator_config, "--now")
+    seen: dict[tuple[int, str], tuple[str, caps.CapState, int]] = {}
+    # The last sight of each (pid, program): its steady state.  (A process is
+    # caught between setresuid and no_new_privs in drop_to_user, or the
+    # grabber between the launcher's exec and hold_quietly, if sampled early;
+    # both are before either reads a byte from the other side.)
+    while proc.poll() is None:
+        for pid, found in _snapshot_processes(uids).items():
+            seen[(pid, found[0])] = found
+        time.sleep(0.002)
+    _, err = proc.communicate()
+    assert proc.returncode == errors.OK, err
+    roles: dict[str, list[caps.CapState]] = {}
+    for cmdline, state, uid in seen.values():
+        roles.setdefault(_role(cmdline, uid, site.lab), []).append(state)
+    for role in ("initiator", "sshd", "sender", "grabber", "receiver", "receiver-ssh"):
+        assert role in roles, f"never saw the {role}: {sorted(roles)}"
+
+    for state in roles["initiator"]:
+        assert state.effective == frozenset() and state.permitted == DAC
+        assert state.bounding == DAC and state.no_new_privs
+    for role in ("sshd", "sender", *(("gate",) if "gate" in roles else ())):
+        for state in roles[role]:
+            assert state.effective == state.permitted == state.ambient == DAC, (role, state)
+            assert state.bounding == DAC and state.no_new_privs, (role, state)
+    for state in roles["grabber"]:
+        assert state.effective == frozenset() and state.ambient == frozenset()
+        assert state.permitted == frozenset(caps.GRABBER_LAUNCHER_CAPS)
+    for state in roles["receiver"]:
+        assert state.effective == state.ambient == SUPER, state
+        assert "sys_admin" not in state.permitted and state.no_new_privs
+    for role in ("receiver-ssh", "backup-sshd"):
+        for state in roles.get(role, []):
+            assert state.effective == state.permitted == state.ambient == frozenset(), state

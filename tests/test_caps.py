@@ -25,6 +25,9 @@ import pullsnap
 from pullsnap import caps
 from pullsnap.errors import CapabilityError
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 REPO = str(Path(pullsnap.__file__).resolve().parents[1])
 
 SAMPLE = """\

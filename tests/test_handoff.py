@@ -22,6 +22,9 @@ from pullsnap import handoff
 from pullsnap.errors import REFUSED, HandoffError
 from pullsnap.handoff import Handoff
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 # --- real keys -------------------------------------------------------------------
 
 

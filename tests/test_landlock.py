@@ -24,6 +24,9 @@ import pytest
 import pullsnap
 from pullsnap import caps, landlock
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 REPO = str(Path(pullsnap.__file__).resolve().parents[1])
 
 

@@ -83,6 +83,7 @@ def test_connect_back_never_happens(site: Site) -> None:
     assert _pids_of(uid, "sshd") == [] and _pids_of(uid, "ssh ") == []
 
 
+@pytest.mark.security
 def test_unbound_key_is_refused(site: Site) -> None:
     _tree(site)
     site.lab.write_raw_authorized_keys(f"{site.lab.login_public_key()}\n")
@@ -93,6 +94,7 @@ def test_unbound_key_is_refused(site: Site) -> None:
     assert site.repo_state() == before
 
 
+@pytest.mark.security
 def test_forged_binding_without_forced_command_is_refused(site: Site) -> None:
     """An unbound key asking for the forced command's own words gets them as
     `-c`, but sshd sets no SSH_ORIGINAL_COMMAND: still refused."""
@@ -105,6 +107,7 @@ def test_forged_binding_without_forced_command_is_refused(site: Site) -> None:
     assert not os.path.exists(os.path.join(site.repo, "web2"))
 
 
+@pytest.mark.security
 @pytest.mark.parametrize(
     "payload",
     [b"", b"hello\n", b"PULLSNAP-HANDOFF 1 10\n{}", b"PULLSNAP-HANDOFF 2 2\n{}",
@@ -120,6 +123,7 @@ def test_malformed_handoff_changes_nothing(site: Site, payload: bytes) -> None:
     assert site.repo_state() == before
 
 
+@pytest.mark.security
 def test_host_key_mismatch_on_connect_back(site: Site, tmp_path) -> None:
     """Something answers at the connect-back address and port with a host key
     other than the one in the handoff: the grabber refuses and records it."""

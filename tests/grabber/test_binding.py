@@ -18,6 +18,9 @@ from pullsnap.errors import REFUSED, BindingError
 from pullsnap.grabber import binding
 from pullsnap.grabber.binding import Binding
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE5vdEFSZWFsS2V5QnV0V2VsbEZvcm1lZEVub3VnaA"
 
 # --- host names -------------------------------------------------------------------

@@ -27,6 +27,9 @@ import pullsnap
 from pullsnap import caps
 from pullsnap.grabber import launcher
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 REPO = str(Path(pullsnap.__file__).resolve().parents[1])
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 ALLOWED_ENV = {

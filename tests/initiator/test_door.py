@@ -26,6 +26,9 @@ from twisted.internet import defer, task, threads
 from pullsnap.errors import Timeout
 from pullsnap.initiator.door import Door
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 def connect_refused(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=20).close()

@@ -25,6 +25,9 @@ from pullsnap.errors import GateRefused
 from pullsnap.initiator import gate, gatecmd
 from pullsnap.initiator.gate import GatePolicy, common_root, parse
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 REPO = Path(__file__).resolve().parents[2]
 RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 BLOB = "e.iLsfxCIvu"

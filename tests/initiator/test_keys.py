@@ -26,6 +26,9 @@ import json, os, stat, sys, threading
 from twisted.internet import defer, task
 from pullsnap.initiator import keys
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 run_dir, keygen, timeout, which = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 seen = {}          # name -> set of file types seen while the keys were made
 leaks = []         # regular files other than host_key holding a private key

@@ -16,6 +16,9 @@ import pytest
 from pullsnap.initiator import sshd
 from pullsnap.initiator.sshd import DoorConfig, GateCommand
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE5vdEFSZWFsS2V5QnV0V2VsbEZvcm1lZEVub3VnaA"

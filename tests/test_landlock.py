@@ -203,12 +203,16 @@ def test_confined_receiver_stays_in_its_host_dir(user: pwd.struct_passwd, tree: 
 
 
 @pytest.mark.root
-def test_known_gap_metadata_outside_the_host_dir(user: pwd.struct_passwd, tree: Path) -> None:
+def test_landlock_alone_leaves_metadata_outside_the_host_dir(
+    user: pwd.struct_passwd, tree: Path
+) -> None:
     """Landlock (ABI <= 7) does not mediate chmod/chown/utime/setxattr (landlock(7)).
 
-    This pins the documented gap: a receiver holding CAP_FOWNER can still
-    change modes outside its tree.  When a mount namespace or a later
-    Landlock ABI closes it, invert this test and update the docs.
+    Why the receiver also gets a read-only mount namespace (pullsnap/mountns.py):
+    with Landlock alone a receiver holding CAP_FOWNER can still change modes
+    outside its tree.  tests/security/test_receiver_confinement.py shows the
+    combination closes it.  Should a later Landlock ABI mediate these calls,
+    this test fails and the namespace may become optional.
     """
     script = (
         "import json, os, sys\nfrom pullsnap import landlock\nbase = sys.argv[1]\n"

@@ -30,7 +30,7 @@
 #error "define PULLSNAP_PYTHON as the absolute path of the Python interpreter"
 #endif
 #ifndef GRABBER_MODULE
-#define GRABBER_MODULE "pullsnap.grabber.cli"
+#define GRABBER_MODULE "pullsnap.grabber.login"
 #endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47

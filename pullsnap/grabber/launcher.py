@@ -4,7 +4,7 @@ The grabber is the login shell of an unprivileged user, so it starts with no
 capabilities.  For `rsync --super` the operator installs a tiny C program as
 that login shell instead: file capabilities `cap_...=p`, mode 0750, owned
 root:<grabber's group>.  It raises its capabilities ambient and execs the
-compiled-in interpreter as `python -I -m pullsnap.grabber.cli ARGS...`.
+compiled-in interpreter as `python -I -m pullsnap.grabber.login ARGS...`.
 
 Order matters when installing: chown(2) removes a file's security.capability
 xattr (capabilities(7), "File capabilities"), so ownership and mode are set
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pullsnap import caps as capabilities
 from pullsnap.errors import PullsnapError
 
-GRABBER_MODULE = "pullsnap.grabber.cli"
+GRABBER_MODULE = "pullsnap.grabber.login"
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # The path becomes a C string literal: refuse anything that could end it.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._+/-]*$")

@@ -49,7 +49,7 @@ def test_build_command_bakes_in_interpreter_and_module() -> None:
     argv = launcher.build_command("cc", "launcher.c", "/tmp/out", "/usr/bin/python3")
     assert argv[0] == "cc"
     assert '-DPULLSNAP_PYTHON="/usr/bin/python3"' in argv
-    assert '-DGRABBER_MODULE="pullsnap.grabber.cli"' in argv
+    assert '-DGRABBER_MODULE="pullsnap.grabber.login"' in argv
     assert argv[argv.index("-o") + 1] == "/tmp/out"
     assert argv[-2:] == ["launcher.c", "-lcap"]
 

@@ -56,7 +56,7 @@ def _role(cmdline: str, uid: int, lab) -> str:
         return "sender"
     if initiator and cmdline.startswith(("/usr/bin/setpriv", "/usr/bin/ssh ")):
         return "initiator-ssh"
-    if not initiator and "pullsnap.grabber.cli" in cmdline:
+    if not initiator and "pullsnap.grabber." in cmdline:
         return "grabber"
     if not initiator and cmdline.startswith("/usr/bin/rsync -a"):
         return "receiver"

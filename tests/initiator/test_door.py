@@ -20,14 +20,14 @@ from pullsnap.errors import TIMEOUT, Timeout
 from pullsnap.initiator import door as door_module
 from pullsnap.initiator.door import Door
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 _PRELUDE = r"""
 import json, socket, sys
 from twisted.internet import defer, task, threads
 from pullsnap.errors import Timeout
 from pullsnap.initiator.door import Door
-
-# DESIGN.md security properties: `./test.sh -m security` runs these.
-pytestmark = pytest.mark.security
 
 def connect_refused(port):
     try:

@@ -19,15 +19,15 @@ import pytest
 
 from pullsnap import handoff
 
+# DESIGN.md security properties: `./test.sh -m security` runs these.
+pytestmark = pytest.mark.security
+
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 
 _SCRIPT = r"""
 import json, os, stat, sys, threading
 from twisted.internet import defer, task
 from pullsnap.initiator import keys
-
-# DESIGN.md security properties: `./test.sh -m security` runs these.
-pytestmark = pytest.mark.security
 
 run_dir, keygen, timeout, which = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 seen = {}          # name -> set of file types seen while the keys were made

@@ -303,8 +303,14 @@ def receiver_confinement(
     port: int | None = None,
     *,
     programs: Sequence[str] = RECEIVER_PROGRAMS,
+    also_writable: Sequence[str] = (),
 ) -> Confinement:
     """What the grabber's `rsync --super` and its ssh may touch.
+
+    `also_writable`: more directories with the same rights as `host_dir`
+    (the grabber passes the new snapshot's directory as `host_dir` and the
+    --link-dest trees here: a hard link may only go where the file gains no
+    rights, landlock(7) LANDLOCK_ACCESS_FS_REFER, so they must match).
 
     Write access only to `host_dir` (this host's snapshots, also the
     --link-dest source).  Read access to `private_dir` (known_hosts, the
@@ -313,12 +319,12 @@ def receiver_confinement(
     receiver could otherwise read anything and send it over the connection.
     `port`: allow TCP connect to it only, and no bind.
     """
-    for path in (host_dir, private_dir, *extra_read, *programs):
+    for path in (host_dir, private_dir, *extra_read, *programs, *also_writable):
         if not path.startswith("/"):
             raise LandlockError(f"{path!r} is not an absolute path")
     return Confinement(
         read_only=(*RECEIVER_READ_ONLY, private_dir, *extra_read),
-        read_write=(*RECEIVER_READ_WRITE, host_dir),
+        read_write=(*RECEIVER_READ_WRITE, host_dir, *also_writable),
         executable=(*programs, *ELF_INTERPRETERS),
         connect_tcp_ports=None if port is None else (port,),
     )

@@ -13,7 +13,7 @@ otherwise reach every other host's snapshots (they belong to the same user).
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import prctl
@@ -117,9 +117,17 @@ class Confined:
 
 def confine(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
-    port: int, warn: Callable[[str], None],
+    port: int, warn: Callable[[str], None], write_dirs: Sequence[str] = (),
 ) -> Confined:  # fmt: skip
-    """Prepare the child's confinement, or refuse --super without one."""
+    """Prepare the child's confinement, or refuse --super without one.
+
+    The mount namespace leaves `host_dir` writable (nothing outside it).
+    Landlock narrows further when `write_dirs` are given: the new snapshot's
+    directory and its --link-dest trees, so a subverted receiver cannot touch
+    records, `latest`, manifests or older snapshots of the same host.  (Files
+    hardlinked from the link-dest trees share their inodes: those it could
+    still write through; `grabber verify` finds such changes.)
+    """
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
     writable: tuple[str, ...] = ()
     if mode == "super":
@@ -136,7 +144,10 @@ def confine(
                  "are not prevented")  # fmt: skip
     try:
         programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
-        rules = landlock.receiver_confinement(host_dir, private_dir, port=port, programs=programs)
+        first, *more = write_dirs or (host_dir,)
+        rules = landlock.receiver_confinement(
+            first, private_dir, port=port, programs=programs, also_writable=more
+        )
         return Confined(landlock.prepare(rules), ambient, writable)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:

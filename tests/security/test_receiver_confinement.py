@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.root, pytest.mark.security]
 PAYLOAD = r"""
 import json, os, sys
 host, sibling, outside = sys.argv[1:4]
+target, base, older = (os.path.join(host, n) for n in ("new.incomplete", "base", "older"))
 results = {}
 def attempt(name, action):
     try:
@@ -37,7 +38,10 @@ def attempt(name, action):
         results[name] = "ok"
     except OSError as e:
         results[name] = e.strerror
-attempt("write inside", lambda: open(os.path.join(host, "new"), "w").write("x"))
+attempt("write inside", lambda: open(os.path.join(target, "new"), "w").write("x"))
+attempt("link from the base", lambda: os.link(os.path.join(base, "f"), os.path.join(target, "f")))
+attempt("rewrite own record", lambda: open(os.path.join(host, "base.json"), "a").write("x"))
+attempt("plant in an older snapshot", lambda: open(os.path.join(older, "planted"), "w"))
 attempt("create in sibling host", lambda: open(os.path.join(sibling, "planted"), "w"))
 attempt("write outside", lambda: open(os.path.join(outside, "victim"), "a").write("x"))
 attempt("chmod u+s outside", lambda: os.chmod(os.path.join(outside, "victim"), 0o4755))
@@ -72,8 +76,14 @@ def scene():
         dirs = {name: os.path.join(repo, name) for name in ("web1", "web2")}
         dirs["outside"] = os.path.join(base, "outside")
         dirs["private"] = os.path.join(base, "private")
+        for name in ("new.incomplete", "base", "older"):
+            dirs[name] = os.path.join(dirs["web1"], name)
         for path in (repo, *dirs.values()):
             os.makedirs(path, exist_ok=True)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        for path in (os.path.join(dirs["base"], "f"), os.path.join(dirs["web1"], "base.json")):
+            with open(path, "w") as f:
+                f.write("{}")
             os.chown(path, pw.pw_uid, pw.pw_gid)
         victim = os.path.join(dirs["outside"], "victim")
         shutil.copy("/bin/true", victim)
@@ -100,7 +110,10 @@ def _run_as_grabber(pw, dirs, python, confined: bool) -> dict:
             held = receiver.held_receiver_caps()
             cfg = GrabberConfig(repository=os.path.dirname(dirs["web1"]), rsync=python)
             if confined:
-                jail = receiver.confine(cfg, "super", held, dirs["web1"], dirs["private"], 1, print)
+                jail = receiver.confine(
+                    cfg, "super", held, dirs["web1"], dirs["private"], 1, print,
+                    write_dirs=[dirs["new.incomplete"], dirs["base"]],
+                )  # fmt: skip
                 preexec = jail.preexec()
             else:
                 ambient = tuple(c for c in held if c != receiver.NAMESPACE_CAP)
@@ -127,7 +140,10 @@ def test_subverted_receiver_cannot_touch_anything_outside_its_host(scene) -> Non
     pw, dirs, python = scene
     got = _run_as_grabber(pw, dirs, python, confined=True)
     assert "error" not in got, got
-    assert got["write inside"] == "ok"
+    assert got["write inside"] == "ok" and got["link from the base"] == "ok"
+    # Within its own host directory only the new snapshot and its bases.
+    assert got["rewrite own record"] == "Permission denied"
+    assert got["plant in an older snapshot"] == "Permission denied"
     # Writes meet both layers; whichever the kernel checks first answers.
     refused = {"Permission denied", "Read-only file system"}
     assert got["create in sibling host"] in refused
@@ -150,7 +166,7 @@ def test_control_without_confinement_the_same_attempts_succeed(scene) -> None:
     pw, dirs, python = scene
     got = _run_as_grabber(pw, dirs, python, confined=False)
     assert "error" not in got, got
-    assert got["create in sibling host"] == "ok"
+    assert got["create in sibling host"] == "ok" and got["rewrite own record"] == "ok"
     assert got["chmod u+s outside"] == "ok"
     assert got["read /etc/shadow"] == "ok"
     assert got["chown outside"] == "ok" and got["file caps outside"] == "ok"

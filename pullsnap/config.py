@@ -197,6 +197,17 @@ def _exclude(value: Any) -> str:
     return text
 
 
+def _hook(value: Any) -> tuple[str, ...]:
+    """A hook command: a string runs with /bin/sh -c, a list is the argv itself."""
+    if isinstance(value, str):
+        text = _string(value).strip()
+        return ("/bin/sh", "-c", text) if text else ()
+    words = _list_of(_string)(value)
+    if words and not words[0]:
+        raise _Invalid("the program (first word) must not be empty")
+    return words
+
+
 def _conv(conv: Callable[[Any], Any], **kwargs: Any) -> Any:
     return field(metadata={"conv": conv}, **kwargs)
 
@@ -219,6 +230,13 @@ class Destination:
     allow_from: tuple[str, ...] = _conv(_list_of(_address), default=())
     sources: tuple[str, ...] = _conv(_list_of(_source, at_least=1), default=())
     excludes: tuple[str, ...] = _conv(_list_of(_exclude), default=())
+    # Commands run around this destination's backup, as the initiator's user
+    # with a clean environment (README "Before and after hooks"); a failing `before` means no
+    # backup, `after` always runs.
+    before: tuple[str, ...] = _conv(_hook, default=())
+    after: tuple[str, ...] = _conv(_hook, default=())
+    before_timeout: float = _conv(_positive_duration, default=600.0)
+    after_timeout: float = _conv(_positive_duration, default=600.0)
 
 
 @dataclass(frozen=True)
@@ -280,6 +298,9 @@ class GrabberConfig:
     # --super on a repository filesystem without nosuid,nodev: snapshots then
     # hold working setuid-root files and device nodes.
     allow_suid_repository: bool = _conv(_boolean, default=False)
+    # rsync older than 3.4.0 as the receiver (CVE-2024-12084..12088): refused
+    # unless true (for a distribution build that carries the fixes).
+    allow_unsafe_rsync: bool = _conv(_boolean, default=False)
     rsync: str = _conv(_abspath, default="/usr/bin/rsync")
     ssh: str = _conv(_abspath, default="/usr/bin/ssh")
     ssh_agent: str = _conv(_abspath, default="/usr/bin/ssh-agent")
@@ -292,6 +313,18 @@ class GrabberConfig:
     min_free_abs: int = _conv(parse_size, default=1 << 30)
     min_free_avg: float = _conv(_number(0, 1000), default=2.0)
     min_keep: int = _conv(_integer(1, 100000), default=3)
+    # At most this many pulls at once across hosts (0: no cap); a run beyond
+    # it waits up to queue_timeout for a slot, then fails with exit code 8.
+    max_concurrent_pulls: int = _conv(_integer(0, 10000), default=0)
+    queue_timeout: float = _conv(_positive_duration, default=2 * 3600.0)
+    # Monitoring (README "Status and alerts"): commands run as the grabber user
+    # with a documented environment, never with client text in their argv.
+    on_success: tuple[str, ...] = _conv(_hook, default=())
+    on_failure: tuple[str, ...] = _conv(_hook, default=())
+    on_stale: tuple[str, ...] = _conv(_hook, default=())
+    hook_timeout: float = _conv(_positive_duration, default=60.0)
+    # node_exporter textfile that `grabber status` rewrites; "" for none.
+    prometheus_file: str = _conv(_optional_abspath, default="")
     policy: HostPolicy = HostPolicy()
     hosts: Mapping[str, HostPolicy] = dataclasses.field(default_factory=dict)
 

@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         stack.enter_context(lab.nosuid_mount(lab.path("repo")))
         for run in (1, 2):
             started = time.monotonic()
-            done = lab.initiator("-c", config, "--now")
+            done = lab.initiator("-c", config, "--now", "--format", "text")
             seconds.append(time.monotonic() - started)
             print(f"run {run} ({seconds[-1]:.2f} s): {done.stdout.strip() or done.stderr.strip()}")
             if done.returncode != 0:

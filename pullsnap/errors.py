@@ -22,6 +22,8 @@ Exit codes (README "Exit codes" repeats this table):
                     not counted as good; `grabber accept` clears it)
    11  STALE        `grabber status`: a host's newest good snapshot is older
                     than its max_age (or it has none)
+   12  HOOK_FAILED  initiator: a destination's `before` hook failed (no backup
+                    was tried), or its `after` hook failed
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ TIMEOUT = 8
 TOO_SOON = 9
 SUSPECT = 10
 STALE = 11
+HOOK_FAILED = 12
 
 EXIT_NAMES = {
     OK: "ok",
@@ -52,6 +55,7 @@ EXIT_NAMES = {
     TOO_SOON: "too-soon",
     SUSPECT: "suspect",
     STALE: "stale",
+    HOOK_FAILED: "hook-failed",
 }
 
 
@@ -141,6 +145,12 @@ class Partial(PullsnapError):
     """{}"""
 
     exit_code = PARTIAL
+
+
+class HookFailed(PullsnapError):
+    """{} hook {}"""
+
+    exit_code = HOOK_FAILED
 
 
 class CapabilityError(PullsnapError):

@@ -2,6 +2,7 @@
 
     pullsnap-progress {"bytes": 1048576, "percent": 12, "rate": "3.1MB/s", "eta": "0:00:07"}
     pullsnap-log <free text>
+    pullsnap-queued <free text>      waiting for a pull slot; keeps the door open
     pullsnap-result {"status": "ok", "exit": 0, "snapshot": "2026-11-25T141500Z", ...}
 
 Lines that start with none of these are passed on as log text, so a
@@ -18,6 +19,7 @@ from typing import Any
 
 PROGRESS = "pullsnap-progress"
 LOG = "pullsnap-log"
+QUEUED = "pullsnap-queued"
 RESULT = "pullsnap-result"
 
 # rsync --info=progress2 prints "  1,234,567  12%    3.10MB/s    0:00:07 (xfr#3, to-chk=10/20)"
@@ -44,6 +46,10 @@ def log_line(text: str) -> str:
     return f"{LOG} {text}"
 
 
+def queued_line(text: str) -> str:
+    return f"{QUEUED} {text}"
+
+
 def result_line(result: dict[str, Any]) -> str:
     return f"{RESULT} {json.dumps(result, sort_keys=True, separators=(',', ':'))}"
 
@@ -63,7 +69,7 @@ def parse_rsync_progress(text: str) -> Progress | None:
 
 
 def parse_line(line: str) -> tuple[str, Any]:
-    """Classify one line: (PROGRESS, Progress) | (RESULT, dict) | (LOG, str)."""
+    """Classify one line: (PROGRESS, Progress) | (RESULT, dict) | (LOG | QUEUED, str)."""
     tag, _, rest = line.partition(" ")
     if tag == PROGRESS:
         try:
@@ -88,4 +94,6 @@ def parse_line(line: str) -> tuple[str, Any]:
         return LOG, line
     if tag == LOG:
         return LOG, rest
+    if tag == QUEUED:
+        return QUEUED, rest
     return LOG, line

@@ -37,3 +37,18 @@ def tool_version(argv: tuple[str, ...]) -> tuple[int, ...] | None:
 
 def rsync_version(rsync: str) -> tuple[int, ...] | None:
     return tool_version((rsync, "--version"))
+
+
+def rsync_risk(version: tuple[int, ...] | None) -> str | None:
+    """Why this rsync is not safe to pull with, or None (pure).
+
+    3.4.0 fixed a receiver heap overflow and info leak reachable by a
+    malicious sender and several path escapes (CVE-2024-12084..12088, the
+    rsync 3.4.0 NEWS).  A distribution may carry the fixes in an older
+    version number: then the operator says so in the configuration.
+    """
+    if version is None:
+        return "cannot tell its version"
+    if version < MIN_SAFE_RSYNC:
+        return f"{dotted(version)} is older than {dotted(MIN_SAFE_RSYNC)} (CVE-2024-12084..12088)"
+    return None

@@ -49,7 +49,12 @@ def with_host(text: str, host: str, new_line: str | None) -> str:
 def _replace(path: str, text: str, owner: tuple[int, int]) -> None:
     """Write atomically: temporary file in the same directory, fsync, rename."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        # sshd reads authorized_keys as the user (sshd(8) FILES): a ~/.ssh
+        # that root made and kept would hide it.
+        if os.geteuid() == 0:
+            os.chown(directory, *owner)
     fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -74,8 +75,23 @@ class AgentKey:
     fingerprint: str
 
 
+def _listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def _die_with_parent() -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
+    # ssh-agent is set-group-ID on Debian (group _ssh, against ptrace), and
+    # exec of such a program clears the parent-death signal (prctl(2)
+    # PR_SET_PDEATHSIG): a killed grabber would leave its agent running.
+    # With no_new_privs the bit is ignored and the signal stays; the agent
+    # needs no group (it makes itself undumpable on its own).
+    prctl.set_no_new_privs(1)
 
 
 @contextmanager
@@ -99,7 +115,10 @@ def one_time_agent(
     )
     try:
         deadline = time.monotonic() + SETUP_TIMEOUT
-        while not os.path.exists(sock):
+        # The socket file appears at bind(2), before listen(2) (ssh-agent.c
+        # unix_listener): wait until a connection is accepted, or ssh-add
+        # may meet ECONNREFUSED in between.
+        while not _listening(sock):
             if agent.poll() is not None or time.monotonic() > deadline:
                 raise RunFailed("ssh-agent did not start")
             time.sleep(0.01)

@@ -1,7 +1,7 @@
 """One backup run under the host's lock, in phases.
 
     admit      may this host run now?              (refusals change nothing)
-    prepare    recover a crashed run, empty trash, free space, pick link-dests
+    prepare    recover a crashed run, free space (retention's order), pick link-dests
     pull       record "running", rsync into <name>.incomplete
     finish     record the verdict; on success publish, then the after-success
                steps (sanity checks, manifest, retention) in that order
@@ -22,8 +22,18 @@ from typing import Any, Protocol
 import pullsnap
 from pullsnap import errors, report
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber import admission, pull, receiver, sanity, space
-from pullsnap.grabber.repository import HostRepo, hosts, iso
+from pullsnap.grabber import (
+    admission,
+    diskfull,
+    hooks,
+    manifest,
+    prune,
+    pull,
+    receiver,
+    sanity,
+    space,
+)
+from pullsnap.grabber.repository import HostRepo, iso
 from pullsnap.handoff import Handoff
 from pullsnap.units import human_size
 
@@ -69,37 +79,52 @@ def admit(run: Run) -> None:
 # --- prepare -------------------------------------------------------------------------
 
 
-def guard_space(cfg: GrabberConfig, host: HostRepo, out: Output) -> list[str]:
-    """Prune until the required space is free, or raise NoSpace."""
+def guard_space(
+    cfg: GrabberConfig, host: HostRepo, out: Output, now: dt.datetime | None = None
+) -> list[str]:
+    """Prune until the required space is free, or raise NoSpace.
+
+    Victims in the order the time policy values them least (prune.py,
+    retention.GUARD_TIERS); another host's snapshots only while its lock is free.
+    """
+    now = now or dt.datetime.now(dt.UTC)
     growth = [int(a.record.get("stats", {}).get("transferred_size", 0)) for a in host.good()]
     required = space.required_free(cfg.min_free_abs, cfg.min_free_avg, growth)
     deleted: list[str] = []
+    busy: set[str] = set()
+    trash_emptied = False
     while True:
         st = os.statvfs(cfg.repository)
         free = st.f_bavail * st.f_frsize
         if free >= required:
             return deleted
-        good = {
-            h: [a.name for a in HostRepo(cfg.repository, h).good()] for h in hosts(cfg.repository)
-        }
-        victim = space.next_victim(good, cfg.min_keep)
+        if not trash_emptied:
+            # An interrupted deletion of this host's is the cheapest space there is.
+            host.empty_trash()
+            trash_emptied = True
+            continue
+        victim = prune.guard_victim(cfg, now, busy)
         if victim is None:
             raise errors.NoSpace(
                 f"need {human_size(required)} free in {cfg.repository}, have {human_size(free)}"
-                f" after pruning {len(deleted)} snapshot(s); nothing more may go "
-                f"(min_keep = {cfg.min_keep}): add space or lower min_free_abs/min_keep"
+                f" after pruning {len(deleted)} snapshot(s); nothing more may go (min_keep = "
+                f"{cfg.min_keep}, keep_within, newest good): add space or lower "
+                "min_free_abs/min_keep/keep_within"
             )
         out.log(f"low on space: deleting {victim.host}/{victim.name}")
-        HostRepo(cfg.repository, victim.host).delete(victim.name)
-        deleted.append(f"{victim.host}/{victim.name}")
+        if prune.delete_for_space(cfg, host, victim, now):
+            deleted.append(f"{victim.host}/{victim.name}")
+        else:
+            busy.add(victim.host)
 
 
 def prepare(run: Run) -> None:
     host = run.host
     for line in host.recover():
         run.out.log(line)
-    host.empty_trash()
-    deleted = guard_space(run.cfg, host, run.out)
+    # The trash is emptied after runs, outside the lock (serve.py), and by the
+    # guard when it needs the space: never here, so no deletion delays a run.
+    deleted = guard_space(run.cfg, host, run.out, run.now())
     base = host.newest_good()
     run.reused = host.reusable_trees()
     # A suspect snapshot is no base, but its files need not travel again.
@@ -143,7 +168,10 @@ def do_pull(run: Run) -> None:
     )  # fmt: skip
     run.out.log(f"pulling {', '.join(h.paths)} into {host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
-    jail = receiver.confine(cfg, run.mode, run.held, host.path, private_dir, h.port, run.out.log)
+    jail = receiver.confine(
+        cfg, run.mode, run.held, host.path, private_dir, h.port, run.out.log,
+        write_dirs=[host.incomplete(run.name), *run.link_dests],
+    )  # fmt: skip
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),
@@ -161,12 +189,12 @@ def after_success_steps() -> list[Callable[[Run], None]]:
     """Steps after a successful publish, in order.  Each may update the
     record (and must write it back), log, or raise a PullsnapError, which is
     logged as a warning: the snapshot itself is already safe."""
-    return []
+    return [manifest.record_manifest, prune.after_success, hooks.after_success]
 
 
 def after_failure_steps() -> list[Callable[[Run], None]]:
     """Steps after a run that made no snapshot (its record is written)."""
-    return []
+    return [diskfull.after_failure, hooks.after_failure]
 
 
 def _each(steps: list[Callable[[Run], None]], run: Run) -> None:
@@ -189,6 +217,11 @@ def finish(run: Run) -> None:
         message=run.message,
         errors=result.errors[-20:],
     )
+    if result.failed_paths_total:
+        # rsync exit 23: which files it could not read (pull.failed_path).
+        run.record.update(
+            failed_paths=result.failed_paths, failed_paths_total=result.failed_paths_total
+        )
     run.record.pop("pid", None)
     host.write_record(run.name, run.record)
     if run.state not in ("complete", "partial"):

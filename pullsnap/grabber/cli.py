@@ -13,9 +13,25 @@ import sys
 
 from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
-from pullsnap.grabber import admin, admission, listing, sanity
+from pullsnap.grabber import (
+    admin,
+    admission,
+    check,
+    fileversions,
+    listing,
+    page,
+    prune,
+    sanity,
+    status,
+    treediff,
+    usage,
+    verify,
+)
 
-COMMAND_MODULES = (listing, admin, admission, sanity)
+COMMAND_MODULES = (
+    listing, admin, admission, sanity, status, page, fileversions, treediff, usage, check,
+    prune, verify,
+)  # fmt: skip
 
 DESCRIPTION = """\
 pullsnap's backup-host side.

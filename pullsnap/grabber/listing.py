@@ -11,18 +11,35 @@ from pullsnap.grabber.repository import Attempt, HostRepo, hosts
 from pullsnap.units import human_duration, human_size
 
 
-def attempt_row(host: str, attempt: Attempt) -> list[str]:
+def shown_state(attempt: Attempt, locked: bool = False) -> str:
+    """What `list` calls an attempt: only good snapshots read complete or partial.
+
+    A "running" record whose host lock is free belongs to a run that died
+    (the next run marks it interrupted); a finished tree a crash left
+    unpublished is published by the next run.
+    """
+    state = attempt.state
+    if attempt.record.get("suspect"):
+        return "suspect"
+    if state == "running" and not locked:
+        return "interrupted"
+    if state in ("complete", "partial") and not attempt.has_tree:
+        return "unpublished" if attempt.has_incomplete else f"{state}?"
+    return state
+
+
+def attempt_row(host: str, attempt: Attempt, locked: bool = False) -> list[str]:
     record = attempt.record
     stats = record.get("stats", {})
-    state = attempt.state
-    if record.get("suspect"):
-        state = "suspect"
-    elif attempt.state in ("complete", "partial") and not attempt.has_tree:
-        state = f"{attempt.state}?"  # published tree missing: say so
+    state = shown_state(attempt, locked)
+    note = record.get("message", "")
+    if record.get("failed_paths_total"):
+        first = record.get("failed_paths", [{}])[0].get("path", "?")
+        note = f"{record['failed_paths_total']} unreadable, e.g. {first}"
     files = f"{stats['files']:,} files" if "files" in stats else ""
     added = f"+{human_size(stats['transferred_size'])}" if "transferred_size" in stats else ""
     seconds = human_duration(record["seconds"]) if "seconds" in record else ""
-    return [host, attempt.name, state, files, added, seconds, record.get("message", "")]
+    return [host, attempt.name, state, files, added, seconds, note]
 
 
 def rows(root: str, only: Sequence[str] = ()) -> list[list[str]]:
@@ -30,8 +47,10 @@ def rows(root: str, only: Sequence[str] = ()) -> list[list[str]]:
     for host in hosts(root):
         if only and host not in only:
             continue
-        for attempt in HostRepo(root, host).attempts():
-            found.append(attempt_row(host, attempt))
+        repo = HostRepo(root, host)
+        locked = repo.is_locked()
+        for attempt in repo.attempts():
+            found.append(attempt_row(host, attempt, locked))
     return found
 
 

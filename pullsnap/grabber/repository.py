@@ -36,6 +36,7 @@ from pullsnap.errors import Locked, PullsnapError
 RECORD_FORMAT = 1
 INCOMPLETE = ".incomplete"
 RECORD = ".json"
+MANIFEST = ".manifest"
 LATEST = "latest"
 LOCK = ".lock"
 TRASH = ".trash"
@@ -227,8 +228,13 @@ class HostRepo:
     def discard_incomplete(self, name: str) -> None:
         self._trash(self.incomplete(name), name + INCOMPLETE)
 
-    def delete(self, name: str) -> None:
-        """Remove a snapshot this grabber made; refuse anything else."""
+    def delete(self, name: str, remove: bool = True) -> None:
+        """Remove a snapshot this grabber made; refuse anything else.
+
+        The trees go to `.trash` by rename (atomic, instant); `remove=False`
+        leaves emptying the trash to the caller, e.g. after it released the
+        host lock, so that a large deletion never holds up the next run.
+        """
         record = self.read_record(name) if parse_name(name) is not None else None
         if record is None or record.get("host") != self.host:
             raise PullsnapError(f"{self.path}/{name} does not look like a pullsnap snapshot")
@@ -237,15 +243,21 @@ class HostRepo:
             raise PullsnapError(f"{name} is the newest good snapshot of {self.host}")
         for path, label in ((self.tree(name), name), (self.incomplete(name), name + INCOMPLETE)):
             if _is_real_dir(path):
-                self._trash(path, label)
+                self._trash(path, label, remove)
             elif os.path.lexists(path):
                 raise PullsnapError(f"{path} is not a directory: left alone")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.manifest_path(name))
         os.unlink(self.record_path(name))
 
-    def _trash(self, path: str, label: str) -> None:
+    def manifest_path(self, name: str) -> str:
+        return os.path.join(self.path, name + MANIFEST)
+
+    def _trash(self, path: str, label: str, remove: bool = True) -> None:
         trash = os.path.join(self.path, TRASH)
         with contextlib.suppress(FileExistsError):
             os.mkdir(trash, 0o700)
+            self._owned_by_grabber(trash)
         target = os.path.join(trash, f"{label}.{os.getpid()}")
         # Moving a directory to another parent rewrites its "..", which needs
         # write permission on it (rename(2) EACCES); a tree copied from a
@@ -255,7 +267,8 @@ class HostRepo:
             with contextlib.suppress(OSError):
                 os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
         os.rename(path, target)
-        remove_tree(target)
+        if remove:
+            remove_tree(target)
 
     def empty_trash(self) -> None:
         trash = os.path.join(self.path, TRASH)
@@ -281,6 +294,43 @@ class HostRepo:
             yield
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def try_lock(self) -> Iterator[bool]:
+        """Hold the host's flock if it is free (True), else do nothing (False)."""
+        path = os.path.join(self.path, LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            yield False
+            return
+        self._owned_by_grabber(path)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _owned_by_grabber(self, path: str) -> None:
+        """When root (an operator's `grabber prune`) made `path`, give it to the
+        host directory's owner: the grabber's own runs must still use it."""
+        if os.geteuid() == 0:
+            st = os.stat(self.path)
+            os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+
+    def lock_holder(self) -> str:
+        """Who holds the lock, as the refusal says it."""
+        try:
+            with open(os.path.join(self.path, LOCK), "rb") as f:
+                return _lock_message(self.host, f.read(4096))
+        except OSError:
+            return f"{self.host}: already running"
 
     def is_locked(self) -> bool:
         path = os.path.join(self.path, LOCK)
@@ -309,6 +359,8 @@ def remove_tree(path: str) -> None:
     """rmtree that first makes read-only directories of ours writable."""
 
     def fix(func: Any, failed: str, info: Any) -> None:
+        if isinstance(info[1], FileNotFoundError):
+            return  # someone else emptying the same trash got there first
         if not isinstance(info[1], PermissionError):
             raise info[1]
         for directory in (os.path.dirname(failed), failed):
@@ -321,7 +373,8 @@ def remove_tree(path: str) -> None:
         else:
             func(failed)
 
-    shutil.rmtree(path, onerror=fix)
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, onerror=fix)
 
 
 def _is_real_dir(path: str) -> bool:

@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from pullsnap import errors, report
+from pullsnap import errors, landlock, report, versions
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
-from pullsnap.grabber import agent, backup, binding, intake, pull, receiver
+from pullsnap.grabber import agent, backup, binding, intake, pull, receiver, slots
 from pullsnap.grabber.repository import HostRepo, iso
 from pullsnap.handoff import Handoff
 
@@ -46,6 +46,9 @@ class Reporter:
 
     def progress(self, p: report.Progress) -> None:
         self.emit(report.progress_line(p))
+
+    def queued(self, text: str) -> None:
+        self.emit(report.queued_line(text))
 
 
 def _private_dir() -> str:
@@ -74,6 +77,18 @@ def check_repository(cfg: GrabberConfig) -> None:
         raise errors.RunFailed(f"repository {cfg.repository} is not owned and writable by us")
 
 
+def check_rsync(cfg: GrabberConfig) -> str:
+    """The receiving rsync's version; refuse one older than 3.4.0 unless allowed."""
+    version = versions.rsync_version(cfg.rsync)
+    risk = versions.rsync_risk(version)
+    if risk is not None and not cfg.allow_unsafe_rsync:
+        raise errors.Refused(
+            f"the backup host's rsync ({cfg.rsync}) {risk}: upgrade it, or set "
+            "allow_unsafe_rsync = true in its grabber configuration"
+        )
+    return versions.dotted(version)
+
+
 def pull_once(
     cfg: GrabberConfig,
     host_name: str,
@@ -84,6 +99,7 @@ def pull_once(
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> dict[str, Any]:
     """Everything after a valid handoff; returns the result for the initiator."""
+    rsync_version = check_rsync(cfg)
     mode = receiver.receiver_mode(cfg, held, out.log)
     private = _private_dir()
     try:
@@ -101,12 +117,20 @@ def pull_once(
                 connect_timeout=cfg.connect_timeout,
             )
             if h.probe:
-                return _probe(cfg, connect, h, private, mode, held, out)
+                result = _probe(cfg, connect, h, private, mode, held, out)
+                if result["exit"] == errors.OK:
+                    abi = landlock.abi_version()
+                    result["message"] += f" (backup host: rsync {rsync_version}, {mode}, " + (
+                        f"Landlock ABI {abi})" if abi else "no Landlock)"
+                    )
+                return result
             check_repository(cfg)
             host = HostRepo(cfg.repository, host_name)
             started = now()
             holder = {"pid": os.getpid(), "since": iso(started)}
-            with host.lock(holder):
+            limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
+            queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
+            with host.lock(holder), queue:
                 return backup.run_backup(
                     backup.Run(cfg=cfg, host=host, connect=connect, handoff=h,
                                fingerprint=key.fingerprint, mode=mode, held=held, out=out, now=now)
@@ -153,6 +177,10 @@ def serve(
     except errors.PullsnapError as e:
         return _fail(out, e)
     out.emit(report.result_line(result))
+    # Snapshots retention moved to the trash go now, outside the host lock:
+    # the next run of this host need not wait for a large deletion.
+    with contextlib.suppress(OSError):
+        HostRepo(cfg.repository, bound.host).empty_trash()
     return int(result["exit"])
 
 

@@ -12,6 +12,10 @@ fewer than `min_keep` good snapshots and never touching a protected one
 (the link-dest base of a running backup).  How much a deletion frees is
 unknowable in advance (hardlinks), so the caller deletes one victim,
 measures again and asks for the next.
+
+The guard itself uses `next_ranked_victim`: candidates come ranked by how
+little the time policy values them (retention.GUARD_TIERS) and the lowest
+rank goes first; `next_victim` is the same choice when all ranks are equal.
 """
 
 from __future__ import annotations
@@ -90,3 +94,22 @@ def plan(
         remaining[victim.host].remove(victim.name)
         free += (frees or {}).get(victim, 0)
     return order
+
+
+def next_ranked_victim(
+    ranked: Mapping[str, Sequence[tuple[int, str]]], good_counts: Mapping[str, int]
+) -> Candidate | None:
+    """The guard's next victim when the time policy ranks the candidates.
+
+    `ranked` maps host -> (tier, name) of the snapshots the policy lets the
+    guard take, tier 0 valued least (retention.GUARD_TIERS).  The lowest
+    tier goes first, across hosts; within a tier the host with the most good
+    snapshots gives up its oldest, so equal hosts take turns.
+    """
+    best: tuple[int, int, str, str] | None = None
+    for host, candidates in ranked.items():
+        for tier, name in candidates:
+            key = (tier, -good_counts.get(host, 0), name, host)
+            if best is None or key < best:
+                best = key
+    return None if best is None else Candidate(best[3], best[2])

@@ -1,27 +1,43 @@
 """Running the destinations and telling the operator how it went.
 
-On a terminal with --now: a live progress line, then one verdict per
-destination.  Without --now (cron, timers): silent on success, one line on
-stderr per failed destination.
+Two styles (`--format`, default by what stdout and stderr are):
+
+  text    a terminal: with --now a live progress line on stderr (files,
+          bytes, rate, ETA), then one verdict line per destination
+  logfmt  cron, systemd, a pipe: no progress, one `key=value` line per
+          destination (README "Log lines"); under systemd each line starts
+          with a syslog priority the journal understands (sd-daemon(3))
+
+Successes are announced with --now, for probes and under the journal; a
+plain scheduled run from cron is silent on success, so cron mails only
+failures.  Failures always print one line on stderr.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from pullsnap import errors, report
+from pullsnap import errors, logfmt, report
 from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import run
+from pullsnap.initiator import hooks, run
 from pullsnap.units import human_duration, human_size
+
+STYLES = ("auto", "text", "logfmt")
+# Exit codes whose run left a snapshot (a suspect one is kept, not counted good).
+MADE = (errors.OK, errors.PARTIAL, errors.SUSPECT)
+# sd-daemon(3): "<3>" err, "<4>" warning, "<6>" info, read by journald when
+# SyslogLevelPrefix= is on (the default).
+_JOURNAL_PRIORITY = {"error": "<3>", "warning": "<4>", "info": "<6>"}
 
 
 def verdict(outcome: run.Outcome) -> str:
     """One line per destination (pure)."""
     name = errors.EXIT_NAMES.get(outcome.code, str(outcome.code))
     result = outcome.result
-    if outcome.code in (errors.OK, errors.PARTIAL) and result.get("snapshot"):
+    if outcome.code in MADE and result.get("snapshot"):
         parts = [
             f"{outcome.destination}: {name}",
             f"snapshot {result.get('host', '?')}/{result['snapshot']}",
@@ -37,43 +53,126 @@ def verdict(outcome: run.Outcome) -> str:
     return f"{outcome.destination}: {name}: {outcome.message or 'failed'}"
 
 
+def verdict_pairs(outcome: run.Outcome) -> list[tuple[str, Any]]:
+    """The verdict as logfmt pairs (pure): the same facts as `verdict`, in bytes."""
+    result = outcome.result
+    made = outcome.code in MADE and bool(result.get("snapshot"))
+    pairs: list[tuple[str, Any]] = [
+        ("dest", outcome.destination),
+        ("result", errors.EXIT_NAMES.get(outcome.code, str(outcome.code))),
+        ("exit", outcome.code),
+    ]
+    if made:
+        pairs += [
+            ("snapshot", f"{result.get('host', '?')}/{result['snapshot']}"),
+            ("files", int(result.get("files", 0))),
+            ("transferred", int(result.get("transferred", 0))),
+            ("added", int(result.get("added", 0))),
+        ]
+    pairs.append(("seconds", round(outcome.seconds, 1)))
+    if outcome.message:
+        pairs.append(("message", outcome.message))
+    return pairs
+
+
 def progress_text(dest: str, p: report.Progress) -> str:
     return (
-        f"{dest}: {p.percent:3d}%  {human_size(p.bytes)}  {p.rate}  eta {p.eta}  {p.files:,} files"
+        f"{dest}: {p.percent:3d}%  {p.files:,} files  {human_size(p.bytes)}  {p.rate}  eta {p.eta}"
     )
 
 
+def choose_style(requested: str, streams: Sequence[TextIO]) -> str:
+    """`auto` is text when any of `streams` is a terminal, else logfmt."""
+    if requested != "auto":
+        return requested
+    return "text" if any(_isatty(s) for s in streams) else "logfmt"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def journal_attached(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+    """Whether `stream` is systemd's journal stream (JOURNAL_STREAM=dev:inode,
+    systemd.exec(5): compare it with the stream's own device and inode)."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError):
+        return False
+    return value == f"{st.st_dev}:{st.st_ino}"
+
+
 class Console:
-    def __init__(self, stream: TextIO, live: bool, verbose: bool) -> None:
-        self.stream = stream
+    """Where progress, log lines and verdicts go, in the chosen style."""
+
+    def __init__(
+        self,
+        style: str,
+        live: bool,
+        verbose: bool,
+        announce: bool,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        journal: bool = False,
+    ) -> None:
+        self.style = style
         self.live = live
         self.verbose = verbose
+        self.announce = announce
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.journal = journal
         self._dirty = False
 
     def progress(self, dest: str, p: report.Progress) -> None:
         if self.live:
-            self.stream.write("\r" + progress_text(dest, p)[:150].ljust(80))
-            self.stream.flush()
+            self.err.write("\r" + progress_text(dest, p)[:150].ljust(80))
+            self.err.flush()
             self._dirty = True
 
     def log(self, dest: str, text: str) -> None:
         if self.verbose:
-            self._clear()
-            self.stream.write(f"{dest}: {text}\n")
-            self.stream.flush()
+            if self.style == "logfmt":
+                self._emit(self.err, "info", logfmt.line([("dest", dest), ("log", text)]))
+            else:
+                self._emit(self.err, "info", f"{dest}: {text}")
 
     def _clear(self) -> None:
         if self._dirty:
-            self.stream.write("\r" + " " * 80 + "\r")
+            self.err.write("\r" + " " * 80 + "\r")
             self._dirty = False
 
-    def done(self, outcome: run.Outcome, now: bool) -> None:
+    def _emit(self, stream: TextIO, level: str, text: str) -> None:
         self._clear()
-        if now:
-            stream = sys.stdout if outcome.code in (errors.OK,) else sys.stderr
-            print(verdict(outcome), file=stream, flush=True)
-        elif outcome.code != errors.OK:
-            print(f"initiator: {verdict(outcome)}", file=sys.stderr, flush=True)
+        prefix = _JOURNAL_PRIORITY[level] if self.journal else ""
+        print(prefix + text, file=stream, flush=True)
+
+    def done(self, outcome: run.Outcome) -> None:
+        ok = outcome.code == errors.OK
+        if ok and not self.announce:
+            self._clear()
+            return
+        stream = self.out if ok else self.err
+        level = "info" if ok else "warning" if outcome.code == errors.PARTIAL else "error"
+        if self.style == "logfmt":
+            self._emit(stream, level, logfmt.line(verdict_pairs(outcome)))
+        elif self.announce:
+            self._emit(stream, level, verdict(outcome))
+        else:
+            self._emit(stream, level, f"initiator: {verdict(outcome)}")
+
+    def hook_failed(self, dest: str, failure: errors.HookFailed) -> None:
+        """The `after` hook failed: always said, on stderr."""
+        if self.style == "logfmt":
+            pairs = [("dest", dest), ("result", "hook-failed"), ("exit", failure.exit_code),
+                     ("message", str(failure))]  # fmt: skip
+            self._emit(self.err, "error", logfmt.line(pairs))
+        else:
+            self._emit(self.err, "error", f"{dest}: hook-failed: {failure}")
 
 
 def run_all(
@@ -82,24 +181,45 @@ def run_all(
     now: bool,
     verbose: bool,
     probe: bool = False,
+    style: str = "auto",
 ) -> int:
-    """Run each destination in turn; the exit status is the first failure's."""
+    """Run each destination in turn, hooks around it; the exit status is the
+    first failure's (an `after` hook's failure counts when the run was ok)."""
     from twisted.internet import defer, task
 
-    console = Console(sys.stderr, live=now and sys.stderr.isatty(), verbose=verbose)
-    hooks = run.Hooks(progress=console.progress, log=console.log)
+    style = choose_style(style, (sys.stdout, sys.stderr))
+    journal = journal_attached(sys.stderr)
+    console = Console(
+        style,
+        live=now and style == "text" and _isatty(sys.stderr),
+        verbose=verbose,
+        announce=now or probe or journal,
+        journal=journal,
+    )
+    reports = run.Hooks(progress=console.progress, log=console.log)
     codes: list[int] = []
 
     async def main(reactor: Any) -> None:
         confine = run.rsync_supports_confine_root(cfg.rsync)
         for dest in destinations:
-            outcome = await run.run_destination(reactor, cfg, dest, hooks, probe, confine)
-            console.done(outcome, now or probe)
-            codes.append(outcome.code)
+
+            def backup(dest: Destination = dest) -> defer.Deferred:
+                return run.run_destination(reactor, cfg, dest, reports, probe, confine)
+
+            if probe:
+                outcome, after_failed = await backup(), None
+            else:
+                outcome, after_failed = await hooks.around(reactor, cfg, dest, backup, console.log)
+            console.done(outcome)
+            code = outcome.code
+            if after_failed is not None:
+                console.hook_failed(dest.name, after_failed)
+                code = after_failed.exit_code if code == errors.OK else code
+            codes.append(code)
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
     except SystemExit as e:
-        if e.code not in (0, None) and not codes:
+        if e.code not in (0, None) and len(codes) < len(destinations):
             return errors.FAILED
     return next((c for c in codes if c != errors.OK), errors.OK)

@@ -112,6 +112,12 @@ class Door:
         self._reading = True
         return self._waiting
 
+    def postpone(self, timeout: float) -> None:
+        """Restart the accept deadline at `timeout` from now (if still waiting)."""
+        if self._waiting is not None and self._timer is not None and self._timer.active():
+            self._timer.reset(timeout)
+            self._timer.args = (timeout,)
+
     def _expire(self, timeout: float) -> None:
         waiting, self._waiting = self._waiting, None
         self.close()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pullsnap.errors import GateRefused, PullsnapError
-from pullsnap.initiator import gate
+from pullsnap.initiator import gate, lifeline
 
 # rsync gets nothing from the client's environment, only this.
 EXEC_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -73,6 +73,7 @@ class GateSettings:
     nice: int | None = None
     ionice: str | None = None
     log: str | None = None
+    lifeline: str | None = None
 
 
 def ioprio_value(spec: str) -> int:
@@ -127,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nice", type=_nice, metavar="N")
     p.add_argument("--ionice", type=_ionice, metavar="CLASS")
     p.add_argument("--log", type=_absolute, metavar="FILE")
+    p.add_argument(
+        "--lifeline", type=_absolute, metavar="FILE",
+        help="the initiator's lock file: the sender ends when its lock is released",
+    )  # fmt: skip
     return p
 
 
@@ -135,7 +140,7 @@ def settings_from(argv: Sequence[str]) -> GateSettings:
     policy = gate.GatePolicy(
         roots=tuple(args.root), rsync=args.rsync, confine_root=not args.no_confine_root
     )
-    return GateSettings(policy, args.dry_run, args.nice, args.ionice, args.log)
+    return GateSettings(policy, args.dry_run, args.nice, args.ionice, args.log, args.lifeline)
 
 
 def _warn(message: str) -> None:
@@ -204,6 +209,7 @@ def run(
     environ: Mapping[str, str],
     execve: Callable[[str, list[str], dict[str, str]], object] = os.execve,
     confine: Callable[[gate.GatePolicy], None] = confine_sender,
+    watch: Callable[[str], object] = lifeline.watch,
 ) -> int:
     """Check the command and exec rsync; returns only when nothing was exec'd."""
     try:
@@ -224,6 +230,13 @@ def run(
             _append_log(settings.log, environ, {"argv": argv})
         except OSError as e:
             print(f"gate error: cannot write log {settings.log}: {e.strerror}", file=sys.stderr)
+            return 1
+    if settings.lifeline:
+        # Before Landlock: the watcher is forked with the lifeline already open.
+        try:
+            watch(settings.lifeline)
+        except OSError as e:
+            print(f"gate error: the initiator's run is over ({e.strerror})", file=sys.stderr)
             return 1
     try:
         confine(settings.policy)

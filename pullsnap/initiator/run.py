@@ -33,7 +33,7 @@ from twisted.python import failure
 
 from pullsnap import caps, errors, handoff, report
 from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import children, keys, sshd
+from pullsnap.initiator import children, keys, lifeline, sshd
 from pullsnap.initiator.door import Door
 
 LOGIN_COMMAND = "pullsnap"
@@ -151,6 +151,8 @@ class _Run:
     sshd_proto: children.CollectingProtocol | None = None
     ssh_proto: children.CollectingProtocol | None = None
     door_error: Exception | None = None
+    lifeline_fd: int = -1
+    queued: bool = False
 
     def log(self, text: str) -> None:
         self.outcome.log.append(text)
@@ -162,6 +164,7 @@ class _Run:
         allow = resolve_allowed(dest)
         self.run_dir = tempfile.mkdtemp(prefix="pullsnap-", dir=runtime_base(cfg))
         os.chmod(self.run_dir, 0o700)
+        self.lifeline_fd = lifeline.hold(self.run_dir)
         self.door = Door(
             self.reactor,
             cfg.listen_address,
@@ -212,6 +215,7 @@ class _Run:
             ionice=self.cfg.ionice,
             log=os.path.join(self.run_dir, "gate.log"),
             confine_root=self.confine_root,
+            lifeline=os.path.join(self.run_dir, lifeline.NAME),
         )
         authorized = os.path.join(self.run_dir, "authorized_keys")
         config = sshd.DoorConfig(
@@ -267,6 +271,14 @@ class _Run:
             self.hooks.progress(self.dest.name, value)
         elif kind == report.RESULT:
             self.outcome.result = value
+        elif kind == report.QUEUED:
+            # The grabber waits for a pull slot (max_concurrent_pulls): the
+            # connect-back deadline starts again with each of its reports.
+            if not self.queued:
+                self.log(f"grabber: {value}")
+                self.queued = True
+            if self.door is not None:
+                self.door.postpone(self.cfg.connect_back_timeout)
         elif value.strip():
             self.log(f"grabber: {value}")
 
@@ -294,7 +306,15 @@ class _Run:
             self.outcome.code = code if code in errors.EXIT_NAMES else errors.FAILED
             self.outcome.message = str(result.get("message", ""))
             return
-        if finished.code == 255:
+        if finished.code == 255 and "Permission denied (publickey" in finished.stderr_tail():
+            # ssh(1) exits 255 for its own errors; this one is the backup host
+            # not knowing our login key, a refusal with a known fix.
+            self.outcome.code = errors.REFUSED
+            self.outcome.message = (
+                f"{finished.stderr_tail()} (the backup host does not accept this host's login "
+                "key: its operator runs the `grabber authorize` line `initiator setup` prints)"
+            )
+        elif finished.code == 255:
             self.outcome.code = errors.UNREACHABLE
             self.outcome.message = finished.stderr_tail() or "ssh to the backup host failed"
         else:
@@ -320,6 +340,9 @@ class _Run:
             with open(gate_log, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     self.log(f"gate: {line.strip()}")
+        if self.lifeline_fd >= 0:
+            os.close(self.lifeline_fd)  # a sender still running ends now
+            self.lifeline_fd = -1
         if self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -366,4 +389,11 @@ def run_destination(
     finally:
         run.cleanup()
         outcome.seconds = time.monotonic() - started
+    if outcome.code != errors.OK and run.door is not None and run.door.strangers:
+        # Often the cause: the backup host reaches us from another address.
+        turned_away = ", ".join(dict.fromkeys(run.door.strangers))
+        outcome.message += (
+            f" (this host turned away a connect-back from {turned_away}: "
+            f"not in allow_from of destination {dest.name})"
+        )
     return outcome

@@ -30,6 +30,7 @@ class GateCommand:
     ionice: str
     log: str
     confine_root: bool = True
+    lifeline: str = ""  # lifeline.py: the sender ends when the initiator does
 
     def argv(self) -> list[str]:
         argv = [self.python, "-I", "-m", GATE_MODULE, "--rsync", self.rsync]
@@ -38,6 +39,8 @@ class GateCommand:
         argv += ["--nice", str(self.nice), "--ionice", self.ionice, "--log", self.log]
         if not self.confine_root:
             argv.append("--no-confine-root")
+        if self.lifeline:
+            argv += ["--lifeline", self.lifeline]
         return argv
 
     def shell_line(self) -> str:

@@ -178,3 +178,12 @@ def test_super_snapshot_matches_source_exactly(site: Site, launcher: None) -> No
     assert second.returncode == errors.OK, second.stderr
     first, again = site.snapshots()
     assert _regular_inodes(site.in_snapshot(first)) == _regular_inodes(site.in_snapshot(again))
+    # Restore (README "The repository and restoring"): from a --super
+    # snapshot, root copies with rsync or cp and every attribute comes back.
+    rsync_restored = os.path.join(site.root, "restored-rsync")
+    subprocess.run(["rsync", "-aHAX", "--numeric-ids", site.in_snapshot(again) + "/",
+                    rsync_restored + "/"], check=True)  # fmt: skip
+    assert differences(site.src, rsync_restored) == []
+    cp_restored = os.path.join(site.root, "restored-cp")
+    subprocess.run(["cp", "-a", site.in_snapshot(again), cp_restored], check=True)
+    assert differences(site.src, cp_restored) == []

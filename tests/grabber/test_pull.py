@@ -155,6 +155,14 @@ def test_known_hosts_line_matches_the_alias() -> None:
     assert pull.known_hosts_line(key) == f"{pull.HOST_KEY_ALIAS} {key}\n"
 
 
+def test_ssh_command_prefers_aes_gcm_and_no_compression() -> None:
+    opts = option_pairs(pull.ssh_command("/usr/bin/ssh", CONNECT))
+    ciphers = next(o for o in opts if o.startswith("Ciphers=")).removeprefix("Ciphers=").split(",")
+    assert ciphers[0] == "aes128-gcm@openssh.com"
+    assert "chacha20-poly1305@openssh.com" in ciphers  # a peer without AES-GCM still connects
+    assert "Compression=no" in opts
+
+
 @pytest.mark.parametrize(
     "change",
     [

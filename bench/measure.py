@@ -1,0 +1,136 @@
+"""Wall and CPU time of one step, and repository sizes.
+
+CPU time is what every process of the step used, including the ones no
+`wait` of ours sees: the grabber runs under the lab's sshd, the sender under
+the one-shot sshd.  Every process the bench starts, and the long-running
+sshds, join one cgroup; a step's CPU time is the growth of its usage counter
+(cgroup v2 `cpu.stat` usage_usec, or v1 `cpuacct.usage` in ns).  Without
+cgroups the CPU column falls back to the children we reap ourselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpuacct")
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float | None
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class StepFailed(RuntimeError):
+    """A benchmark step exited non-zero."""
+
+
+class CpuMeter:
+    """A cgroup that every benchmarked process joins."""
+
+    def __init__(self, name: str) -> None:
+        self.path = ""
+        self.kind = ""
+        for root in CGROUP_ROOTS:
+            v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
+            v1 = os.path.exists(os.path.join(root, "cpuacct.usage"))
+            if not (v1 or v2):
+                continue
+            path = os.path.join(root, name)
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError:
+                continue
+            self.path, self.kind = path, "v2" if v2 else "v1"
+            break
+
+    def join(self, pid: int = 0) -> None:
+        """Move `pid` (0: the calling process) into the cgroup; its children follow."""
+        if self.path:
+            with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+                f.write(str(pid or os.getpid()))
+
+    def usage(self) -> float | None:
+        if not self.path:
+            return None
+        if self.kind == "v1":
+            with open(os.path.join(self.path, "cpuacct.usage")) as f:
+                return int(f.read()) / 1e9
+        with open(os.path.join(self.path, "cpu.stat")) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        return None
+
+    def close(self) -> None:
+        """Hand any process still inside back to the parent cgroup and remove ours."""
+        if not self.path:
+            return
+        parent = os.path.dirname(self.path)
+        with open(os.path.join(self.path, "cgroup.procs")) as f:
+            pids = f.read().split()
+        for pid in pids:
+            with (
+                contextlib.suppress(OSError),
+                open(os.path.join(parent, "cgroup.procs"), "w") as f,
+            ):
+                f.write(pid)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+        self.path = ""
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(
+    meter: CpuMeter,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    check: bool = True,
+    stdin: int | None = subprocess.DEVNULL,
+) -> Sample:
+    """Run one timed command; raise StepFailed on a non-zero exit when `check`."""
+    before_cpu = meter.usage()
+    before_children = _children_cpu()
+    started = time.monotonic()
+    done = subprocess.run(
+        list(argv), env=dict(env) if env is not None else None, cwd=cwd, stdin=stdin,
+        capture_output=True, text=True, errors="replace", check=False,
+        preexec_fn=meter.join if meter.path else None,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    after = meter.usage()
+    cpu = (after - before_cpu) if after is not None and before_cpu is not None else None
+    if cpu is None:
+        cpu = _children_cpu() - before_children
+    if check and done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise StepFailed(f"{argv[0]} exited {done.returncode}: {' | '.join(tail)}")
+    return Sample(wall, cpu, done.returncode, done.stdout, done.stderr)
+
+
+def disk_usage(path: str) -> int:
+    """Bytes of disk a tree uses, each hardlinked inode once (du(1))."""
+    done = subprocess.run(
+        ["du", "-s", "--block-size=1", path], capture_output=True, text=True, check=False
+    )
+    return int(done.stdout.split()[0]) if done.stdout else 0
+
+
+def drop_caches() -> None:
+    """Write back dirty pages so one step's writes are not billed to the next."""
+    os.sync()

@@ -1,0 +1,168 @@
+"""From measured steps to results.json records and Markdown (pure).
+
+A step is one timed command: {"tool", "scenario", "rep", "wall", "cpu",
+"received", "repo_bytes", "added_bytes", "problems"}.  Records are the
+issue's exact shape: {"tool", "scenario", "median_s", "min_s", "max_s", "reps"}.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+SCENARIOS = ("full", "nochange", "smallchange", "restore")
+TOOLS = ("pullsnap", "rsync-ssh", "rsync-local", "rsnapshot", "rsnapshot-ssh", "borg-none",
+         "borg-repokey", "restic")  # fmt: skip
+BASELINE = "rsync-ssh"
+
+
+def group(steps: Iterable[dict[str, Any]], key: str = "wall") -> dict[tuple[str, str], list[float]]:
+    out: dict[tuple[str, str], list[float]] = {}
+    for step in steps:
+        value = step.get(key)
+        if value is not None:
+            out.setdefault((step["tool"], step["scenario"]), []).append(float(value))
+    return out
+
+
+def records(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for (tool, scenario), values in group(steps).items():
+        rows.append({"tool": tool, "scenario": scenario,
+                     "median_s": round(statistics.median(values), 3),
+                     "min_s": round(min(values), 3), "max_s": round(max(values), 3),
+                     "reps": len(values)})  # fmt: skip
+    return rows
+
+
+def medians(steps: Iterable[dict[str, Any]], key: str = "wall") -> dict[tuple[str, str], float]:
+    return {k: statistics.median(v) for k, v in group(steps, key).items()}
+
+
+def _cell(values: Sequence[float] | None) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def tools_in(steps: Sequence[dict[str, Any]]) -> list[str]:
+    seen = {s["tool"] for s in steps if s["scenario"] in SCENARIOS}
+    return [t for t in TOOLS if t in seen] + sorted(seen - set(TOOLS))
+
+
+def main_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
+    wall, cpu = group(steps), group(steps, "cpu")
+    tools = tools_in(steps)
+    lines = ["### Wall time, seconds: median (min–max)", ""]
+    verified = {}
+    for s in steps:
+        if s["scenario"] == "restore":
+            verified.setdefault(s["tool"], []).extend(s.get("problems") or [])
+    lines += _table(
+        ["tool", *SCENARIOS, "restore verified"],
+        ([t, *(_cell(wall.get((t, sc))) for sc in SCENARIOS),
+          "yes" if not verified.get(t) else "NO: " + "; ".join(sorted(set(verified[t])))[:300]]
+         for t in tools),
+    )  # fmt: skip
+    lines += ["### CPU time of every process involved, seconds: median", ""]
+    lines += _table(
+        ["tool", *SCENARIOS],
+        ([t, *(f"{statistics.median(cpu[(t, sc)]):.2f}" if cpu.get((t, sc)) else "-"
+               for sc in SCENARIOS)] for t in tools),
+    )  # fmt: skip
+    size = medians(steps, "repo_bytes")
+    added = medians(steps, "added_bytes")
+    received = medians(steps, "received")
+    lines += ["### Repository and wire, medians", ""]
+    lines += _table(
+        ["tool", "repo after full", "added by no-change", "added by small change",
+         "received: full / no-change / small change"],
+        ([t, _size(size.get((t, "full"))), _size(added.get((t, "nochange"))),
+          _size(added.get((t, "smallchange"))),
+          " / ".join(_size(received.get((t, sc))) for sc in SCENARIOS[:3])] for t in tools),
+    )  # fmt: skip
+    return lines
+
+
+def ratio_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
+    med = medians(steps)
+    tools = tools_in(steps)
+    if "pullsnap" not in tools:
+        return []
+
+    def ratio(other: str, sc: str) -> str:
+        a, b = med.get(("pullsnap", sc)), med.get((other, sc))
+        return f"{a / b:.2f}x" if a and b else "-"
+
+    lines = ["### pullsnap / each peer (median wall time; below 1 = pullsnap faster)", ""]
+    peers = [t for t in tools if t != "pullsnap"]
+    lines += _table(["pullsnap / ...", *SCENARIOS], ([t, *(ratio(t, sc) for sc in SCENARIOS)]
+                                                    for t in peers))  # fmt: skip
+    return lines
+
+
+def limit_table(limits: Sequence[dict[str, Any]]) -> list[str]:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in limits:
+        by_name.setdefault(row["name"], []).append(row)
+    rows = []
+    for name, runs in by_name.items():
+        walls = [r["wall"] for r in runs]
+        size = runs[0].get("bytes")
+        rate = f"{size / statistics.median(walls) / (1 << 20):.0f} MiB/s" if size else ""
+        rows.append([name, _cell(walls), rate])
+    return _table(["measure", "seconds: median (min–max)", "throughput"], rows)
+
+
+def overhead_lines(steps: Sequence[dict[str, Any]]) -> list[str]:
+    tiny = group(s for s in steps if s["scenario"] == "tiny")
+    ours, floor = tiny.get(("pullsnap", "tiny")), tiny.get((BASELINE, "tiny"))
+    if not ours or not floor:
+        return []
+    diff = statistics.median(ours) - statistics.median(floor)
+    return _table(
+        ["tiny tree (1 file)", "seconds: median (min–max)"],
+        [["pullsnap", _cell(ours)], [BASELINE, _cell(floor)],
+         ["orchestration overhead (difference of medians)", f"{diff:.3f}"]],
+    )  # fmt: skip
+
+
+def markdown(details: dict[str, Any]) -> str:
+    meta = details["meta"]
+    steps = details["steps"]
+    lines = [f"## Run of {meta['date']}", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["machine"].items()]
+    lines += [f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}"]
+    lines += [f"- dataset: {meta['dataset']}", f"- repetitions: {meta['reps']}", ""]
+    for tool, reason in details.get("skipped", {}).items():
+        lines += [f"- **{tool} skipped**: {reason}"]
+    lines += [f"- {note}" for note in meta.get("notes", [])]
+    lines += [""]
+    lines += main_tables(steps) + ratio_tables(steps)
+    lines += ["### Orchestration overhead", "", *overhead_lines(steps)]
+    lines += ["### Physical limits and ssh", "", *limit_table(details.get("limits", []))]
+    ext4 = details.get("create_after_delete")
+    if ext4:
+        lines += [
+            f"Creating {ext4['count']:,} small files took {ext4['calm']:.2f} s normally and "
+            f"{ext4['after']:.2f} s right after deleting {ext4['deleted']:,} files "
+            f"({ext4['after'] / ext4['calm']:.1f}x).",
+            "",
+        ]
+    return "\n".join(lines) + "\n"

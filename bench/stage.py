@@ -1,0 +1,104 @@
+"""Where the contenders run: pullsnap's lab and a backed-up host's own sshd.
+
+    <work>/lab/         pullsnap's two roles (pullsnap.lab): users, the backup
+                        host's sshd, the capability launcher (--super)
+    <work>/hostsshd/    a root sshd on 127.0.0.1, key login only: what plain
+                        rsync over ssh and rsnapshot-ssh pull through
+    <work>/src/         the dataset
+    <work>/repos/       one repository per contender and repetition
+    <work>/trash/       old repositories and restores, deleted at the end
+
+Both sshds join the CPU meter's cgroup, so the sessions they fork are billed
+to the step that caused them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from bench.measure import CpuMeter
+from pullsnap.errors import PullsnapError
+from pullsnap.lab import Lab, Sshd, write
+
+
+def ssh_options(key: str, known_hosts: str, port: int) -> list[str]:
+    """ssh as an operator would configure it for a backup pull: key, pinned host key."""
+    return ["-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-p", str(port)]  # fmt: skip
+
+
+@dataclass
+class Stage:
+    work: str
+    meter: CpuMeter
+    lab: Lab | None = None
+    host_sshd: Sshd | None = None
+    _trash_count: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.work, *parts)
+
+    @property
+    def src(self) -> str:
+        return self.path("src")
+
+    def start_host_sshd(self) -> Sshd:
+        """The backed-up host's sshd for the plain-rsync contenders."""
+        directory = self.path("hostsshd")
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        key = os.path.join(directory, "id_ed25519")
+        if not os.path.exists(key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        authorized = os.path.join(directory, "authorized_keys")
+        with open(key + ".pub", encoding="ascii") as f:
+            write(authorized, f.read(), 0o600)
+        sshd = Sshd(directory, ["root"], permit_root=True, authorized_keys=authorized)
+        sshd.start()
+        assert sshd.process is not None
+        self.meter.join(sshd.process.pid)
+        write(os.path.join(directory, "known_hosts"), sshd.known_hosts_line(), 0o644)
+        self.host_sshd = sshd
+        return sshd
+
+    def host_ssh(self) -> list[str]:
+        """`ssh` plus options for the backed-up host (as rsync -e takes it)."""
+        assert self.host_sshd is not None
+        d = self.path("hostsshd")
+        return ["ssh", *ssh_options(os.path.join(d, "id_ed25519"), os.path.join(d, "known_hosts"),
+                                    self.host_sshd.port)]  # fmt: skip
+
+    def start_lab(self) -> Lab:
+        lab = Lab(base=self.path("lab"))
+        lab.setup()
+        assert lab.sshd is not None and lab.sshd.process is not None
+        self.meter.join(lab.sshd.process.pid)
+        try:
+            lab.use_launcher(True)
+        except (PullsnapError, OSError, subprocess.CalledProcessError) as e:
+            self.notes.append(f"pullsnap ran with --fake-super: the launcher failed ({e})")
+        self.lab = lab
+        return lab
+
+    def trash(self, path: str) -> None:
+        """Move a tree aside; deleting tens of thousands of inodes right before a
+        timed step would slow it (ext4 without a journal skips recently freed
+        inodes when allocating), so deletion waits for `empty_trash`."""
+        if not os.path.lexists(path):
+            return
+        os.makedirs(self.path("trash"), exist_ok=True)
+        self._trash_count += 1
+        os.rename(path, self.path("trash", f"{self._trash_count:04d}-{os.path.basename(path)}"))
+
+    def empty_trash(self) -> None:
+        shutil.rmtree(self.path("trash"), ignore_errors=True)
+
+    def close(self) -> None:
+        if self.lab is not None:
+            self.lab.close()
+        if self.host_sshd is not None:
+            self.host_sshd.stop()

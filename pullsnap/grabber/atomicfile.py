@@ -1,0 +1,72 @@
+"""Replace a file so that readers see the old content or the new, never half.
+
+rename(2) within one directory is atomic: a temporary file beside the target
+is written, fsynced and renamed over it.  node_exporter's textfile collector
+asks for exactly this (its README: "write the file to a temporary name and
+mv it into place"), and a web server serving the HTML report needs it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from typing import Any
+
+
+def replace(path: str, data: bytes, mode: int = 0o644, owner_of: str | None = None) -> None:
+    """Write `data` to `path` atomically with `mode`.
+
+    `owner_of`: when running as root, give the file the owner of this path
+    (the repository's files stay the grabber user's when root runs a command).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # the umask narrowed the mode open() was given
+            if owner_of is not None and os.geteuid() == 0:
+                st = os.stat(owner_of)
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            os.fsync(f.fileno())
+        os.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def replace_json(path: str, value: Any, owner_of: str | None = None) -> None:
+    """A private JSON file (0600) inside the repository."""
+    text = json.dumps(value, indent=1, sort_keys=True) + "\n"
+    replace(path, text.encode("utf-8"), 0o600, owner_of)
+
+
+MAX_JSON = 16 << 20
+
+
+def read_json(path: str) -> Any:
+    """The JSON in `path`, or None when it is missing, unreadable or not JSON.
+
+    Only a regular file is read, without following a symlink and without
+    blocking: these files sit in host directories, where a subverted
+    receiving rsync could plant a FIFO or a link for root to trip over.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return json.loads(f.read(MAX_JSON).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)

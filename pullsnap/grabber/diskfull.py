@@ -1,0 +1,53 @@
+"""A run that filled the repository's filesystem (rsync: ENOSPC).
+
+Rule: its `<name>.incomplete` tree is removed at once (its record stays,
+state "failed", with `no_space`).  Kept, it would hold the filesystem full,
+so that neither the next run nor the free-space guard's pruning could make
+progress; what it had stored is cheap to fetch again compared with a
+repository that stays full.  The exit code is NO_SPACE (5), like the
+guard's refusal before a run, and the message names the space the run
+needed against the space there was.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pullsnap import errors
+from pullsnap.units import human_size
+
+
+def free_bytes(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def message(host: str, name: str, root: str, free: int, received: int) -> str:
+    """One line an operator can act on (pure)."""
+    got = f"it had received {human_size(received)} when the disk was full; " if received else ""
+    return (
+        f"{host}: the repository filled up: snapshot {name} needs more than the "
+        f"{human_size(free)} free in {root} ({got}its partial tree is removed): add space, "
+        "or let the free-space guard prune first (raise min_free_abs, lower min_keep)"
+    )
+
+
+def after_failure(run: Any) -> None:
+    """After-failure step: on a full disk, remove the tree and say what was missing."""
+    if run.code != errors.NO_SPACE:
+        return
+    host = run.host
+    root = run.cfg.repository
+    before = free_bytes(root)
+    if os.path.isdir(host.incomplete(run.name)):
+        host.discard_incomplete(run.name)
+    after = free_bytes(root)
+    # rsync removes the file it was writing; its progress counted the bytes.
+    received = max(after - before, run.result.received if run.result else 0)
+    run.message = message(host.host, run.name, root, after, received)
+    run.record.update(
+        message=run.message, no_space={"free": after, "received": received}, tree="removed"
+    )
+    host.write_record(run.name, run.record)
+    run.out.log(run.message)

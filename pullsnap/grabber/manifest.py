@@ -1,0 +1,264 @@
+"""Per-snapshot content manifests: what `grabber verify` checks against.
+
+A hardlinked tree has no checksums of its own, so bit rot or a stray write
+on the backup host would go unnoticed until a restore.  Beside each snapshot:
+
+    <host>/<name>.manifest     a header line, then one line per regular file:
+    {"format": 1, "algorithm": "blake2b-256", "snapshot": NAME, ...}
+    ["etc/hosts", "<64 hex digits>", <size>, <inode>, "<snapshot that hashed it>"]
+
+Only files this run stored anew are read and hashed: those rsync's
+itemized output names (pull.ITEM_MARKER lines), and any file whose inode is
+not the one the link-dest snapshot's manifest has at that path (rsync
+copies instead of linking when a file's link count is at the filesystem's
+maximum, EMLINK, and says nothing; a file linked from an interrupted tree
+has no entry yet).  Every other file is a hard link of a file already
+hashed, and keeps that entry, so a run that changed nothing reads no file
+content at all: the walk reads directories only (getdents gives each name
+its inode, os.scandir(2)-style, no stat).
+
+Paths are JSON strings of the file-system bytes (os.fsdecode, surrogate
+escapes for bytes that are not UTF-8), relative to the snapshot's root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pullsnap import errors
+from pullsnap.grabber.repository import HostRepo
+
+FORMAT = 1
+ALGORITHM = "blake2b-256"
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+_DIRECTORY = _READ | os.O_DIRECTORY
+
+
+def new_hash() -> Any:
+    return hashlib.blake2b(digest_size=32)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: bytes  # relative to the snapshot root
+    digest: str
+    size: int
+    inode: int
+    origin: str  # the snapshot whose run hashed it
+
+    def line(self) -> str:
+        row = [os.fsdecode(self.path), self.digest, self.size, self.inode, self.origin]
+        return json.dumps(row, separators=(",", ":"))
+
+
+@dataclass
+class BuildStats:
+    files: int = 0
+    hashed: int = 0
+    hashed_bytes: int = 0
+    carried: int = 0
+    unlisted: int = 0  # new inodes rsync's itemized output did not name
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "files": self.files, "hashed": self.hashed, "hashed_bytes": self.hashed_bytes,
+            "carried": self.carried, "unlisted_new": self.unlisted,
+            "seconds": round(self.seconds, 3), "problems": self.problems[:20],
+        }  # fmt: skip
+
+
+# --- reading and writing ------------------------------------------------------------
+
+
+def parse_line(line: str) -> Entry | None:
+    """One entry line, or None for the header and anything malformed."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, list) or len(row) != 5:
+        return None
+    path, digest, size, inode, origin = row
+    if not (isinstance(path, str) and isinstance(digest, str) and isinstance(origin, str)):
+        return None
+    if not (isinstance(size, int) and isinstance(inode, int)):
+        return None
+    return Entry(os.fsencode(path), digest, size, inode, origin)
+
+
+def read(path: str) -> dict[bytes, Entry] | None:
+    """path -> entry, or None when there is no readable manifest."""
+    try:
+        f = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    except OSError:
+        return None
+    entries: dict[bytes, Entry] = {}
+    with f:
+        header = parse_header(f.readline())
+        if header is None:
+            return None
+        for line in f:
+            entry = parse_line(line)
+            if entry is not None:
+                entries[entry.path] = entry
+    return entries
+
+
+def parse_header(line: str) -> dict[str, Any] | None:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(header, dict) and header.get("format") == FORMAT
+    return header if ok and header.get("algorithm") == ALGORITHM else None
+
+
+def write(path: str, header: Mapping[str, Any], entries: list[Entry]) -> None:
+    """Atomically: a temporary file beside it, fsync, rename."""
+    temp = f"{path}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(json.dumps({"format": FORMAT, "algorithm": ALGORITHM, **header}) + "\n")
+        for entry in entries:
+            f.write(entry.line() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(temp, path)
+
+
+# --- the tree -----------------------------------------------------------------------
+
+
+def walk_files(root_fd: int, prefix: bytes = b"") -> Iterator[tuple[int, bytes, bytes, int]]:
+    """(directory fd, name, path, inode) of each regular file below `root_fd`.
+
+    Directory by directory with O_NOFOLLOW opens relative to the parent,
+    so no symlink inside the tree is ever followed; d_type and d_ino come
+    with the names (no stat).
+    """
+    with os.scandir(root_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = os.fsencode(entry.name)
+        path = prefix + name
+        if entry.is_file(follow_symlinks=False):
+            yield root_fd, name, path, entry.inode()
+        elif entry.is_dir(follow_symlinks=False):
+            try:
+                sub = os.open(name, _DIRECTORY, dir_fd=root_fd)
+            except OSError:
+                continue  # vanished or unreadable: the caller's count shows it
+            try:
+                yield from walk_files(sub, path + b"/")
+            finally:
+                os.close(sub)
+
+
+def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:
+    """(hex digest, size, inode) of a regular file, opened without following links."""
+    fd = os.open(name, _READ | os.O_NONBLOCK, dir_fd=dir_fd)
+    with open(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{os.fsdecode(name)} is not a regular file")
+        digest = hashlib.file_digest(f, new_hash).hexdigest()
+    return digest, st.st_size, st.st_ino
+
+
+def open_tree(path: str) -> int:
+    return os.open(path, _DIRECTORY)
+
+
+def build(
+    tree: str, name: str, new_files: set[bytes], bases: list[Mapping[bytes, Entry]]
+) -> tuple[list[Entry], BuildStats]:
+    """The manifest of `tree`: hash what is new, carry the rest from `bases`."""
+    started = time.monotonic()
+    stats = BuildStats()
+    entries: list[Entry] = []
+    seen: dict[int, Entry] = {}  # files hard-linked to each other within this tree
+    root = open_tree(tree)
+    try:
+        for dir_fd, file_name, path, inode in walk_files(root):
+            stats.files += 1
+            carried = None
+            if path not in new_files:
+                carried = next(
+                    (b[path] for b in bases if path in b and b[path].inode == inode), None
+                )
+            if carried is not None:
+                entries.append(carried)
+                stats.carried += 1
+                continue
+            if inode in seen:
+                twin = seen[inode]
+                entries.append(Entry(path, twin.digest, twin.size, twin.inode, twin.origin))
+                continue
+            try:
+                digest, size, real_inode = hash_file(dir_fd, file_name)
+            except OSError as e:
+                stats.problems.append(f"{os.fsdecode(path)}: {e.strerror or e}")
+                continue
+            if path not in new_files:
+                stats.unlisted += 1
+            entry = Entry(path, digest, size, real_inode, name)
+            seen[real_inode] = entry
+            entries.append(entry)
+            stats.hashed += 1
+            stats.hashed_bytes += size
+    finally:
+        os.close(root)
+    stats.seconds = time.monotonic() - started
+    return entries, stats
+
+
+@contextlib.contextmanager
+def reading_as_receiver(mode: str, held: tuple[str, ...]) -> Iterator[None]:
+    """With --super the tree holds files only their real owners may read;
+    the receiver's CAP_DAC_OVERRIDE (held, not effective) is made effective
+    in this thread for the walk only (capabilities(7): per thread)."""
+    if mode != "super" or "dac_override" not in held:
+        yield
+        return
+    import prctl
+
+    prctl.cap_effective.dac_override = True
+    try:
+        yield
+    finally:
+        prctl.cap_effective.dac_override = False
+
+
+# --- the run's step -------------------------------------------------------------------
+
+
+def record_manifest(run: Any) -> None:
+    """After-success step: write `<name>.manifest` and its numbers in the record."""
+    host: HostRepo = run.host
+    bases = []
+    for tree in run.link_dests:
+        base = read(host.manifest_path(os.path.basename(tree)))
+        if base is not None:
+            bases.append(base)
+    new_files = run.result.new_files if run.result is not None else set()
+    try:
+        with reading_as_receiver(run.mode, run.held):
+            entries, stats = build(host.tree(run.name), run.name, new_files, bases)
+        write(host.manifest_path(run.name), {"snapshot": run.name, "host": host.host}, entries)
+    except OSError as e:
+        raise errors.RunFailed(f"no manifest for {run.name}: {e.strerror or e}") from None
+    run.record["manifest"] = stats.as_record()
+    host.write_record(run.name, run.record)
+    if stats.problems:
+        run.out.log(f"warning: manifest: {len(stats.problems)} file(s) not hashed, e.g. "
+                    f"{stats.problems[0]}")  # fmt: skip

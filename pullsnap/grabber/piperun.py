@@ -1,0 +1,133 @@
+"""Run one child with its stdout and stderr relayed to callbacks as they
+arrive, under a deadline: how the grabber runs its rsync.
+
+    sh.Command(rsync)(..., _bg=True, _out=pipe, _err=pipe, _preexec_fn=confine)
+        stdout pipe ──> on_stdout(text chunk)      one select loop here,
+        stderr pipe ──> on_stderr_line(line)        64 KiB reads
+    deadline passed: SIGTERM (rsync removes its temporary file), then SIGKILL
+
+`sh` starts and ends the child (environment, the preexec confinement, exit
+status, signals).  Its own output relay is not used: with callbacks it
+either calls them per byte (`_out_bufsize=0`: 1.9 million calls for 20,000
+itemized files) or per line (and rsync's progress lines end in a carriage
+return, so a large file would show no progress until it is done), and its
+reader and timeout threads poll in 0.1 s steps.  Handing it pipe ends
+(fd-based output, no `_timeout`) costs 4 ms per run (bench/ANALYSIS.md).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sh
+
+READ_SIZE = 65536
+KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL at the deadline
+DRAIN_AFTER_EXIT = 2.0  # an ssh grandchild may hold stderr open a moment longer
+
+
+@dataclass(frozen=True)
+class Ended:
+    code: int | None  # exit status; None when a signal ended the child
+    signal: int | None
+    timed_out: bool
+
+
+class _Lines:
+    """Incremental UTF-8 (invalid bytes replaced) cut into lines."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.partial = ""
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        *lines, self.partial = (self.partial + self.decoder.decode(data, final)).split("\n")
+        for line in lines:
+            self.on_line(line)
+        if final and self.partial:
+            self.on_line(self.partial)
+            self.partial = ""
+
+
+def run_piped(
+    argv: Sequence[str],
+    env: dict[str, str],
+    on_stdout: Callable[[str], None],
+    on_stderr_line: Callable[[str], None],
+    preexec: Callable[[], None] | None,
+    deadline: float,
+) -> Ended:
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    with open(os.devnull, "rb") as nothing, os.fdopen(out_write, "wb", buffering=0) as out_w, \
+            os.fdopen(err_write, "wb", buffering=0) as err_w:  # fmt: skip
+        # _close_fds=False: sh closes inherited fds after _preexec_fn, by
+        # listing /proc/self/fd, which Landlock (applied in the preexec)
+        # forbids.  Python's own fds are close-on-exec (PEP 446).
+        proc = sh.Command(argv[0])(
+            *argv[1:], _env=env, _in=nothing, _out=out_w, _err=err_w, _bg=True, _bg_exc=False,
+            _tty_out=False, _ok_code=list(range(256)), _return_cmd=True, _close_fds=False,
+            **({"_preexec_fn": preexec} if preexec is not None else {}),
+        )  # fmt: skip
+    return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline)
+
+
+def _relay(
+    proc: Any,
+    out_read: int,
+    err_read: int,
+    on_stdout: Callable[[str], None],
+    on_stderr_line: Callable[[str], None],
+    deadline: float,
+) -> Ended:
+    out_decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    err = _Lines(on_stderr_line)
+    sinks: dict[int, Callable[[bytes, bool], None]] = {
+        out_read: lambda data, final: on_stdout(out_decoder.decode(data, final)),
+        err_read: err.feed,
+    }
+    selector = selectors.DefaultSelector()
+    for fd in (out_read, err_read):
+        selector.register(fd, selectors.EVENT_READ)
+    end = time.monotonic() + deadline
+    timed_out = False
+    exited_at: float | None = None
+    try:
+        while selector.get_map():
+            now = time.monotonic()
+            if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
+                break
+            if now >= end:
+                with contextlib.suppress(OSError, sh.ErrorReturnCode):
+                    proc.signal(signal.SIGKILL if timed_out else signal.SIGTERM)
+                timed_out = True
+                end = now + KILL_GRACE
+            wait = min(end - now, 0.5 if exited_at is None else DRAIN_AFTER_EXIT)
+            ready = selector.select(max(wait, 0.0))
+            if not ready and exited_at is None and not proc.is_alive():
+                exited_at = time.monotonic()
+            for key, _ in ready:
+                data = os.read(key.fd, READ_SIZE)
+                if data:
+                    sinks[key.fd](data, False)
+                else:
+                    sinks[key.fd](b"", True)
+                    selector.unregister(key.fileobj)
+    finally:
+        selector.close()
+        os.close(out_read)
+        os.close(err_read)
+    try:
+        proc.wait()
+    except sh.SignalException as e:
+        return Ended(None, -e.exit_code, timed_out)
+    return Ended(proc.exit_code, None, timed_out)

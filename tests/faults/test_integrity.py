@@ -1,0 +1,118 @@
+"""Integrity: manifests written by real runs, `grabber verify` finding a
+flipped byte in every snapshot that shares the file, and what manifests
+cost on a full and on a no-change run (printed with "measured:")."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pullsnap import errors
+from tests.faults.conftest import MIB, record, write_random
+from tests.labfixtures import Site
+from tests.trees import make_rich_tree
+
+pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.faults]
+
+
+def _verify(site: Site, *args: str):
+    return site.lab.grabber("--config", site.grabber_config, "verify", "web1", *args)
+
+
+def _flip(path: str, at: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x20]))
+
+
+def test_a_flipped_byte_is_found_in_every_snapshot_sharing_the_file(site: Site) -> None:
+    make_rich_tree(site.src)
+    site.configure()
+    assert site.run().returncode == errors.OK
+    with open(os.path.join(site.src, "etc", "hosts"), "a") as f:
+        f.write("10.0.0.2 other\n")
+    assert site.run().returncode == errors.OK
+    assert site.run().returncode == errors.OK
+    names = site.snapshots()
+    for name in names:
+        assert record(site, name)["manifest"]["problems"] == []
+    clean = _verify(site)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip().endswith("in 3 snapshot(s): ok")
+    with open(os.path.join(site.host_dir(), ".verify.json")) as f:
+        assert json.load(f)["result"] == "ok"
+
+    # A stray write on the backup host, in the middle snapshot's copy.
+    _flip(os.path.join(site.in_snapshot(names[1]), "big.bin"), 12345)
+    found = _verify(site)
+    assert found.returncode == errors.FAILED
+    rel = os.path.relpath(site.in_snapshot(names[0]), site.repo).split("/", 2)[2]
+    [line] = [x for x in found.stdout.splitlines() if x.startswith("mismatch:")]
+    assert line.startswith(f"mismatch: web1/{names[0]}/{rel}/big.bin: content differs")
+    assert line.endswith(f"the same file is in snapshots {', '.join(names)}")
+    with open(os.path.join(site.host_dir(), ".verify.json")) as f:
+        status = json.load(f)
+    assert status["result"] == "mismatch" and status["snapshot"] == "all"
+    assert sorted(status["mismatches"]) == sorted(f"{n}/{rel}/big.bin" for n in names)
+    # The changed file is not shared: the first snapshot's etc/hosts still verifies.
+    assert f"{rel}/etc/hosts" not in found.stdout
+    only = _verify(site, names[2], "--sample", "1")
+    assert only.returncode == errors.FAILED
+    assert f"the same file is in snapshots {', '.join(names)}" in only.stdout
+
+
+def test_manifest_cost_on_a_full_and_a_no_change_run(site: Site) -> None:
+    os.makedirs(os.path.join(site.src, "many"))
+    for i in range(2000):
+        with open(os.path.join(site.src, "many", f"f{i:04d}"), "wb") as f:
+            f.write(os.urandom(4096))
+    write_random(os.path.join(site.src, "big.bin"), 64 * MIB)
+    site.configure()
+    assert site.run().returncode == errors.OK
+    assert site.run().returncode == errors.OK
+    full, unchanged = (record(site, n) for n in site.snapshots())
+    assert full["manifest"]["hashed"] == 2001 and full["manifest"]["carried"] == 0
+    # A run that changed nothing reads no file content for its manifest.
+    assert unchanged["manifest"]["hashed"] == 0 and unchanged["manifest"]["hashed_bytes"] == 0
+    assert unchanged["manifest"]["carried"] == 2001
+    for label, r in (("full", full), ("no-change", unchanged)):
+        m = r["manifest"]
+        print(f"measured: manifest on a {label} run: {m['seconds']:.3f} s for {m['files']} files "
+              f"({m['hashed']} hashed, {m['hashed_bytes']:,} bytes read) next to rsync's "
+              f"{r['seconds']:.3f} s")  # fmt: skip
+    size = os.path.getsize(os.path.join(site.host_dir(), site.snapshots()[1] + ".manifest"))
+    print(f"measured: manifest file {size:,} bytes for 2001 files")
+
+
+@pytest.fixture
+def launcher(site: Site):
+    site.lab.use_launcher(True)
+    try:
+        with site.lab.nosuid_mount(site.repo):
+            yield
+    finally:
+        site.lab.use_launcher(False)
+
+
+def test_super_snapshots_are_hashed_whoever_owns_the_files(site: Site, launcher: None) -> None:
+    """With --super the tree keeps root-only files (0600, 0400, a 0700
+    directory); the manifest step reads them with the receiver's capability."""
+    make_rich_tree(site.src)
+    done = site.run()
+    assert done.returncode == errors.OK, done.stderr
+    [name] = site.snapshots()
+    r = record(site, name)
+    assert r["mode"] == "super" and r["manifest"]["problems"] == []
+    inodes = {
+        os.lstat(os.path.join(d, f)).st_ino
+        for d, _, files in os.walk(site.in_snapshot(name))
+        for f in files
+        if os.path.isfile(os.path.join(d, f)) and not os.path.islink(os.path.join(d, f))
+    }
+    assert r["manifest"]["hashed"] == len(inodes)  # hard links hashed once
+    verified = _verify(site)  # as root
+    assert verified.returncode == 0, verified.stdout + verified.stderr

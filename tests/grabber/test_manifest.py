@@ -1,0 +1,281 @@
+"""Manifests and `grabber verify` with real rsync on local trees (no ssh):
+what rsync's itemized output says, what is hashed and what is carried,
+and what verify finds after a stray write."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pullsnap import errors
+from pullsnap.grabber import manifest, pull, verify
+from pullsnap.grabber.repository import HostRepo
+from pullsnap.initiator.gate import GatePolicy, parse
+
+pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
+
+RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+CONNECT = pull.ConnectBack("u", "192.0.2.5", 40022, "/run/x/kh", "/run/x/k.pub", "/run/x/a", 30)
+ODD = b"new\nline \\#134 caf\xe9"
+
+
+def local_argv(src: str, target: str, link_dests: tuple[str, ...] = ()) -> list[str]:
+    """The grabber's own rsync options (pull.rsync_argv), with a local source."""
+    spec = pull.PullSpec(RSYNC, "/usr/bin/ssh", CONNECT, (src,), target, link_dests)
+    argv = pull.rsync_argv(spec)
+    argv = argv[: argv.index("-e")]
+    return [w for w in argv if not w.startswith("--super")] + ["--", src, target + "/"]
+
+
+def pull_local(src: str, target: str, *link_dests: str) -> pull.PullResult:
+    os.makedirs(target)
+    result = pull.run_rsync(
+        local_argv(src, target, link_dests), ENV, lambda p: None, lambda line: None, None, 60
+    )
+    assert result.exit_code == 0, result.errors
+    return result
+
+
+def rel(src: str, *parts: str) -> bytes:
+    """A source file's path inside a snapshot (-R keeps the full path)."""
+    return os.fsencode(os.path.join(src.lstrip("/"), *parts))
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> str:
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    (root / "a").write_bytes(b"a" * 1000)
+    (root / "b").write_bytes(b"b" * 2000)
+    (root / "d" / "c").write_bytes(os.urandom(70000))
+    (root / "h1").write_bytes(b"linked")
+    os.link(root / "h1", root / "h2")
+    with open(os.path.join(os.fsencode(root), ODD), "wb") as f:
+        f.write(b"odd")
+    return str(root)
+
+
+def snapshot(repo: HostRepo, name: str, src: str, base: str | None = None) -> manifest.BuildStats:
+    """A run's pull and manifest step, as backup.py does them."""
+    links = (repo.tree(base),) if base else ()
+    result = pull_local(src, repo.tree(name), *links)
+    bases = [b for b in [manifest.read(repo.manifest_path(base))] if b] if base else []
+    entries, stats = manifest.build(repo.tree(name), name, result.new_files, bases)
+    manifest.write(repo.manifest_path(name), {"snapshot": name}, entries)
+    return stats
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> HostRepo:
+    host = HostRepo(str(tmp_path / "repo"), "web1")
+    host.ensure()
+    return host
+
+
+N1, N2, N3 = "2026-11-23T020000Z", "2026-11-24T020000Z", "2026-11-25T020000Z"
+
+
+def record(repo: HostRepo, *names: str) -> None:
+    for name in names:
+        repo.write_record(name, {"state": "complete"})
+
+
+# --- itemized output -------------------------------------------------------------------------
+
+
+def test_itemized_names_exactly_the_files_stored_anew(src: str, tmp_path: Path) -> None:
+    first = pull_local(src, str(tmp_path / "one"))
+    assert first.new_files == {rel(src, n) for n in ("a", "b", "d/c", "h1", "h2")} | {
+        os.path.join(rel(src), ODD)
+    }
+    Path(src, "a").write_bytes(b"changed")
+    os.chmod(os.path.join(src, "b"), 0o600)  # attributes differ: a local copy ("cf")
+    Path(src, "new").write_bytes(b"new")
+    second = pull_local(src, str(tmp_path / "two"), str(tmp_path / "one"))
+    assert second.new_files == {rel(src, "a"), rel(src, "b"), rel(src, "new")}
+    assert second.stats["transferred_size"] == len(b"changed") + len(b"new")
+    unchanged = pull_local(src, str(tmp_path / "three"), str(tmp_path / "two"))
+    assert unchanged.new_files == set()
+
+
+def test_item_lines_stay_out_of_the_log_and_progress_still_flows(src, tmp_path) -> None:
+    logged: list[str] = []
+    progress: list[object] = []
+    target = str(tmp_path / "t")
+    os.makedirs(target)
+    result = pull.run_rsync(local_argv(src, target), ENV, progress.append, logged.append, None, 60)
+    assert result.exit_code == 0
+    assert progress and not any(pull.ITEM_MARKER in line for line in logged)
+    assert result.stats["files"] > 5
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("pullsnap-item >f+++++++++ etc/hosts", (">f+++++++++", b"etc/hosts")),
+        ("pullsnap-item cf...p..... a b", ("cf...p.....", b"a b")),
+        ("pullsnap-item >f+++++++++ new\\#012line\\#134#", (">f+++++++++", b"new\nline\\#")),
+        ("pullsnap-item >f+++++++++ caf\\#351", (">f+++++++++", b"caf\xe9")),
+        ("pullsnap-item", None),
+        ("pullsnap-item >f", None),
+        ("Number of files: 3", None),
+    ],
+)
+def test_parse_item(line: str, expected) -> None:
+    assert pull.parse_item(line) == expected
+
+
+def test_the_gate_accepts_the_command_line_with_itemized_output(tmp_path: Path) -> None:
+    """--out-format stays on our side: the sender's command line is the same."""
+    fake = tmp_path / "fake-ssh"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != rsync ]; do shift; done\necho "$*" > "$0.out"\n')
+    fake.chmod(0o755)
+    spec = pull.PullSpec(RSYNC, str(fake), CONNECT, ("/etc", "/srv/a b"), str(tmp_path / "t"))
+    argv = pull.rsync_argv(spec)
+    assert f"--out-format={pull.ITEM_MARKER}%i %n" in argv
+    at = argv.index("-e")
+    argv[at + 1] = str(fake)
+    subprocess.run(argv, env=ENV, capture_output=True, timeout=30, check=False)
+    line = (tmp_path / "fake-ssh.out").read_text().strip()
+    without = [w for w in argv if not w.startswith("--out-format")]
+    subprocess.run(without, env=ENV, capture_output=True, timeout=30, check=False)
+    assert (tmp_path / "fake-ssh.out").read_text().strip() == line
+    accepted = parse(line, GatePolicy(roots=("/etc", "/srv")))
+    assert accepted[-2:] == ["/etc", "/srv/a b"]
+
+
+# --- failing paths and a full disk ------------------------------------------------------------
+
+
+def test_failed_paths_from_rsync_error_lines() -> None:
+    lines = [
+        'rsync: [sender] send_files failed to open "/etc/shadow": Permission denied (13)',
+        'rsync: [sender] opendir "/root/.ssh" failed: Permission denied (13)',
+        "rsync error: some files/attrs were not transferred (see previous errors) (code 23)",
+        'file has vanished: "/tmp/x"',
+    ]
+    assert [pull.failed_path(line) for line in lines] == [
+        {"path": "/etc/shadow", "error": "send_files failed to open: Permission denied (13)"},
+        {"path": "/root/.ssh", "error": "opendir: Permission denied (13)"},
+        None,
+        None,
+    ]
+
+
+def test_a_full_receiver_is_no_space_not_partial() -> None:
+    full = pull.PullResult(
+        23, errors=['rsync: [receiver] write failed on "x": No space left on device (28)']
+    )
+    assert pull.judge(full)[:2] == ("failed", errors.NO_SPACE)
+    claimed = pull.PullResult(23, errors=['rsync: [sender] read "x": No space left on device'])
+    assert pull.judge(claimed)[:2] == ("partial", errors.PARTIAL)
+
+
+# --- building manifests -------------------------------------------------------------------------
+
+
+def test_only_new_files_are_hashed_and_the_rest_carried(src: str, repo: HostRepo) -> None:
+    first = snapshot(repo, N1, src)
+    assert (first.files, first.hashed, first.carried) == (6, 5, 0)  # h1/h2: one inode
+    Path(src, "a").write_bytes(b"changed")
+    second = snapshot(repo, N2, src, N1)
+    assert (second.files, second.hashed, second.carried, second.unlisted) == (6, 1, 5, 0)
+    third = snapshot(repo, N3, src, N2)
+    assert (third.hashed, third.hashed_bytes, third.carried) == (0, 0, 6)
+    entries = manifest.read(repo.manifest_path(N3))
+    assert entries is not None
+    assert entries[rel(src, "a")].origin == N2 and entries[rel(src, "b")].origin == N1
+    assert entries[os.path.join(rel(src), ODD)].size == 3
+
+
+def test_a_new_inode_rsync_did_not_name_is_hashed(src: str, repo: HostRepo) -> None:
+    """rsync copies instead of linking at the link-count limit (EMLINK) and
+    says nothing: the inode check catches it."""
+    snapshot(repo, N1, src)
+    result = pull_local(src, repo.tree(N2), repo.tree(N1))
+    copied = os.path.join(repo.tree(N2), os.fsdecode(rel(src, "d/c")))
+    shutil.copy2(copied, copied + ".tmp")
+    os.rename(copied + ".tmp", copied)
+    _, stats = manifest.build(
+        repo.tree(N2), N2, result.new_files, [manifest.read(repo.manifest_path(N1))]
+    )
+    assert (stats.hashed, stats.unlisted) == (1, 1)
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def flip_byte(path: str) -> None:
+    with open(path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_verify_names_a_flipped_byte_in_every_snapshot_sharing_it(src, repo) -> None:
+    snapshot(repo, N1, src)
+    Path(src, "a").write_bytes(b"changed")
+    snapshot(repo, N2, src, N1)
+    snapshot(repo, N3, src, N2)
+    record(repo, N1, N2, N3)
+    clean = verify.verify_host(repo, None, 1.0)
+    assert clean.mismatches == [] and clean.checked == 18 and len(clean.snapshots) == 3
+    flip_byte(os.path.join(repo.tree(N2), os.fsdecode(rel(src, "d/c"))))
+    found = verify.verify_host(repo, None, 1.0)
+    assert {m.snapshot for m in found.mismatches} == {N1, N2, N3}
+    trees = [a for a in repo.attempts() if a.has_tree]
+    lines = verify.report(repo, found, trees)
+    assert lines == [
+        f"mismatch: web1/{N1}/{os.fsdecode(rel(src, 'd/c'))}: content differs from the "
+        f"manifest (stored by the {N1} run); the same file is in snapshots {N1}, {N2}, {N3}"
+    ]
+    # One snapshot alone still names all three.
+    only = verify.verify_host(repo, N3, 1.0)
+    assert [m.snapshot for m in only.mismatches] == [N3]
+    assert verify.sharing(repo, trees, only.mismatches[0]) == [N1, N2, N3]
+
+
+def test_verify_reports_missing_and_extra_files(src, repo) -> None:
+    snapshot(repo, N1, src)
+    record(repo, N1)
+    os.unlink(os.path.join(repo.tree(N1), os.fsdecode(rel(src, "b"))))
+    Path(repo.tree(N1), "stray").write_text("x")
+    found = verify.verify_host(repo, N1, 1.0)
+    assert sorted((m.path, m.why) for m in found.mismatches) == [
+        (b"stray", "not in the manifest"),
+        (rel(src, "b"), "missing from the tree"),
+    ]
+
+
+def test_verify_command_writes_the_status_file(src, repo, tmp_path, capsys) -> None:
+    from pullsnap.grabber.cli import main
+
+    snapshot(repo, N1, src)
+    record(repo, N1)
+    conf = tmp_path / "grabber.toml"
+    conf.write_text(f'repository = "{repo.root}"\n')
+    assert main(["grabber", "--config", str(conf), "verify", "web1", "--sample", "0.5"]) == 0
+    status = json.loads(Path(repo.path, verify.VERIFY_FILE).read_text())
+    assert status["result"] == "ok" and status["snapshot"] == "all" and status["sample"] == 0.5
+    assert 0 <= status["checked"] <= 6
+    flip_byte(os.path.join(repo.tree(N1), os.fsdecode(rel(src, "d/c"))))
+    assert main(["grabber", "--config", str(conf), "verify", "web1", N1]) == errors.FAILED
+    status = json.loads(Path(repo.path, verify.VERIFY_FILE).read_text())
+    assert status["result"] == "mismatch" and status["snapshot"] == N1
+    assert status["mismatches"] == [f"{N1}/{os.fsdecode(rel(src, 'd/c'))}"]
+    assert "mismatch: web1/" in capsys.readouterr().out
+
+
+def test_manifest_lines_round_trip_odd_names() -> None:
+    entry = manifest.Entry(b"a/" + ODD + b"\xff", "00" * 32, 5, 7, "2026-11-25T020000Z")
+    assert manifest.parse_line(entry.line()) == entry
+    assert manifest.parse_line('["x", "y"]') is None
+    assert dataclasses.asdict(entry)["size"] == 5

@@ -1,0 +1,36 @@
+"""`initiator setup` and `initiator check`, their pure parts."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+import pytest
+
+from pullsnap.initiator import check, setup
+
+
+def test_authorize_command_is_one_shell_line() -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB pullsnap@web1 extra words"
+    line = setup.authorize_command("web1", key, "pullsnap")
+    assert line == "grabber authorize web1 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB pullsnap@web1'"
+    other = setup.authorize_command("web1", key, "backup")
+    assert shlex.split(other)[:5] == ["grabber", "authorize", "--user", "backup", "web1"]
+
+
+@pytest.mark.parametrize("hostname, name", [("web1", "web1"), ("Web1.Example.ORG", "web1")])
+def test_default_host_name(hostname: str, name: str) -> None:
+    assert setup.default_host_name(hostname) == name
+
+
+def _stat(uid: int, mode: int) -> os.stat_result:
+    return os.stat_result((mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "uid, mode, problem",
+    [(7, 0o100600, None), (7, 0o100400, None), (0, 0o100600, "not owned by the run's user"),
+     (7, 0o100640, "mode 0640, not 0600"), (7, 0o100604, "mode 0604, not 0600")],
+)  # fmt: skip
+def test_key_file_problems_are_what_ssh_refuses(uid: int, mode: int, problem: str | None) -> None:
+    assert check.key_file_problem(_stat(uid, mode), 7) == problem

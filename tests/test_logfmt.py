@@ -1,0 +1,39 @@
+"""key=value log lines: every line splits back into the pairs it was made of."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pullsnap import logfmt
+
+KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+VALUES = st.one_of(st.text(max_size=40), st.integers(), st.booleans())
+
+
+def test_plain_values_stay_bare_and_others_are_quoted() -> None:
+    pairs = [("dest", "vault"), ("exit", 0), ("seconds", 1.25), ("ok", True),
+             ("message", 'said "no" = bad'), ("empty", ""), ("skipped", None)]  # fmt: skip
+    line = logfmt.line(pairs)
+    assert line == 'dest=vault exit=0 seconds=1.25 ok=true message="said \\"no\\" = bad" empty=""'
+
+
+@given(st.dictionaries(KEYS, VALUES, max_size=8))
+def test_round_trip(pairs: dict) -> None:
+    line = logfmt.line(pairs.items())
+    assert "\n" not in line
+    expected = {k: logfmt.value_text(v).strip('"') if not isinstance(v, str) else v
+                for k, v in pairs.items()}  # fmt: skip
+    assert logfmt.parse(line) == expected
+
+
+@pytest.mark.parametrize("bad", ["Dest=x", "a b", "", "1x"])
+def test_bad_keys_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        logfmt.line([(bad, "v")])
+
+
+def test_garbage_is_not_parsed() -> None:
+    with pytest.raises(ValueError):
+        logfmt.parse('dest=x "dangling')

@@ -161,16 +161,17 @@ def do_pull(run: Run) -> None:
     host, cfg, h = run.host, run.cfg, run.handoff
     host.write_record(run.name, run.record)
     os.mkdir(host.incomplete(run.name), 0o700)
-    spec = pull.PullSpec(
-        rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
-        target=host.incomplete(run.name), link_dests=tuple(run.link_dests), excludes=h.excludes,
-        mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
-    )  # fmt: skip
     run.out.log(f"pulling {', '.join(h.paths)} into {host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
     jail = receiver.confine(
         cfg, run.mode, run.held, host.path, private_dir, h.port, run.out.log,
         write_dirs=[host.incomplete(run.name), *run.link_dests],
+    )  # fmt: skip
+    spec = pull.PullSpec(
+        rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
+        target=host.incomplete(run.name), link_dests=tuple(run.link_dests), excludes=h.excludes,
+        mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
+        confined=jail.prepared is not None,
     )  # fmt: skip
     try:
         run.result = pull.run_rsync(

@@ -13,25 +13,15 @@ import sys
 
 from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
-from pullsnap.grabber import (
-    admin,
-    admission,
-    check,
-    fileversions,
-    listing,
-    page,
-    prune,
-    sanity,
-    status,
-    treediff,
-    usage,
-    verify,
-)
 
-COMMAND_MODULES = (
-    listing, admin, admission, sanity, status, page, fileversions, treediff, usage, check,
-    prune, verify,
+# Each module adds its subcommands (register(sub), set_defaults(handler=...)).
+# Imported only to build the operator's parser: a backup (the login shell)
+# starts without them.
+COMMAND_MODULE_NAMES = (
+    "listing", "admin", "admission", "sanity", "status", "page", "fileversions", "treediff",
+    "usage", "check", "prune", "verify",
 )  # fmt: skip
+
 
 DESCRIPTION = """\
 pullsnap's backup-host side.
@@ -68,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Each module adds its subcommands with set_defaults(handler=fn(args) -> int).
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    import importlib
+
+    for name in COMMAND_MODULE_NAMES:
+        importlib.import_module(f"pullsnap.grabber.{name}").register(sub)
     return parser
 
 

@@ -76,9 +76,12 @@ class CollectingProtocol(protocol.ProcessProtocol):
         stdin: bytes = b"",
         on_stdout_line: Callable[[str], None] | None = None,
         on_stderr_line: Callable[[str], None] | None = None,
+        hold_stdin: bool = False,
     ) -> None:
         self.argv = tuple(argv)
         self.stdin = stdin
+        # True: the child starts now, its input comes later (send_stdin).
+        self.hold_stdin = hold_stdin
         self.on_stdout_line = on_stdout_line
         self.on_stderr_line = on_stderr_line
         self.ended: defer.Deferred[Finished] = defer.Deferred()
@@ -87,10 +90,17 @@ class CollectingProtocol(protocol.ProcessProtocol):
         self._partial = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
-        if self.transport is None:
+        if self.transport is None or self.hold_stdin:
             return
         if self.stdin:
             self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def send_stdin(self, data: bytes) -> None:
+        """For `hold_stdin`: write the child's whole input now and close it."""
+        if self.transport is None or self.ended.called:
+            return
+        self.transport.write(data)
         self.transport.closeStdin()
 
     def _lines(self, fd: int, data: bytes, callback: Callable[[str], None] | None) -> None:

@@ -172,12 +172,19 @@ class _Run:
             allow,
             on_stranger=lambda peer: self.log(f"refused a connection from {peer} (not allowed)"),
         )
-        host_public = yield keys.make_host_key(
-            self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout
-        )
-        client = yield keys.make_client_key(
-            self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout
-        )
+        # The call to the backup host starts now: its TCP and SSH handshake
+        # overlap the key generation; the handoff follows on its stdin.
+        ended = self._call_backup_host()
+        made = yield defer.gatherResults(
+            [
+                keys.make_host_key(self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout),
+                keys.make_client_key(
+                    self.reactor, cfg.ssh_keygen, self.run_dir, cfg.keygen_timeout
+                ),
+            ],
+            consumeErrors=True,
+        ).addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+        host_public, client = made
         self._write_sshd_files(client.public, allow)
         message = handoff.encode(
             handoff.Handoff(
@@ -193,7 +200,9 @@ class _Run:
         accepted = self.door.accept_one(self.cfg.connect_back_timeout)
         accepted.addCallback(self._start_sshd)
         accepted.addErrback(self._door_failed)
-        finished = yield self._call_backup_host(message)
+        assert self.ssh_proto is not None
+        self.ssh_proto.send_stdin(message)
+        finished = yield ended
         if self.door_error is not None and not self.outcome.result:
             raise self.door_error
         yield self._finish_sshd()
@@ -251,10 +260,10 @@ class _Run:
         if line.strip():
             self.log(f"sshd: {line.strip()}")
 
-    def _call_backup_host(self, message: bytes) -> defer.Deferred:
+    def _call_backup_host(self) -> defer.Deferred:
         argv = ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout)
         self.ssh_proto = children.CollectingProtocol(
-            argv, stdin=message, on_stdout_line=self._grabber_line, on_stderr_line=self._ssh_err
+            argv, on_stdout_line=self._grabber_line, on_stderr_line=self._ssh_err, hold_stdin=True
         )
         children.spawn(
             self.reactor,

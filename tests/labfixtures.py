@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -70,6 +71,18 @@ class Site:
             "-c", self.initiator_config, "--now", "--format", "text", *args, **kwargs
         )
 
+    @contextlib.contextmanager
+    def super_mode(self, nosuid: bool = True) -> Iterator[Site]:
+        """The grabber through its capability launcher (rsync --super), with the
+        repository bind-mounted nosuid,nodev as README asks (unless `nosuid`
+        is False, to see what happens on a plain mount)."""
+        self.lab.use_launcher(True)
+        try:
+            with self.lab.nosuid_mount(self.repo) if nosuid else contextlib.nullcontext():
+                yield self
+        finally:
+            self.lab.use_launcher(False)
+
     def host_dir(self, host: str = "web1") -> str:
         return os.path.join(self.repo, host)
 
@@ -95,6 +108,13 @@ class Site:
     def in_snapshot(self, name: str, host: str = "web1") -> str:
         """The source tree's copy inside a snapshot (-R keeps the full path)."""
         return os.path.join(self.repo, host, name) + self.src
+
+
+@pytest.fixture
+def super_site(site: Site) -> Iterator[Site]:
+    """`site` with the grabber in --super mode (Site.super_mode)."""
+    with site.super_mode() as s:
+        yield s
 
 
 @pytest.fixture

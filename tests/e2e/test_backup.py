@@ -155,17 +155,8 @@ def test_without_capability_warns_and_marks_partial(site: Site) -> None:
     assert os.path.exists(os.path.join(site.in_snapshot(name), "etc", "hosts"))
 
 
-@pytest.fixture
-def launcher(site: Site):
-    site.lab.use_launcher(True)
-    try:
-        with site.lab.nosuid_mount(site.repo):
-            yield
-    finally:
-        site.lab.use_launcher(False)
-
-
-def test_super_snapshot_matches_source_exactly(site: Site, launcher: None) -> None:
+def test_super_snapshot_matches_source_exactly(super_site: Site) -> None:
+    site = super_site
     """Through the capability launcher the receiver runs --super: owners,
     setuid bits, devices, ACLs, xattrs and file capabilities land as they are."""
     make_rich_tree(site.src)

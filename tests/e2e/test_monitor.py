@@ -204,23 +204,11 @@ def test_on_success_and_on_failure_hooks_get_the_run(site: Site, hook_dir: str) 
     assert env["PULLSNAP_SNAPSHOT_DIR"] == ""
 
 
-@pytest.fixture
-def launcher(site: Site) -> Iterator[None]:
-    """The grabber through its capability launcher (--super), as in test_backup."""
-    site.lab.use_launcher(True)
-    try:
-        with site.lab.nosuid_mount(site.repo):
-            yield
-    finally:
-        site.lab.use_launcher(False)
-
-
 @pytest.mark.security
-def test_hooks_hold_no_capabilities_under_the_launcher(
-    site: Site, hook_dir: str, launcher: None
-) -> None:
+def test_hooks_hold_no_capabilities_under_the_launcher(super_site: Site, hook_dir: str) -> None:
     """The grabber holds the receiver's capabilities (permitted) for --super;
     a hook it starts gets none of them, in any set."""
+    site = super_site
     script = os.path.join(hook_dir, "caps.sh")
     Path(script).write_text(f"#!/bin/sh\ngrep ^Cap /proc/self/status > {hook_dir}/caps\n")
     os.chmod(script, 0o755)

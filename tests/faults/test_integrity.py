@@ -88,17 +88,8 @@ def test_manifest_cost_on_a_full_and_a_no_change_run(site: Site) -> None:
     print(f"measured: manifest file {size:,} bytes for 2001 files")
 
 
-@pytest.fixture
-def launcher(site: Site):
-    site.lab.use_launcher(True)
-    try:
-        with site.lab.nosuid_mount(site.repo):
-            yield
-    finally:
-        site.lab.use_launcher(False)
-
-
-def test_super_snapshots_are_hashed_whoever_owns_the_files(site: Site, launcher: None) -> None:
+def test_super_snapshots_are_hashed_whoever_owns_the_files(super_site: Site) -> None:
+    site = super_site
     """With --super the tree keeps root-only files (0600, 0400, a 0700
     directory); the manifest step reads them with the receiver's capability."""
     make_rich_tree(site.src)

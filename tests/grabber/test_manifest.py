@@ -279,3 +279,48 @@ def test_manifest_lines_round_trip_odd_names() -> None:
     assert manifest.parse_line(entry.line()) == entry
     assert manifest.parse_line('["x", "y"]') is None
     assert dataclasses.asdict(entry)["size"] == 5
+
+
+def test_prehasher_hashes_files_once_they_are_in_place(tmp_path) -> None:
+    """rsync names a file before it renames it into place: the prehasher
+    waits for it, and what it made is what build would have made."""
+    import threading
+
+    from pullsnap.grabber.manifest import Prehasher, hash_file, open_tree
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "early").write_bytes(b"early" * 1000)
+    pre = Prehasher(str(tmp_path), "fake-super", ())
+    pre.add(b"d/early")
+    pre.add(b"d/late")
+
+    def arrive() -> None:
+        (tmp_path / "d" / ".late.tmp").write_bytes(b"late" * 1000)
+        os.rename(tmp_path / "d" / ".late.tmp", tmp_path / "d" / "late")
+
+    timer = threading.Timer(0.1, arrive)
+    timer.start()
+    timer.join()
+    made = pre.close()
+    root = open_tree(str(tmp_path / "d"))
+    try:
+        assert made[b"d/early"] == hash_file(root, b"early")
+        assert made[b"d/late"] == hash_file(root, b"late")
+    finally:
+        os.close(root)
+
+
+def test_prehasher_follows_no_symlink(tmp_path) -> None:
+    from pullsnap.grabber.manifest import Prehasher
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "link").symlink_to(outside)
+    (tree / "leaf").symlink_to(outside / "secret")
+    pre = Prehasher(str(tree), "fake-super", ())
+    pre.add(b"link/secret")
+    pre.add(b"leaf")
+    assert pre.close() == {}

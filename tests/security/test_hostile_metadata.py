@@ -36,16 +36,9 @@ def _as_user(site: Site, *argv: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.fixture
-def launcher(site: Site):
-    site.lab.use_launcher(True)
-    yield
-    site.lab.use_launcher(False)
-
-
-def test_planted_privileges_are_out_of_reach(site: Site, launcher) -> None:
+def test_planted_privileges_are_out_of_reach(site: Site) -> None:
     _plant(site.src)
-    with site.lab.nosuid_mount(site.repo):
+    with site.super_mode():
         done = site.run()
         assert done.returncode == errors.OK, done.stderr
         [name] = site.snapshots()
@@ -63,8 +56,13 @@ def test_planted_privileges_are_out_of_reach(site: Site, launcher) -> None:
         assert mounts.missing_safety_options(copy) == []
 
 
-def test_without_nosuid_nodev_the_snapshot_is_inert(site: Site, launcher) -> None:
+def test_without_nosuid_nodev_the_snapshot_is_inert(site: Site) -> None:
     _plant(site.src)
+    with site.super_mode(nosuid=False):
+        _without_nosuid(site)
+
+
+def _without_nosuid(site: Site) -> None:
     assert mounts.missing_safety_options(site.repo) != []  # the lab's disk: a plain mount
     done = site.run("-v")
     assert done.returncode == errors.OK, done.stderr

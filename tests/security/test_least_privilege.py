@@ -65,16 +65,6 @@ def _role(cmdline: str, uid: int, lab) -> str:
     return "other"
 
 
-@pytest.fixture
-def super_site(site: Site):
-    site.lab.use_launcher(True)
-    try:
-        with site.lab.nosuid_mount(site.repo):
-            yield site
-    finally:
-        site.lab.use_launcher(False)
-
-
 def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     site = super_site
     os.makedirs(site.src)

@@ -24,16 +24,6 @@ from tests.labfixtures import Site
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
 
 
-@pytest.fixture
-def super_site(site: Site):
-    site.lab.use_launcher(True)
-    try:
-        with site.lab.nosuid_mount(site.repo):
-            yield site
-    finally:
-        site.lab.use_launcher(False)
-
-
 def test_a_planted_symlink_cannot_pull_an_outside_file_into_a_snapshot(super_site: Site) -> None:
     site = super_site
     site.regrab(policy={"suspect_drop": 0})  # the tree is tiny: any change is a big one

@@ -336,3 +336,25 @@ def drop_entirely(caps: Iterable[str]) -> None:
         prctl.set_caps((numbers, sets, False))
     except OSError as exc:
         raise CapabilityError(f"cannot drop {sorted(caps)}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def effective_while(caps: Iterable[str]) -> Iterator[None]:
+    """Make those of `caps` this thread holds permitted effective for the block.
+
+    For the grabber's own file work on --super snapshots (deleting trees
+    whose directories belong to root, reading root-only files): outside the
+    block nothing is effective.  Caps not permitted are skipped.
+    """
+    state = read_state()
+    # Only those not effective already, and only those go back afterwards
+    # (root runs with everything effective and must keep it).
+    raised = [cap for cap in caps if cap in state.permitted and cap not in state.effective]
+    if not raised:
+        yield
+        return
+    set_effective(raised, True)
+    try:
+        yield
+    finally:
+        set_effective(raised, False)

@@ -25,13 +25,14 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pullsnap import caps
 from pullsnap.errors import Locked, PullsnapError
+from pullsnap.grabber.removal import remove_tree
 
 RECORD_FORMAT = 1
 INCOMPLETE = ".incomplete"
@@ -262,11 +263,14 @@ class HostRepo:
         # Moving a directory to another parent rewrites its "..", which needs
         # write permission on it (rename(2) EACCES); a tree copied from a
         # read-only "/" (mode 0555) has none until we give it back.
-        st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR:
-            with contextlib.suppress(OSError):
-                os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-        os.rename(path, target)
+        # With --super the tree's top may be root's (a source of "/"): the
+        # receiver's capabilities, held by the grabber, do what ours cannot.
+        with caps.effective_while(("dac_override", "fowner")):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR:
+                with contextlib.suppress(OSError):
+                    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+            os.rename(path, target)
         if remove:
             remove_tree(target)
 
@@ -353,28 +357,6 @@ def _lock_message(host: str, content: bytes) -> str:
         return f"{host}: already running since {holder['since']} (pid {holder['pid']})"
     except (ValueError, KeyError, TypeError):
         return f"{host}: already running"
-
-
-def remove_tree(path: str) -> None:
-    """rmtree that first makes read-only directories of ours writable."""
-
-    def fix(func: Any, failed: str, info: Any) -> None:
-        if isinstance(info[1], FileNotFoundError):
-            return  # someone else emptying the same trash got there first
-        if not isinstance(info[1], PermissionError):
-            raise info[1]
-        for directory in (os.path.dirname(failed), failed):
-            with contextlib.suppress(OSError):
-                if os.path.isdir(directory) and not os.path.islink(directory):
-                    os.chmod(directory, 0o700)
-        if func is os.open or func is os.scandir:
-            # Could not list a directory: retry the whole subtree now it is readable.
-            shutil.rmtree(failed, onerror=fix)
-        else:
-            func(failed)
-
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path, onerror=fix)
 
 
 def _is_real_dir(path: str) -> bool:

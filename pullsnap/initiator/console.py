@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from pullsnap import errors, logfmt, report
 from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import hooks, run
+from pullsnap.initiator import hooks, run, wiring
 from pullsnap.units import human_duration, human_size
 
 STYLES = ("auto", "text", "logfmt")
@@ -200,7 +200,7 @@ def run_all(
     codes: list[int] = []
 
     async def main(reactor: Any) -> None:
-        confine = run.rsync_supports_confine_root(cfg.rsync)
+        confine = wiring.rsync_supports_confine_root(cfg.rsync)
         for dest in destinations:
 
             def backup(dest: Destination = dest) -> defer.Deferred:

@@ -18,7 +18,6 @@ run directory are torn down whatever happened.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import sys
@@ -33,11 +32,8 @@ from twisted.python import failure
 
 from pullsnap import caps, errors, handoff, report
 from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import children, keys, lifeline, sshd
+from pullsnap.initiator import children, keys, lifeline, sshd, wiring
 from pullsnap.initiator.door import Door
-
-LOGIN_COMMAND = "pullsnap"
-_PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*\Z")
 
 
 @dataclass
@@ -58,83 +54,6 @@ class Hooks:
 
     progress: Callable[[str, report.Progress], None] = lambda dest, p: None
     log: Callable[[str, str], None] = lambda dest, text: None
-
-
-def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) -> str:
-    """Where the private run directory goes: config, systemd, XDG, tmpfs, /tmp."""
-    env = os.environ if environ is None else environ
-    for candidate in (
-        cfg.runtime_dir,
-        env.get("RUNTIME_DIRECTORY", "").split(":")[0],
-        env.get("XDG_RUNTIME_DIR", ""),
-        "/dev/shm",
-        tempfile.gettempdir(),
-    ):
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            if not _PLAIN_PATH_RE.match(candidate):
-                # sshd_config and ssh -o split on spaces and expand % and ~.
-                raise errors.ConfigError(
-                    f"runtime directory {candidate!r}", "use a path of letters, digits, '._-/'"
-                )
-            return candidate
-    raise errors.RunFailed("no writable runtime directory (set runtime_dir in the config)")
-
-
-def resolve_allowed(dest: Destination) -> tuple[str, ...]:
-    """The addresses the grabber may connect back from."""
-    if dest.allow_from:
-        return dest.allow_from
-    try:
-        infos = socket.getaddrinfo(dest.host, dest.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise errors.Unreachable(f"cannot resolve {dest.host}: {e.strerror}") from None
-    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def ssh_argv(cfg: InitiatorConfig, dest: Destination, connect_timeout: float) -> list[str]:
-    """The call to the backup host; its stdin carries the handoff."""
-    return [
-        cfg.ssh,
-        "-T",
-        "-x",
-        "-a",
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", f"IdentityFile={dest.identity_file}",
-        "-o", f"UserKnownHostsFile={dest.known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
-        "-o", "ServerAliveInterval=30",
-        "-o", "ServerAliveCountMax=4",
-        "-o", "ClearAllForwardings=yes",
-        "-o", "ForwardAgent=no",
-        "-o", "RequestTTY=no",
-        "-o", "PermitLocalCommand=no",
-        "-o", "ControlMaster=no",
-        "-o", "ControlPath=none",
-        "-o", "LogLevel=ERROR",
-        "-p", str(dest.port),
-        "-l", dest.user,
-        "--",
-        dest.host,
-        LOGIN_COMMAND,
-    ]  # fmt: skip
-
-
-def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:
-    return [cfg.sshd, "-i", "-e", "-f", config_path]
-
-
-def rsync_supports_confine_root(rsync: str) -> bool:
-    """rsync >= 3.5 bounds server-side merge-file opens with --confine-root."""
-    import subprocess
-
-    try:
-        out = subprocess.run([rsync, "--help"], capture_output=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return b"--confine-root" in out
 
 
 @dataclass
@@ -161,8 +80,8 @@ class _Run:
     @defer.inlineCallbacks
     def go(self):
         cfg, dest = self.cfg, self.dest
-        allow = resolve_allowed(dest)
-        self.run_dir = tempfile.mkdtemp(prefix="pullsnap-", dir=runtime_base(cfg))
+        allow = wiring.resolve_allowed(dest)
+        self.run_dir = tempfile.mkdtemp(prefix="pullsnap-", dir=wiring.runtime_base(cfg))
         os.chmod(self.run_dir, 0o700)
         self.lifeline_fd = lifeline.hold(self.run_dir)
         self.door = Door(
@@ -191,7 +110,7 @@ class _Run:
                 client_key=client.private.decode("ascii"),
                 host_key=host_public,
                 port=self.door.port,
-                user=_login_name(),
+                user=wiring.login_name(),
                 paths=dest.sources,
                 excludes=dest.excludes,
                 probe=self.probe,
@@ -228,19 +147,19 @@ class _Run:
         )
         authorized = os.path.join(self.run_dir, "authorized_keys")
         config = sshd.DoorConfig(
-            user=_login_name(),
+            user=wiring.login_name(),
             host_key=os.path.join(self.run_dir, "host_key"),
             authorized_keys=authorized,
             gate=gate,
         )
-        _write_private(
+        wiring.write_private(
             authorized, sshd.authorized_keys_line(client_public, allow, gate.shell_line())
         )
-        _write_private(os.path.join(self.run_dir, "sshd_config"), sshd.sshd_config(config))
+        wiring.write_private(os.path.join(self.run_dir, "sshd_config"), sshd.sshd_config(config))
 
     def _start_sshd(self, conn: socket.socket) -> None:
         self.log(f"connect-back from {conn.getpeername()[0]}")
-        argv = sshd_argv(self.cfg, os.path.join(self.run_dir, "sshd_config"))
+        argv = wiring.sshd_argv(self.cfg, os.path.join(self.run_dir, "sshd_config"))
         self.sshd_proto = children.CollectingProtocol(argv, on_stderr_line=self._sshd_line)
         fd = conn.fileno()
         # The sender rsync needs CAP_DAC_READ_SEARCH; raise it ambient only
@@ -261,7 +180,7 @@ class _Run:
             self.log(f"sshd: {line.strip()}")
 
     def _call_backup_host(self) -> defer.Deferred:
-        argv = ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout)
+        argv = wiring.ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout)
         self.ssh_proto = children.CollectingProtocol(
             argv, on_stdout_line=self._grabber_line, on_stderr_line=self._ssh_err, hold_stdin=True
         )
@@ -354,18 +273,6 @@ class _Run:
             self.lifeline_fd = -1
         if self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def _login_name() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.getuid()).pw_name
-
-
-def _write_private(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 @defer.inlineCallbacks

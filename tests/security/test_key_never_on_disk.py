@@ -34,7 +34,9 @@ _MKDIR_RE = re.compile(r'^\d+\s+mkdir\("([^"]+)", (0\d+)\) = 0')
 def _strace(argv_or_pid: list[str] | int, out: str) -> subprocess.Popen:
     target = ["-p", str(argv_or_pid)] if isinstance(argv_or_pid, int) else ["--", *argv_or_pid]
     return subprocess.Popen(
-        ["strace", "-f", "-y", "-qq", "-s", "1000000", "-e", f"trace={TRACED}", "-o", out,
+        # -ff: one file per process, so no call is split into "<unfinished
+        # ...>" and "<... resumed>" halves by another process's lines.
+        ["strace", "-ff", "-y", "-qq", "-s", "1000000", "-e", f"trace={TRACED}", "-o", out,
          *target],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -44,13 +46,23 @@ def _unescape(text: str) -> str:
     return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
-def _writes(path: str) -> list[tuple[str, str]]:
+def _lines(prefix: str) -> list[str]:
+    """Every traced call of every process, from strace -ff's files PREFIX.PID."""
+    directory, base = os.path.split(prefix)
+    lines = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(base + "."):
+            with open(os.path.join(directory, name), encoding="latin-1") as f:
+                lines += [f"{name.rsplit('.', 1)[1]} {line}" for line in f]
+    return lines
+
+
+def _writes(prefix: str) -> list[tuple[str, str]]:
     found = []
-    with open(path, encoding="latin-1") as f:
-        for line in f:
-            match = _WRITE_RE.match(line)
-            if match:
-                found.append((match.group(2), _unescape(match.group(3))))
+    for line in _lines(prefix):
+        match = _WRITE_RE.match(line)
+        if match:
+            found.append((match.group(2), _unescape(match.group(3))))
     return found
 
 
@@ -92,12 +104,11 @@ def test_the_one_time_key_never_lands_in_a_regular_file(site: Site, tmp_path) ->
     assert site.snapshots(), "the traced backup did not complete"
 
     fifos, dirs = {}, {}
-    with open(initiator_trace, encoding="latin-1") as f:
-        for line in f:
-            if m := _MKNOD_RE.match(line):
-                fifos[m.group(1)] = m.group(2)
-            if m := _MKDIR_RE.match(line):
-                dirs[m.group(1)] = m.group(2)
+    for line in _lines(initiator_trace):
+        if m := _MKNOD_RE.match(line):
+            fifos[m.group(1)] = m.group(2)
+        if m := _MKDIR_RE.match(line):
+            dirs[m.group(1)] = m.group(2)
     [fifo] = [p for p in fifos if p.endswith("/client_key")]
     assert fifos[fifo] == "S_IFIFO|0600"
     run_dir = os.path.dirname(fifo)

@@ -1,0 +1,106 @@
+"""What one run starts and where it keeps its files (builders and probes).
+
+The private run directory's base, the addresses allowed to connect back,
+and the argv of the call to the backup host and of the one-shot sshd.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import tempfile
+
+from pullsnap import errors
+from pullsnap.config import Destination, InitiatorConfig
+
+LOGIN_COMMAND = "pullsnap"
+_PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*\Z")
+
+
+def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) -> str:
+    """Where the private run directory goes: config, systemd, XDG, tmpfs, /tmp."""
+    env = os.environ if environ is None else environ
+    for candidate in (
+        cfg.runtime_dir,
+        env.get("RUNTIME_DIRECTORY", "").split(":")[0],
+        env.get("XDG_RUNTIME_DIR", ""),
+        "/dev/shm",
+        tempfile.gettempdir(),
+    ):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            if not _PLAIN_PATH_RE.match(candidate):
+                # sshd_config and ssh -o split on spaces and expand % and ~.
+                raise errors.ConfigError(
+                    f"runtime directory {candidate!r}", "use a path of letters, digits, '._-/'"
+                )
+            return candidate
+    raise errors.RunFailed("no writable runtime directory (set runtime_dir in the config)")
+
+
+def resolve_allowed(dest: Destination) -> tuple[str, ...]:
+    """The addresses the grabber may connect back from."""
+    if dest.allow_from:
+        return dest.allow_from
+    try:
+        infos = socket.getaddrinfo(dest.host, dest.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise errors.Unreachable(f"cannot resolve {dest.host}: {e.strerror}") from None
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def ssh_argv(cfg: InitiatorConfig, dest: Destination, connect_timeout: float) -> list[str]:
+    """The call to the backup host; its stdin carries the handoff."""
+    return [
+        cfg.ssh,
+        "-T",
+        "-x",
+        "-a",
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"IdentityFile={dest.identity_file}",
+        "-o", f"UserKnownHostsFile={dest.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
+        "-o", "ServerAliveInterval=30",
+        "-o", "ServerAliveCountMax=4",
+        "-o", "ClearAllForwardings=yes",
+        "-o", "ForwardAgent=no",
+        "-o", "RequestTTY=no",
+        "-o", "PermitLocalCommand=no",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-o", "LogLevel=ERROR",
+        "-p", str(dest.port),
+        "-l", dest.user,
+        "--",
+        dest.host,
+        LOGIN_COMMAND,
+    ]  # fmt: skip
+
+
+def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:
+    return [cfg.sshd, "-i", "-e", "-f", config_path]
+
+
+def rsync_supports_confine_root(rsync: str) -> bool:
+    """rsync >= 3.5 bounds server-side merge-file opens with --confine-root."""
+    try:
+        out = subprocess.run([rsync, "--help"], capture_output=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"--confine-root" in out
+
+
+def login_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def write_private(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

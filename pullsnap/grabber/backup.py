@@ -59,7 +59,6 @@ class Run:
     name: str = ""
     link_dests: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # interrupted trees among link_dests
-    prehashed: dict[bytes, Any] = field(default_factory=dict)  # manifest.Prehasher's work
     record: dict[str, Any] = field(default_factory=dict)
     result: pull.PullResult | None = None
     state: str = ""
@@ -174,15 +173,13 @@ def do_pull(run: Run) -> None:
         mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
         confined=jail.prepared is not None,
     )  # fmt: skip
-    prehasher = manifest.Prehasher(host.incomplete(run.name), run.mode, run.held)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),
-            cfg.run_timeout, on_new_file=prehasher.add,
+            cfg.run_timeout,
         )  # fmt: skip
     finally:
         jail.close()
-        run.prehashed = prehasher.close()
     run.state, run.code, run.message = pull.judge(run.result)
 
 

@@ -65,7 +65,6 @@ class BuildStats:
     hashed: int = 0
     hashed_bytes: int = 0
     carried: int = 0
-    prehashed: int = 0  # of `hashed`: read while rsync was still running (Prehasher)
     unlisted: int = 0  # new inodes rsync's itemized output did not name
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -73,7 +72,7 @@ class BuildStats:
     def as_record(self) -> dict[str, Any]:
         return {
             "files": self.files, "hashed": self.hashed, "hashed_bytes": self.hashed_bytes,
-            "carried": self.carried, "prehashed": self.prehashed, "unlisted_new": self.unlisted,
+            "carried": self.carried, "unlisted_new": self.unlisted,
             "seconds": round(self.seconds, 3), "problems": self.problems[:20],
         }  # fmt: skip
 
@@ -180,127 +179,10 @@ def open_tree(path: str) -> int:
     return os.open(path, _DIRECTORY)
 
 
-def open_beneath(root_fd: int, path: bytes) -> tuple[int, bytes]:
-    """(fd of the directory holding `path`, its last name), every directory
-    opened O_NOFOLLOW relative to the last: nothing in the tree is followed."""
-    *parents, name = path.split(b"/")
-    fd = os.dup(root_fd)
-    try:
-        for part in parents:
-            if part in (b"", b".", b".."):
-                raise OSError(f"odd path {os.fsdecode(path)!r}")
-            sub = os.open(part, _DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, name
-
-
-Early = tuple[str, int, int]  # digest, size, inode
-RETRY_AFTER = 0.02  # seconds before a file not yet in place is tried again
-
-
-class Prehasher:
-    """Hash files while rsync is still storing others (the second core).
-
-    rsync names each file it stored anew once the file is complete
-    (--out-format); a thread reads and hashes it then, while it is still in
-    the page cache, so the manifest step after the run has almost nothing
-    left to read.  The thread starts with the first file, after rsync has
-    been forked (fork(2) in a process with other threads is best avoided),
-    and holds the receiver's CAP_DAC_OVERRIDE effective for itself only
-    (capabilities are per thread).  Anything it could not hash, `build`
-    hashes later.
-    """
-
-    def __init__(self, tree: str, mode: str, held: tuple[str, ...]) -> None:
-        self.tree, self.mode, self.held = tree, mode, held
-        self.results: dict[bytes, Early] = {}
-        self._queue: Any = None
-        self._thread: Any = None
-
-    def add(self, path: bytes) -> None:
-        if self._thread is None:
-            import queue
-            import threading
-
-            self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._work, name="prehash", daemon=True)
-            self._thread.start()
-        self._queue.put(path)
-
-    def _work(self) -> None:
-        import queue
-
-        try:
-            root = open_tree(self.tree)
-        except OSError:
-            return
-        # rsync names a file as it starts on it and renames its temporary
-        # file into place when done: a name not there yet is tried again a
-        # little later, and once more after rsync has ended.
-        waiting: list[tuple[bytes, float]] = []
-        try:
-            with reading_as_receiver(self.mode, self.held):
-                while True:
-                    try:
-                        path = (
-                            self._queue.get(timeout=RETRY_AFTER) if waiting else self._queue.get()
-                        )
-                    except queue.Empty:
-                        path = b""
-                    if path is None:
-                        break
-                    now = time.monotonic()
-                    if path and not self._hash(root, path):
-                        waiting.append((path, now))
-                    later = []
-                    for p, tried in waiting:
-                        if now - tried < RETRY_AFTER:
-                            later.append((p, tried))
-                        elif not self._hash(root, p):
-                            later.append((p, now))
-                    waiting = later
-                for p, _ in waiting:
-                    self._hash(root, p)
-        finally:
-            os.close(root)
-
-    def _hash(self, root: int, path: bytes) -> bool:
-        """False when the file is not in place yet."""
-        try:
-            dir_fd, name = open_beneath(root, path)
-        except OSError:
-            return True  # a directory on the way is missing or odd: leave it to build
-        try:
-            self.results[path] = hash_file(dir_fd, name)
-        except FileNotFoundError:
-            return False
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
-        return True
-
-    def close(self) -> dict[bytes, Early]:
-        """Wait for the thread; the hashes it made, by path."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-        return self.results
-
-
 def build(
-    tree: str,
-    name: str,
-    new_files: set[bytes],
-    bases: list[Mapping[bytes, Entry]],
-    early: Mapping[bytes, Early] | None = None,
+    tree: str, name: str, new_files: set[bytes], bases: list[Mapping[bytes, Entry]]
 ) -> tuple[list[Entry], BuildStats]:
-    """The manifest of `tree`: hash what is new (unless `early` already did,
-    for the same inode), carry the rest from `bases`."""
+    """The manifest of `tree`: hash what is new, carry the rest from `bases`."""
     started = time.monotonic()
     stats = BuildStats()
     entries: list[Entry] = []
@@ -322,13 +204,8 @@ def build(
                 twin = seen[inode]
                 entries.append(Entry(path, twin.digest, twin.size, twin.inode, twin.origin))
                 continue
-            made = (early or {}).get(path)
             try:
-                if made is not None and made[2] == inode:
-                    digest, size, real_inode = made
-                    stats.prehashed += 1
-                else:
-                    digest, size, real_inode = hash_file(dir_fd, file_name)
+                digest, size, real_inode = hash_file(dir_fd, file_name)
             except OSError as e:
                 stats.problems.append(f"{os.fsdecode(path)}: {e.strerror or e}")
                 continue
@@ -374,10 +251,9 @@ def record_manifest(run: Any) -> None:
         if base is not None:
             bases.append(base)
     new_files = run.result.new_files if run.result is not None else set()
-    early = run.prehashed
     try:
         with reading_as_receiver(run.mode, run.held):
-            entries, stats = build(host.tree(run.name), run.name, new_files, bases, early)
+            entries, stats = build(host.tree(run.name), run.name, new_files, bases)
         write(host.manifest_path(run.name), {"snapshot": run.name, "host": host.host}, entries)
     except OSError as e:
         raise errors.RunFailed(f"no manifest for {run.name}: {e.strerror or e}") from None

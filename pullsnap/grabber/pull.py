@@ -257,14 +257,10 @@ class _Relay:
     """Split rsync's output on CR and LF; progress goes out at most once a second."""
 
     def __init__(
-        self,
-        on_progress: Callable[[report.Progress], None],
-        on_line: Callable[[str], None],
-        on_new_file: Callable[[bytes], None] | None = None,
+        self, on_progress: Callable[[report.Progress], None], on_line: Callable[[str], None]
     ):
         self.on_progress = on_progress
         self.on_line = on_line
-        self.on_new_file = on_new_file
         self.buffer = ""
         self.lines: list[str] = []
         self.new_files: set[bytes] = set()
@@ -290,8 +286,6 @@ class _Relay:
             # One line per changed file: kept out of the log the initiator sees.
             if is_new_file(item[0]):
                 self.new_files.add(item[1])
-                if self.on_new_file is not None:
-                    self.on_new_file(item[1])
             return
         progress = report.parse_rsync_progress(text)
         if progress is None:
@@ -312,12 +306,9 @@ def run_rsync(
     on_line: Callable[[str], None],
     preexec: Callable[[], None] | None,
     deadline: float,
-    on_new_file: Callable[[bytes], None] | None = None,
 ) -> PullResult:
-    """Run rsync (no tty), relaying output; never raises for rsync's exit.
-
-    `on_new_file` hears of each file rsync finished storing anew, as it goes."""
-    out = _Relay(on_progress, on_line, on_new_file)
+    """Run rsync (no tty), relaying output; never raises for rsync's exit."""
+    out = _Relay(on_progress, on_line)
     err_lines: list[str] = []
     failed: list[dict[str, str]] = []
     failed_total = 0

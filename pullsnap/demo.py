@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
         )
         print(
             f"disk: the first snapshot takes {_du(repo.tree(first))} KiB, the second adds"
-            f" {_du(repo.path) - _du(repo.tree(first))} KiB (directories only)"
+            f" {_du(repo.path) - _du(repo.tree(first))} KiB (its directories, and both runs'"
+            " records and manifests: no file data)"
         )
         print("\nsnapshots:")
         listing = lab.grabber("--config", grabber_config, "list")

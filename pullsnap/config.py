@@ -190,8 +190,12 @@ def _load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(path, "no such file (pass --config or create it from config/)") from None
     except PermissionError:
         raise ConfigError(path, "permission denied") from None
+    except OSError as e:  # a directory, an I/O error
+        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, f"not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # tomllib decodes the whole file first
+        raise ConfigError(path, f"not valid TOML: not UTF-8 at byte {e.start}") from None
 
 
 def initiator_from_dict(data: Mapping[str, Any], path: str = "<config>") -> InitiatorConfig:

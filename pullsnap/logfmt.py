@@ -25,7 +25,10 @@ def value_text(value: Any) -> str:
     text = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     if _BARE_RE.match(text) and text.isprintable():
         return text
-    return json.dumps(text, ensure_ascii=False)
+    # JSON escapes only U+0000-001F; DEL, C1 controls and invisible characters
+    # get \uXXXX too, so a line reaches a terminal or a mail as text.
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in quoted)
 
 
 def line(pairs: Iterable[tuple[str, Any]]) -> str:

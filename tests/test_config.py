@@ -350,6 +350,10 @@ def test_unreadable_or_broken_files_name_the_file(tmp_path: Path) -> None:
     assert config_error(config.load_grabber, missing).startswith(f"{missing}: no such file")
     broken = write(tmp_path, "min_keep = = 3\n")
     assert config_error(config.load_grabber, broken).startswith(f"{broken}: not valid TOML")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"# caf\xe9\nmin_keep = 3\n")
+    assert config_error(config.load_grabber, str(latin1)).startswith(f"{latin1}: not valid TOML")
+    assert config_error(config.load_initiator, str(tmp_path)).startswith(f"{tmp_path}: ")
 
 
 # --- a tiny TOML writer for the error tables ------------------------------------------

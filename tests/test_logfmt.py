@@ -22,10 +22,19 @@ def test_plain_values_stay_bare_and_others_are_quoted() -> None:
 @given(st.dictionaries(KEYS, VALUES, max_size=8))
 def test_round_trip(pairs: dict) -> None:
     line = logfmt.line(pairs.items())
-    assert "\n" not in line
+    assert "\n" not in line and line.isprintable(), "a terminal shows it as text"
     expected = {k: logfmt.value_text(v).strip('"') if not isinstance(v, str) else v
                 for k, v in pairs.items()}  # fmt: skip
     assert logfmt.parse(line) == expected
+
+
+def test_controls_json_leaves_raw_are_escaped_too() -> None:
+    """JSON escapes only U+0000-001F: DEL, C1 controls (U+009B is CSI) and
+    invisible format characters would reach a terminal as they are."""
+    value = "a\x7fb\x9b1Ac\u202ed\U000e0001é"
+    line = logfmt.line([("message", value)])
+    assert line == 'message="a\\u007fb\\u009b1Ac\\u202ed\\udb40\\udc01é"'
+    assert logfmt.parse(line) == {"message": value}
 
 
 @pytest.mark.parametrize("bad", ["Dest=x", "a b", "", "1x"])

@@ -166,7 +166,15 @@ def check_runtime(cfg: InitiatorConfig) -> Iterator[Finding]:
             f"install -d -o {name} -m 0700 {cfg.runtime_dir}  (or: initiator setup)",
         )
         return
-    uid = pwd.getpwnam(name).pw_uid
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        yield Finding(
+            False,
+            f"runtime directory {cfg.runtime_dir} must be {name}'s, but {name!r} does not exist",
+            "create the user (see above)",
+        )
+        return
     if st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
         yield Finding(
             False,

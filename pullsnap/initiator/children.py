@@ -27,9 +27,19 @@ SETPRIV = "/usr/bin/setpriv"
 CHILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def with_pdeathsig(argv: Sequence[str], setpriv: str = SETPRIV) -> list[str]:
-    """Prefix argv so the child gets SIGKILL when the initiator dies."""
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+def with_pdeathsig(
+    argv: Sequence[str], setpriv: str = SETPRIV, keep_capabilities: bool = False
+) -> list[str]:
+    """Prefix argv so the child gets SIGKILL when the initiator dies.
+
+    Unless `keep_capabilities` (only the one-shot sshd, which carries
+    CAP_DAC_READ_SEARCH ambient to the sender), the child's inheritable set
+    is emptied too: it already gets nothing permitted or effective, and
+    this way not even a program with file-inheritable capabilities could
+    pick up the initiator's (capabilities(7), execve transformation).
+    """
+    drop = [] if keep_capabilities else ["--inh-caps=-all"]
+    return [setpriv, "--pdeathsig", "KILL", *drop, "--", *argv]
 
 
 def child_env(**extra: str) -> dict[str, str]:

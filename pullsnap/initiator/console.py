@@ -15,7 +15,9 @@ failures.  Failures always print one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -130,7 +132,7 @@ class Console:
 
     def progress(self, dest: str, p: report.Progress) -> None:
         if self.live:
-            self.err.write("\r" + progress_text(dest, p)[:150].ljust(80))
+            self.err.write("\r" + report.printable(progress_text(dest, p))[:150].ljust(80))
             self.err.flush()
             self._dirty = True
 
@@ -149,7 +151,8 @@ class Console:
     def _emit(self, stream: TextIO, level: str, text: str) -> None:
         self._clear()
         prefix = _JOURNAL_PRIORITY[level] if self.journal else ""
-        print(prefix + text, file=stream, flush=True)
+        # Messages carry the backup host's words (grabber lines, ssh's stderr).
+        print(prefix + report.printable(text), file=stream, flush=True)
 
     def done(self, outcome: run.Outcome) -> None:
         ok = outcome.code == errors.OK
@@ -175,6 +178,66 @@ class Console:
             self._emit(self.err, "error", f"{dest}: hook-failed: {failure}")
 
 
+class Interruption:
+    """SIGTERM (systemctl stop, a unit's timeout) or SIGINT (Ctrl-C) mid-run.
+
+    The first such signal stops the reactor, which first fires the "before
+    shutdown" triggers and keeps running until the Deferreds they return
+    have fired (IReactorCore.addSystemEventTrigger).  `before_shutdown` ends
+    the run in progress as its deadline would (children killed, run
+    directory removed); its `after` hook still runs, later destinations are
+    not tried, and the exit status is a failure, never 0.  Later signals
+    change nothing: what is left is bounded by the `after` hook's timeout.
+    These handlers replace Twisted's, which would stop the reactor again.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self.signal = ""
+        self._current: Any = None  # the running backup's stop Deferred
+        self._finished: Any = None  # what the reactor's shutdown waits for
+        self._done = False
+
+    def install(self, reactor: Any) -> None:
+        """Take over SIGTERM and SIGINT (once the reactor runs: it installs its own)."""
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda number, frame: self._signalled(reactor, number))
+
+    def _signalled(self, reactor: Any, number: int) -> None:
+        if not self.signal:
+            self.signal = signal.Signals(number).name
+            reactor.callFromThread(self._stop, reactor)
+
+    def _stop(self, reactor: Any) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        with contextlib.suppress(ReactorNotRunning):  # it was stopping anyway
+            reactor.stop()
+
+    def arm(self) -> Any:
+        """A Deferred that fires with the reason if a stop comes during this run."""
+        from twisted.internet import defer
+
+        self._current = defer.Deferred()
+        return self._current
+
+    def before_shutdown(self) -> Any:
+        from twisted.internet import defer
+
+        if self._done:
+            return None  # every destination is done: task.react stops the reactor
+        self.reason = f"interrupted by {self.signal or 'a signal'}"
+        if self._current is not None and not self._current.called:
+            self._current.callback(self.reason)
+        self._finished = defer.Deferred()
+        return self._finished
+
+    def finish(self) -> None:
+        self._done = True
+        if self._finished is not None:
+            self._finished.callback(None)
+
+
 def run_all(
     cfg: InitiatorConfig,
     destinations: Sequence[Destination],
@@ -198,13 +261,29 @@ def run_all(
     )
     reports = run.Hooks(progress=console.progress, log=console.log)
     codes: list[int] = []
+    stopped = Interruption()
 
     async def main(reactor: Any) -> None:
+        reactor.addSystemEventTrigger("before", "shutdown", stopped.before_shutdown)
+        reactor.callWhenRunning(stopped.install, reactor)
+        try:
+            await each_destination(reactor)
+        finally:
+            stopped.finish()
+
+    async def each_destination(reactor: Any) -> None:
         confine = wiring.rsync_supports_confine_root(cfg.rsync)
         for dest in destinations:
+            if stopped.reason:
+                break
 
             def backup(dest: Destination = dest) -> defer.Deferred:
-                return run.run_destination(reactor, cfg, dest, reports, probe, confine)
+                if stopped.reason:  # during the `before` hook
+                    skipped = f"{stopped.reason}: no backup was made"
+                    return defer.succeed(run.Outcome(dest.name, errors.FAILED, skipped))
+                return run.run_destination(
+                    reactor, cfg, dest, reports, probe, confine, stop=stopped.arm()
+                )
 
             if probe:
                 outcome, after_failed = await backup(), None
@@ -222,4 +301,8 @@ def run_all(
     except SystemExit as e:
         if e.code not in (0, None) and len(codes) < len(destinations):
             return errors.FAILED
+    if stopped.reason and all(c == errors.OK for c in codes):
+        # Stopped between two destinations: the rest was never tried.
+        print(f"initiator: {stopped.reason}", file=sys.stderr)
+        return errors.FAILED
     return next((c for c in codes if c != errors.OK), errors.OK)

@@ -34,6 +34,35 @@ def listen_family(address: str) -> socket.AddressFamily:
     return socket.AF_INET
 
 
+def listening_socket(address: str, port: int) -> socket.socket:
+    """Bound and listening.  "" is every address: IPv6 and IPv4 on one socket
+    (IPV6_V6ONLY off, ipv6(7); IPv4 peers show as ::ffff:a.b.c.d), or IPv4
+    alone on a kernel without IPv6.  The backup host connects back to the
+    address this host called it from, which is IPv6 on a dual-stack network."""
+    if address:
+        binds = [(listen_family(address), address)]
+    else:
+        binds = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")]
+    for family, host in binds[:-1]:
+        with contextlib.suppress(OSError):
+            return _listen(family, host, port)
+    return _listen(*binds[-1], port)
+
+
+def _listen(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Door:
     """Listen on (address, port); `accept_one` yields the first allowed peer."""
 
@@ -49,13 +78,7 @@ class Door:
         self.allow = frozenset(normalise_address(a) for a in allow)
         self.on_stranger = on_stranger
         self.strangers: list[str] = []
-        family = listen_family(address)
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        self.sock.bind((address or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
-        self.sock.listen(8)
+        self.sock = listening_socket(address, port)
         self.sock.setblocking(False)
         self.port: int = self.sock.getsockname()[1]
         self._waiting: defer.Deferred[socket.socket] | None = None

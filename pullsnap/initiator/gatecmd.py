@@ -74,6 +74,7 @@ class GateSettings:
     ionice: str | None = None
     log: str | None = None
     lifeline: str | None = None
+    once: str | None = None
 
 
 def ioprio_value(spec: str) -> int:
@@ -116,21 +117,52 @@ def _ionice(text: str) -> str:
     return text
 
 
+GATE_DESCRIPTION = """\
+The forced command of each run's one-shot sshd: it reads the command the
+backup host asked for from SSH_ORIGINAL_COMMAND and execs rsync only for a
+read-only `rsync --server --sender` whose options are in its allow-list and
+whose paths stay inside the roots; anything else gets one `gate error:`
+line and exit status 1.  The initiator writes this command line itself.
+
+To see what it makes of a command line (without --root, `initiator gate`
+takes the sources of every destination in the configuration, -c FILE):
+
+    SSH_ORIGINAL_COMMAND='rsync --server --sender -re.iLsfxCIvu . /etc' \\
+        initiator gate --dry-run --root /etc
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="initiator gate",
-        description="sshd ForceCommand: run only a read-only rsync sender inside the roots.",
+        description=GATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--root", action="append", required=True, type=_absolute, metavar="DIR")
-    p.add_argument("--rsync", default="/usr/bin/rsync", type=_absolute, metavar="PATH")
+    p.add_argument(
+        "--root", action="append", required=True, type=_absolute, metavar="DIR",
+        help="a source the sender may read (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--rsync", default="/usr/bin/rsync", type=_absolute, metavar="PATH",
+                   help="the rsync to exec (default %(default)s)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the argv as JSON, run nothing")
-    p.add_argument("--no-confine-root", action="store_true")
-    p.add_argument("--nice", type=_nice, metavar="N")
-    p.add_argument("--ionice", type=_ionice, metavar="CLASS")
-    p.add_argument("--log", type=_absolute, metavar="FILE")
+    p.add_argument("--no-confine-root", action="store_true",
+                   help="do not add --confine-root (rsync before 3.5 lacks it)")  # fmt: skip
+    p.add_argument("--nice", type=_nice, metavar="N", help="nice level of the sender, 0-19")
+    p.add_argument(
+        "--ionice", type=_ionice, metavar="CLASS",
+        help="I/O class of the sender: none, idle, best-effort[:0-7], realtime[:0-7]",
+    )  # fmt: skip
+    p.add_argument(
+        "--log", type=_absolute, metavar="FILE",
+        help="append one JSON line per command: what ran or why it was refused",
+    )  # fmt: skip
     p.add_argument(
         "--lifeline", type=_absolute, metavar="FILE",
         help="the initiator's lock file: the sender ends when its lock is released",
+    )  # fmt: skip
+    p.add_argument(
+        "--once", type=_absolute, metavar="FILE",
+        help="made by the first session; any later session of the same door is refused",
     )  # fmt: skip
     return p
 
@@ -140,7 +172,9 @@ def settings_from(argv: Sequence[str]) -> GateSettings:
     policy = gate.GatePolicy(
         roots=tuple(args.root), rsync=args.rsync, confine_root=not args.no_confine_root
     )
-    return GateSettings(policy, args.dry_run, args.nice, args.ionice, args.log, args.lifeline)
+    return GateSettings(
+        policy, args.dry_run, args.nice, args.ionice, args.log, args.lifeline, args.once
+    )
 
 
 def _warn(message: str) -> None:
@@ -212,6 +246,19 @@ def run(
     watch: Callable[[str], object] = lifeline.watch,
 ) -> int:
     """Check the command and exec rsync; returns only when nothing was exec'd."""
+    if settings.once and not settings.dry_run:
+        # sshd's MaxSessions limits the sessions open at a time, not their
+        # number (sshd_config(5)): one connection could start senders one
+        # after another.  The first session of a door claims it.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            os.close(os.open(settings.once, flags, 0o600))
+        except FileExistsError:
+            print("gate error: this door has run its one session already", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"gate error: the initiator's run is over ({e.strerror})", file=sys.stderr)
+            return 1
     try:
         argv = gate.parse(environ.get("SSH_ORIGINAL_COMMAND"), settings.policy)
     except GateRefused as e:

@@ -34,6 +34,7 @@ from pullsnap import caps, errors, handoff, report
 from pullsnap.config import Destination, InitiatorConfig
 from pullsnap.initiator import children, keys, lifeline, sshd, wiring
 from pullsnap.initiator.door import Door
+from pullsnap.names import normalise_address
 
 
 @dataclass
@@ -72,6 +73,9 @@ class _Run:
     door_error: Exception | None = None
     lifeline_fd: int = -1
     queued: bool = False
+    # Set by cleanup: the deadline or a stop decided the outcome, and a child
+    # that ends later (the killed ssh) must not rewrite it.
+    closed: bool = False
 
     def log(self, text: str) -> None:
         self.outcome.log.append(text)
@@ -81,16 +85,26 @@ class _Run:
     def go(self):
         cfg, dest = self.cfg, self.dest
         allow = wiring.resolve_allowed(dest)
-        self.run_dir = tempfile.mkdtemp(prefix="pullsnap-", dir=wiring.runtime_base(cfg))
+        base = wiring.runtime_base(cfg)
+        for left in lifeline.sweep(base):
+            self.log(f"removed {left}, left behind by a run that was killed")
+        self.run_dir = tempfile.mkdtemp(prefix=lifeline.RUN_DIR_PREFIX, dir=base)
         os.chmod(self.run_dir, 0o700)
         self.lifeline_fd = lifeline.hold(self.run_dir)
-        self.door = Door(
-            self.reactor,
-            cfg.listen_address,
-            cfg.listen_port,
-            allow,
-            on_stranger=lambda peer: self.log(f"refused a connection from {peer} (not allowed)"),
-        )
+        turned_away = "refused a connection from {} (not allowed)"
+        try:
+            self.door = Door(
+                self.reactor,
+                cfg.listen_address,
+                cfg.listen_port,
+                allow,
+                on_stranger=lambda peer: self.log(turned_away.format(peer)),
+            )
+        except OSError as e:
+            where = f"{cfg.listen_address or 'every address'} port {cfg.listen_port}"
+            raise errors.RunFailed(
+                f"cannot listen on {where} (listen_address, listen_port): {e.strerror or e}"
+            ) from None
         # The call to the backup host starts now: its TCP and SSH handshake
         # overlap the key generation; the handoff follows on its stdin.
         ended = self._call_backup_host()
@@ -122,6 +136,8 @@ class _Run:
         assert self.ssh_proto is not None
         self.ssh_proto.send_stdin(message)
         finished = yield ended
+        if self.closed:
+            return
         if self.door_error is not None and not self.outcome.result:
             raise self.door_error
         yield self._finish_sshd()
@@ -144,6 +160,7 @@ class _Run:
             log=os.path.join(self.run_dir, "gate.log"),
             confine_root=self.confine_root,
             lifeline=os.path.join(self.run_dir, lifeline.NAME),
+            once=os.path.join(self.run_dir, "gate.once"),
         )
         authorized = os.path.join(self.run_dir, "authorized_keys")
         config = sshd.DoorConfig(
@@ -158,7 +175,7 @@ class _Run:
         wiring.write_private(os.path.join(self.run_dir, "sshd_config"), sshd.sshd_config(config))
 
     def _start_sshd(self, conn: socket.socket) -> None:
-        self.log(f"connect-back from {conn.getpeername()[0]}")
+        self.log(f"connect-back from {normalise_address(conn.getpeername()[0])}")
         argv = wiring.sshd_argv(self.cfg, os.path.join(self.run_dir, "sshd_config"))
         self.sshd_proto = children.CollectingProtocol(argv, on_stderr_line=self._sshd_line)
         fd = conn.fileno()
@@ -168,7 +185,7 @@ class _Run:
             children.spawn(
                 self.reactor,
                 self.sshd_proto,
-                children.with_pdeathsig(argv),
+                children.with_pdeathsig(argv, keep_capabilities=True),
                 children.child_env(),
                 path="/",
                 child_fds={0: fd, 1: fd, 2: "r"},
@@ -197,7 +214,7 @@ class _Run:
         kind, value = report.parse_line(line)
         if kind == report.PROGRESS:
             self.hooks.progress(self.dest.name, value)
-        elif kind == report.RESULT:
+        elif kind == report.RESULT and not self.closed:
             self.outcome.result = value
         elif kind == report.QUEUED:
             # The grabber waits for a pull slot (max_concurrent_pulls): the
@@ -234,19 +251,36 @@ class _Run:
             self.outcome.code = code if code in errors.EXIT_NAMES else errors.FAILED
             self.outcome.message = str(result.get("message", ""))
             return
-        if finished.code == 255 and "Permission denied (publickey" in finished.stderr_tail():
+        tail = finished.stderr_tail()
+        key_problem = login_key_problem(
+            finished.stderr.decode("utf-8", "replace"), os.access(self.dest.identity_file, os.R_OK)
+        )
+        if finished.code == 255 and "Permission denied (publickey" in tail and key_problem:
+            # Ours, not the backup host's: ssh never offered the key.
+            self.outcome.code = errors.FAILED
+            self.outcome.message = (
+                f"this host's login key {self.dest.identity_file}: {key_problem} "
+                "(`initiator check` says how to fix it)"
+            )
+        elif finished.code == 255 and "Permission denied (publickey" in tail:
             # ssh(1) exits 255 for its own errors; this one is the backup host
             # not knowing our login key, a refusal with a known fix.
             self.outcome.code = errors.REFUSED
             self.outcome.message = (
-                f"{finished.stderr_tail()} (the backup host does not accept this host's login "
+                f"{tail} (the backup host does not accept this host's login "
                 "key: its operator runs the `grabber authorize` line `initiator setup` prints)"
+            )
+        elif finished.code == 255 and "Host key verification failed" in tail:
+            # StrictHostKeyChecking=yes: the key is not the one pinned for it.
+            self.outcome.code = errors.REFUSED
+            self.outcome.message = (
+                f"{tail} (the backup host's key is not the one {self.dest.known_hosts} pins "
+                "for it: `initiator check` says how to fix it)"
             )
         elif finished.code == 255:
             self.outcome.code = errors.UNREACHABLE
-            self.outcome.message = finished.stderr_tail() or "ssh to the backup host failed"
+            self.outcome.message = tail or "ssh to the backup host failed"
         else:
-            tail = finished.stderr_tail()
             self.outcome.code = (
                 finished.code if finished.code in errors.EXIT_NAMES else errors.FAILED
             )
@@ -262,6 +296,7 @@ class _Run:
             self.door.close()
 
     def cleanup(self) -> None:
+        self.closed = True
         self.kill_all()
         gate_log = os.path.join(self.run_dir, "gate.log") if self.run_dir else ""
         if gate_log and os.path.exists(gate_log):
@@ -275,6 +310,20 @@ class _Run:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+def login_key_problem(ssh_stderr: str, readable: bool) -> str:
+    """Why ssh could not offer the login key at all, or "" (pure).
+
+    ssh(1) reports a key it cannot load as `Load key "PATH": REASON` (bad
+    permissions, invalid format, permission denied) and a missing one not at
+    all at LogLevel=ERROR; either way it then says "Permission denied
+    (publickey)" as if the backup host had refused the key.
+    """
+    for line in ssh_stderr.splitlines():
+        if line.startswith("Load key ") and ": " in line:
+            return line.rsplit(": ", 1)[1].strip()
+    return "" if readable else "missing, or not readable by this user"
+
+
 @defer.inlineCallbacks
 def run_destination(
     reactor: Any,
@@ -283,15 +332,27 @@ def run_destination(
     hooks: Hooks = Hooks(),
     probe: bool = False,
     confine_root: bool = True,
+    stop: defer.Deferred | None = None,
 ):
-    """Run one destination to its end; never raises, returns an Outcome."""
+    """Run one destination to its end; never raises, returns an Outcome.
+
+    `stop` fires with a reason to end the run at once, as its deadline would."""
     started = time.monotonic()
     outcome = Outcome(destination=dest.name)
     run = _Run(reactor, cfg, dest, hooks, probe, confine_root, outcome)
+    waited = children.deadline(
+        reactor, run.go(), cfg.run_timeout, "the whole run", on_expiry=run.kill_all
+    )
+
+    def interrupt(reason: str) -> None:
+        run.kill_all()
+        if not waited.called:
+            waited.errback(failure.Failure(errors.RunFailed(reason)))
+
+    if stop is not None:
+        stop.addCallback(interrupt)
     try:
-        yield children.deadline(
-            reactor, run.go(), cfg.run_timeout, "the whole run", on_expiry=run.kill_all
-        )
+        yield waited
     except errors.PullsnapError as e:
         outcome.code = e.exit_code
         outcome.message = str(e)

@@ -31,6 +31,7 @@ class GateCommand:
     log: str
     confine_root: bool = True
     lifeline: str = ""  # lifeline.py: the sender ends when the initiator does
+    once: str = ""  # made by the first session: one sender per door
 
     def argv(self) -> list[str]:
         argv = [self.python, "-I", "-m", GATE_MODULE, "--rsync", self.rsync]
@@ -41,6 +42,8 @@ class GateCommand:
             argv.append("--no-confine-root")
         if self.lifeline:
             argv += ["--lifeline", self.lifeline]
+        if self.once:
+            argv += ["--once", self.once]
         return argv
 
     def shell_line(self) -> str:

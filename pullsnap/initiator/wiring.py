@@ -20,8 +20,15 @@ _PLAIN_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*\Z")
 
 
 def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) -> str:
-    """Where the private run directory goes: config, systemd, XDG, tmpfs, /tmp."""
+    """Where the private run directory goes: config, else systemd, XDG, tmpfs, /tmp."""
     env = os.environ if environ is None else environ
+    wanted = cfg.runtime_dir
+    if wanted and not (os.path.isdir(wanted) and os.access(wanted, os.W_OK | os.X_OK)):
+        # Configured means meant: no silent fallback to a shared directory.
+        raise errors.RunFailed(
+            f"runtime_dir {cfg.runtime_dir} is not a directory this user can write "
+            "(`initiator setup` makes it, `initiator check` says what is wrong)"
+        )
     for candidate in (
         cfg.runtime_dir,
         env.get("RUNTIME_DIRECTORY", "").split(":")[0],

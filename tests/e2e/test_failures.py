@@ -65,6 +65,17 @@ def test_unreachable_backup_host(site: Site) -> None:
     assert site.snapshots() == []
 
 
+def test_a_door_that_cannot_listen_names_the_setting(site: Site) -> None:
+    _tree(site)
+    site.configure(listen_address="192.0.2.7")  # TEST-NET-1: on no interface here
+    done = site.run()
+    assert done.returncode == errors.FAILED, done.stderr
+    assert "lab: failed: cannot listen on 192.0.2.7 port 0 (listen_address, listen_port): " in (
+        done.stderr
+    )
+    assert os.listdir(site.runtime) == []
+
+
 def test_connect_back_never_happens(site: Site) -> None:
     """A backup host that takes the handoff and never connects back: the
     initiator gives up at its deadline and tears everything down."""
@@ -81,6 +92,121 @@ def test_connect_back_never_happens(site: Site) -> None:
     assert os.listdir(site.runtime) == []
     uid = site.lab.initiator_pw().pw_uid
     assert _pids_of(uid, "sshd") == [] and _pids_of(uid, "ssh ") == []
+
+
+def test_run_timeout_stays_the_verdict_while_the_after_hook_runs(site: Site) -> None:
+    """The call to the backup host, killed at the deadline, ends while the
+    `after` hook runs: the verdict is still the timeout, not that end."""
+    _tree(site)
+    site.lab.write_raw_authorized_keys(
+        f'restrict,command="sleep 60" {site.lab.login_public_key()}\n', user=site.lab.plain_user
+    )
+    site.configure(connect_back_timeout=60, run_timeout=2,
+                   destination={"user": site.lab.plain_user, "after": "sleep 1"})  # fmt: skip
+    done = site.run()
+    assert done.returncode == errors.TIMEOUT, done.stderr
+    assert "lab: timeout: the whole run took longer than 2 s" in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_initiator_fails_cleans_up_and_runs_after(site: Site, sig: int) -> None:
+    """systemctl stop, a unit's timeout (SIGTERM) or Ctrl-C (SIGINT) mid-run:
+    a failure with one line, never exit 0; the run directory and every child
+    are gone, the `after` hook still runs, later destinations are not tried.
+    A second signal while the `after` hook runs changes nothing."""
+    _tree(site)
+    site.lab.write_raw_authorized_keys(
+        f'restrict,command="sleep 60" {site.lab.login_public_key()}\n', user=site.lab.plain_user
+    )
+    out = os.path.join(site.root, "out")
+    os.makedirs(out)
+    pw = site.lab.initiator_pw()
+    os.chown(out, pw.pw_uid, pw.pw_gid)
+    after = f"sleep 1; echo $PULLSNAP_EXIT > {out}/after.$PULLSNAP_DESTINATION"
+    config = site.configure(
+        connect_back_timeout=60, destination={"user": site.lab.plain_user, "after": after}
+    )
+    with open(config, "a", encoding="utf-8") as f:
+        f.write('\n[[destination]]\nname = "second"\nhost = "127.0.0.1"\n'
+                f'allow_from = ["127.0.0.1"]\nsources = ["{site.src}"]\n'
+                f'after = "{after}"\n')  # fmt: skip
+    proc = site.lab.initiator_background("-c", config, "--now", "--format", "text")
+    waiting = lambda: any("sshd_config" in os.listdir(os.path.join(site.runtime, d))  # noqa: E731
+                          for d in os.listdir(site.runtime))  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not waiting() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting(), "the run never reached the connect-back"
+    proc.send_signal(sig)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == errors.FAILED, stderr
+    name = signal.Signals(sig).name
+    assert f"lab: failed: interrupted by {name}" in stderr and "Traceback" not in stderr
+    assert os.listdir(site.runtime) == []
+    assert _pids_of(pw.pw_uid, "sshd") == [] and _pids_of(pw.pw_uid, "ssh ") == []
+    with open(os.path.join(out, "after.lab"), encoding="ascii") as f:
+        assert f.read().strip() == str(errors.FAILED)
+    assert not os.path.exists(os.path.join(out, "after.second"))
+
+
+def test_the_next_run_removes_what_a_killed_initiator_left(site: Site) -> None:
+    """SIGKILL gives no chance to clean up: the run directory (host key,
+    sshd_config) stays until the next run, which removes it."""
+    _tree(site)
+    site.lab.write_raw_authorized_keys(
+        f'restrict,command="sleep 60" {site.lab.login_public_key()}\n', user=site.lab.plain_user
+    )
+    config = site.configure(connect_back_timeout=60, destination={"user": site.lab.plain_user})
+    proc = site.lab.initiator_background("-c", config, "--now")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        "sshd_config" in os.listdir(os.path.join(site.runtime, d)) for d in os.listdir(site.runtime)
+    ):
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    [left] = os.listdir(site.runtime)
+    site.configure()
+    done = site.run()
+    assert done.returncode == errors.OK, done.stderr
+    assert os.listdir(site.runtime) == [], left
+
+
+@pytest.mark.parametrize("trouble", ["missing", "unreadable", "too-open"])
+def test_a_login_key_ssh_cannot_use_is_not_blamed_on_the_backup_host(
+    site: Site, trouble: str
+) -> None:
+    """ssh ends with "Permission denied (publickey)" whether the backup host
+    refused the key or this host never offered it: say which."""
+    _tree(site)
+    key = os.path.join(site.root, "id_ed25519")
+    with open(site.lab.path("initiator", "id_ed25519"), "rb") as f:
+        private = f.read()
+    if trouble != "missing":
+        with open(key, "wb") as f:
+            f.write(private)
+        pw = site.lab.initiator_pw()
+        if trouble == "too-open":
+            os.chown(key, pw.pw_uid, pw.pw_gid)
+        os.chmod(key, 0o644 if trouble == "too-open" else 0o600)
+    site.configure(destination={"identity_file": key})
+    done = site.run()
+    assert done.returncode == errors.FAILED, done.stderr
+    assert f"lab: failed: this host's login key {key}: " in done.stderr
+    assert "grabber authorize" not in done.stderr
+
+
+def test_an_unknown_backup_host_key_is_a_refusal_that_names_known_hosts(site: Site) -> None:
+    _tree(site)
+    known_hosts = os.path.join(site.root, "known_hosts")
+    with open(known_hosts, "w") as f:
+        f.write(f"[127.0.0.1]:{site.lab.sshd.port} {_keypair(site.root)[1]}\n")
+    site.configure(destination={"known_hosts": known_hosts})
+    done = site.run()
+    assert done.returncode == errors.REFUSED, done.stderr
+    assert "Host key verification failed" in done.stderr and known_hosts in done.stderr
 
 
 @pytest.mark.security

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pullsnap import errors, logfmt
+from pullsnap import errors, logfmt, report
 from pullsnap.initiator import console, run
 
 MADE = {"snapshot": "2026-11-25T021700Z", "host": "web1", "files": 48211,
@@ -90,3 +90,36 @@ def test_journal_is_recognised_by_device_and_inode(tmp_path: Path) -> None:
         assert not console.journal_attached(stream, {"JOURNAL_STREAM": f"{st.st_dev}:1"})
         assert not console.journal_attached(stream, {})
     assert not console.journal_attached(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
+
+
+def test_a_stop_ends_the_run_in_progress_and_shutdown_waits_for_the_rest() -> None:
+    stopped = console.Interruption()
+    stopped.signal = "SIGTERM"
+    reasons: list[str] = []
+    stopped.arm().addCallback(reasons.append)
+    waited = stopped.before_shutdown()
+    assert reasons == ["interrupted by SIGTERM"] and stopped.reason == reasons[0]
+    assert waited is not None and not waited.called
+    stopped.finish()
+    assert waited.called
+
+
+def test_shutdown_after_the_last_destination_is_no_interruption() -> None:
+    stopped = console.Interruption()
+    stopped.finish()
+    assert stopped.before_shutdown() is None and stopped.reason == ""
+
+
+def test_what_the_backup_host_sends_reaches_a_terminal_as_text() -> None:
+    """A compromised backup host must not drive the operator's terminal: its
+    log lines, verdict message and progress fields have control characters
+    escaped (rsync's \\#ooo) in the text style, as logfmt quotes them."""
+    c, out, err = _console("text", announce=True)
+    c.log("vault", "grabber: \x1b[2J\x1b]0;owned\x07done\r")
+    c.done(_outcome(errors.REFUSED, "gate \x1b[31merror\x9b1A", {}))
+    live = console.Console("text", live=True, verbose=False, announce=True, out=out, err=err)
+    live.progress("vault", report.Progress(1, 2, "1kB/s\x1b[1A", "0:00:01\x1b[K", 3))
+    text = err.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "\\#033[2J" in text and "gate \\#033[31merror\\#302\\#2331A" in text
+    assert text.count("\r") == 1, "only the progress line's own carriage return"

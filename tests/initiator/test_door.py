@@ -227,6 +227,20 @@ def test_allow_list_is_normalised() -> None:
 
 
 def test_listen_family() -> None:
-    assert door_module.listen_family("") == socket.AF_INET
     assert door_module.listen_family("127.0.0.1") == socket.AF_INET
     assert door_module.listen_family("::") == socket.AF_INET6
+
+
+@pytest.mark.parametrize("peer", ["::1", "127.0.0.1"])
+def test_any_address_lets_the_backup_host_in_over_ipv6_and_ipv4(peer: str) -> None:
+    """listen_address "" is every address: the connect-back goes to the address
+    this host called the backup host from, which may be IPv6 (dual stack)."""
+    reactor = FakeReactor()
+    door = Door(reactor, "", 0, ["::1", "127.0.0.1"])
+    accepted: list[socket.socket] = []
+    door.accept_one(60).addCallback(accepted.append)
+    with socket.create_connection((peer, door.port), timeout=5):
+        door.doRead()
+    assert len(accepted) == 1
+    assert door_module.normalise_address(accepted[0].getpeername()[0]) == peer
+    accepted[0].close()

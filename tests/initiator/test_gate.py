@@ -812,3 +812,31 @@ def test_merge_file_outside_the_roots_is_not_read(tmp_path, tree, root, remote_s
     loose = rsync("-a", rule, "-e", str(plain), f"x:{root}/", f"{tmp_path}/p/")
     assert loose.returncode == 0, loose.stderr
     assert (tmp_path / "p" / "etc").is_dir() and not (tmp_path / "p" / "etc" / "hosts").exists()
+
+
+def test_a_door_runs_the_gate_once(tmp_path, root, policy, capsys):
+    """A second session over the one connection (sshd's MaxSessions counts
+    only open ones) is refused before its command is even read."""
+    settings_ = gatecmd.GateSettings(policy, once=str(tmp_path / "gate.once"))
+    environ = {"SSH_ORIGINAL_COMMAND": sender("-r", f"{root}/etc")}
+    calls = []
+
+    def session() -> int:
+        return gatecmd.run(settings_, environ, execve=lambda *a: calls.append(a),
+                           confine=lambda p: None)  # fmt: skip
+
+    session()
+    assert len(calls) == 1 and capsys.readouterr().err == ""
+    assert session() == 1 and len(calls) == 1
+    assert capsys.readouterr().err == "gate error: this door has run its one session already\n"
+    assert gatecmd.settings_from(["--root", root, "--once", "/run/x/gate.once"]).once == (
+        "/run/x/gate.once"
+    )
+
+
+def test_gate_help_says_how_to_try_a_command_line():
+    text = gatecmd._parser().format_help()
+    assert "SSH_ORIGINAL_COMMAND=" in text and "initiator gate --dry-run --root /etc" in text
+    for words in ("a source the sender may read", "the rsync to exec", "nice level",
+                  "I/O class", "one JSON line per command"):  # fmt: skip
+        assert words in " ".join(text.split())

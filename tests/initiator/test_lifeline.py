@@ -108,3 +108,26 @@ def _zombie(pid: int) -> bool:
 def _titled(pid: int) -> bool:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().startswith(lifeline.WATCHER_TITLE.encode())
+
+
+def test_sweep_removes_only_what_killed_initiators_left(tmp_path: Path) -> None:
+    """SIGKILL leaves a run directory (its host key, sshd_config) behind: the
+    next run removes it once nobody holds its lifeline, and nothing else."""
+    dead = tmp_path / f"{lifeline.RUN_DIR_PREFIX}dead"
+    dead.mkdir(mode=0o700)
+    os.close(lifeline.hold(str(dead)))  # its initiator ended without cleaning up
+    (dead / "host_key").write_text("private\n")
+    alive = tmp_path / f"{lifeline.RUN_DIR_PREFIX}alive"
+    alive.mkdir(mode=0o700)
+    held = lifeline.hold(str(alive))
+    young = tmp_path / f"{lifeline.RUN_DIR_PREFIX}young"  # no lifeline yet
+    young.mkdir(mode=0o700)
+    other = tmp_path / "other"
+    other.mkdir()
+    os.close(lifeline.hold(str(other)))
+    try:
+        assert lifeline.sweep(str(tmp_path)) == [str(dead)]
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (alive, young, other))
+    assert os.listdir(alive) == [lifeline.NAME], "the lock is taken before the name shows"

@@ -34,3 +34,17 @@ def _stat(uid: int, mode: int) -> os.stat_result:
 )  # fmt: skip
 def test_key_file_problems_are_what_ssh_refuses(uid: int, mode: int, problem: str | None) -> None:
     assert check.key_file_problem(_stat(uid, mode), 7) == problem
+
+
+def test_check_of_a_runtime_dir_for_a_missing_user_is_a_problem_line(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pullsnap.config import Destination, InitiatorConfig
+
+    dest = Destination(name="vault", host="h", sources=("/etc",))
+    cfg = InitiatorConfig(runtime_dir=str(tmp_path), user="no-such-user-here", destinations=(dest,))
+    # As root the run's user is the configured one (check.run_user).
+    monkeypatch.setattr(check, "run_user", lambda cfg: cfg.user)
+    found = list(check.check_runtime(cfg))
+    assert [f.ok for f in found] == [False]
+    assert "no-such-user-here" in found[0].text

@@ -88,6 +88,23 @@ def main(outdir: str) -> int:
         result["ssh"] = _run(
             base[:1] + spec["options"] + base[1:] + ["127.0.0.1", *spec["command"]]
         )
+    elif mode == "two-sessions":
+        # One connection (an ssh control master), then two sessions through it.
+        control = os.path.join(outdir, "control")
+        master = subprocess.Popen(
+            [*base, "-o", "ControlMaster=yes", "-o", f"ControlPath={control}", "-N", "127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(200):
+            if os.path.exists(control):
+                break
+            time.sleep(0.05)
+        rsh = " ".join([*base, "-o", "ControlMaster=no", "-o", f"ControlPath={control}"])
+        for name in ("first", "second"):
+            dest = os.path.join(outdir, name)
+            result[name] = _run(["rsync", "-a", "-e", rsh, f"127.0.0.1:{h.paths[0]}/", dest + "/"])
+        master.kill()
+        master.wait()
     elif mode == "old-key":
         old = spec["key"]
         result["ssh"] = _run([*base[:4], old, *base[5:], "127.0.0.1", "true"])

@@ -25,6 +25,16 @@ def test_stranger_is_closed_before_the_banner_and_the_real_host_still_gets_in(ho
     assert got["runtime_left"] == []
 
 
+def test_one_connection_runs_the_gate_once(hostile) -> None:
+    """sshd's MaxSessions 1 limits sessions at a time, not in all: a second
+    session over the same connection must not start a second sender."""
+    got = hostile("two-sessions")
+    assert got["first"]["code"] == 0, got["first"]["stderr"]
+    assert got["second"]["code"] != 0, got["second"]
+    assert "gate error: this door has run its one session already" in got["second"]["stderr"]
+    assert got["runtime_left"] == []
+
+
 def test_the_one_time_key_is_useless_after_the_run(hostile) -> None:
     first = hostile("ssh", options=[], command=["true"])
     # Nothing listens on the old port once the run has ended.

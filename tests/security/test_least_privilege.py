@@ -54,8 +54,8 @@ def _role(cmdline: str, uid: int, lab) -> str:
         return "gate"
     if initiator and cmdline.startswith("/usr/bin/rsync --server --sender"):
         return "sender"
-    if initiator and cmdline.startswith(("/usr/bin/setpriv", "/usr/bin/ssh ")):
-        return "initiator-ssh"
+    if initiator and cmdline.startswith(("/usr/bin/ssh ", "/usr/bin/ssh-keygen ")):
+        return "initiator-tool"
     if not initiator and "pullsnap.grabber." in cmdline:
         return "grabber"
     if not initiator and cmdline.startswith("/usr/bin/rsync -a"):
@@ -87,7 +87,8 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     roles: dict[str, list[caps.CapState]] = {}
     for cmdline, state, uid in seen.values():
         roles.setdefault(_role(cmdline, uid, site.lab), []).append(state)
-    for role in ("initiator", "sshd", "sender", "grabber", "receiver", "receiver-ssh"):
+    for role in ("initiator", "sshd", "sender", "grabber", "receiver", "receiver-ssh",
+                 "initiator-tool"):  # fmt: skip
         assert role in roles, f"never saw the {role}: {sorted(roles)}"
 
     for state in roles["initiator"]:
@@ -103,6 +104,9 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     for state in roles["receiver"]:
         assert state.effective == state.ambient == SUPER, state
         assert "sys_admin" not in state.permitted and state.no_new_privs
-    for role in ("receiver-ssh", "backup-sshd"):
+    # ssh and ssh-keygen get nothing, not even inheritable (children.with_pdeathsig).
+    for role in ("receiver-ssh", "backup-sshd", "initiator-tool"):
         for state in roles.get(role, []):
             assert state.effective == state.permitted == state.ambient == frozenset(), state
+            if role == "initiator-tool":
+                assert state.inheritable == frozenset(), state

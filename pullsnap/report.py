@@ -68,6 +68,27 @@ def parse_rsync_progress(text: str) -> Progress | None:
     )
 
 
+def printable(text: str) -> str:
+    """`text` with every control or invisible character escaped as rsync
+    escapes them (\\#ooo per byte, rsync(1) --8-bit-output), for a terminal.
+
+    What the grabber sends is the backup host's text: a compromised one must
+    not move the cursor, retitle or clear the initiator operator's terminal.
+    The grabber applies it to stderr lines too: rsync escapes what it relays
+    from the far side, but ssh copies the remote's stderr as it is, and those
+    lines end up in records that `grabber list` and `status` print.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == "\t" or ch.isprintable():
+            out.append(ch)
+        else:
+            out.extend(f"\\#{b:03o}" for b in ch.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
 def parse_line(line: str) -> tuple[str, Any]:
     """Classify one line: (PROGRESS, Progress) | (RESULT, dict) | (LOG | QUEUED, str)."""
     tag, _, rest = line.partition(" ")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from pullsnap import errors
 from pullsnap.config import load_grabber
+from pullsnap.grabber import readonly
 from pullsnap.grabber.repository import GOOD_STATES, Attempt, HostRepo, iso, parse_name
 from pullsnap.names import check_host_name
 from pullsnap.units import human_duration
@@ -81,9 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _allow_run(args: argparse.Namespace) -> int:
     cfg = load_grabber(args.config)
-    host = HostRepo(cfg.repository, check_host_name(args.host))
-    if not host.exists():
-        raise errors.UsageError(f"no host {args.host!r} in {cfg.repository}")
+    host = readonly.existing_host(cfg, check_host_name(args.host))
     path = os.path.join(host.path, ALLOW_RUN)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     os.close(fd)

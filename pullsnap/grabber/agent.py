@@ -52,6 +52,8 @@ def public_blob(private_key: str) -> bytes:
     _, offset = _read_string(blob, offset)  # kdf options
     if cipher != b"none" or kdf != b"none":
         raise HandoffError("client_key is encrypted")
+    if offset + 4 > len(blob):
+        raise HandoffError("client_key is truncated")
     (count,) = struct.unpack(">I", blob[offset : offset + 4])
     if count != 1:
         raise HandoffError("client_key must hold exactly one key")

@@ -224,12 +224,15 @@ def finish(run: Run) -> None:
             failed_paths=result.failed_paths, failed_paths_total=result.failed_paths_total
         )
     run.record.pop("pid", None)
+    if run.state in ("complete", "partial"):
+        # Before the record says so, and before publishing: a suspect
+        # snapshot must not become `latest`, not even by recover() after a
+        # crash between the two.
+        sanity.check(run)
     host.write_record(run.name, run.record)
     if run.state not in ("complete", "partial"):
         _each(after_failure_steps(), run)
         return
-    # Before publishing: a suspect snapshot must not become `latest`.
-    sanity.check(run)
     host.publish(run.name)
     for tree in run.reused:
         host.discard_incomplete(os.path.basename(tree)[: -len(".incomplete")])
@@ -246,8 +249,8 @@ def verdict(run: Run) -> dict[str, Any]:
         "snapshot": run.name,
         "host": run.host.host,
         "files": stats.get("files", 0),
-        "transferred": stats.get("transferred_size", 0),
-        "added": stats.get("transferred_size", 0),
+        "transferred": stats.get("bytes_received", 0),  # over the wire
+        "added": stats.get("transferred_size", 0),  # new or changed files
         "total": stats.get("total_size", 0),
         "seconds": round(run.result.seconds, 3) if run.result else 0,
         "mode": run.mode,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import sys
 
@@ -22,6 +23,9 @@ COMMAND_MODULE_NAMES = (
     "usage", "check", "prune", "verify",
 )  # fmt: skip
 
+
+# Enough for the deepest tree rsync sends, with room for everything else.
+DESCRIPTORS = 4096
 
 DESCRIPTION = """\
 pullsnap's backup-host side.
@@ -38,6 +42,17 @@ Operators use the subcommands below.  Snapshots are plain directories:
 
 def _is_login_shell(argv: list[str]) -> bool:
     return (len(argv) > 1 and argv[1] == "-c") or os.path.basename(argv[0]).startswith("-")
+
+
+def enough_descriptors() -> None:
+    """Walks of a snapshot tree hold a descriptor per directory level, and a
+    backed-up host decides the depth (rsync sends about 1024 levels, the
+    usual soft limit): raise the soft limit towards the hard one, as
+    systemd.exec(5) LimitNOFILE= asks of programs that need more."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -73,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # Before any thread exists: capabilities are per thread.
         held = receiver.hold_quietly_at_start()
+        enough_descriptors()
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _on_signal)
         return serve(argv, os.environ, sys.stdin.fileno(), sys.stdout, held)
+    enough_descriptors()
     parser = build_parser()
     args = parser.parse_args(argv[1:])
     if args.command is None:

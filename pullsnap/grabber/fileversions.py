@@ -150,7 +150,13 @@ def run(args: argparse.Namespace) -> int:
     host = readonly.existing_host(cfg, args.host)
     parts = components(strip_snapshot_prefix(host, args.path))
     path = os.fsdecode(b"/" + b"/".join(parts))
-    versions = group(sightings(host, parts))
+    try:
+        versions = group(sightings(host, parts))
+    except OSError as e:
+        # Not readable as this user (--super snapshots keep their owners'
+        # modes), or longer than PATH_MAX below the repository.
+        where = show(os.fsencode(e.filename)) if e.filename else host.path
+        raise errors.RunFailed(f"cannot read {where}: {e.strerror or e}") from None
     if not any(v.inode is not None for v in versions):
         raise errors.UsageError(f"{path} is in no snapshot of {args.host}")
     if args.json:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from pullsnap import errors
 from pullsnap.config import load_grabber
+from pullsnap.grabber import readonly
 from pullsnap.grabber.repository import Attempt, HostRepo, hosts
 from pullsnap.units import human_duration, human_size
 
@@ -75,5 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_grabber(args.config)
+    readonly.require_readable(cfg)
     print(render(cfg.repository, args.hosts), end="")
     return errors.OK

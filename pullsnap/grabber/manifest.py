@@ -144,24 +144,44 @@ def walk_files(root_fd: int, prefix: bytes = b"") -> Iterator[tuple[int, bytes, 
 
     Directory by directory with O_NOFOLLOW opens relative to the parent,
     so no symlink inside the tree is ever followed; d_type and d_ino come
-    with the names (no stat).
+    with the names (no stat).  An explicit stack of open directories, not
+    recursion: a backed-up host decides how deep its tree goes (rsync sends
+    about 1024 levels, past Python's recursion limit).
     """
-    with os.scandir(root_fd) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        name = os.fsencode(entry.name)
-        path = prefix + name
-        if entry.is_file(follow_symlinks=False):
-            yield root_fd, name, path, entry.inode()
-        elif entry.is_dir(follow_symlinks=False):
-            try:
-                sub = os.open(name, _DIRECTORY, dir_fd=root_fd)
-            except OSError:
-                continue  # vanished or unreadable: the caller's count shows it
-            try:
-                yield from walk_files(sub, path + b"/")
-            finally:
-                os.close(sub)
+    stack = [(root_fd, prefix, _entries(root_fd))]
+    try:
+        while stack:
+            dir_fd, base, entries = stack[-1]
+            if not entries:
+                stack.pop()
+                if dir_fd != root_fd:
+                    os.close(dir_fd)
+                continue
+            entry = entries.pop()
+            name = os.fsencode(entry.name)
+            path = base + name
+            if entry.is_file(follow_symlinks=False):
+                yield dir_fd, name, path, entry.inode()
+            elif entry.is_dir(follow_symlinks=False):
+                try:
+                    sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
+                except OSError:
+                    continue  # vanished or unreadable: the caller's count shows it
+                try:
+                    stack.append((sub, path + b"/", _entries(sub)))
+                except BaseException:
+                    os.close(sub)
+                    raise
+    finally:
+        for dir_fd, _, _ in stack:
+            if dir_fd != root_fd:
+                os.close(dir_fd)
+
+
+def _entries(dir_fd: int) -> list[os.DirEntry]:
+    """A directory's entries, sorted by name, last first (the walk pops them)."""
+    with os.scandir(dir_fd) as it:
+        return sorted(it, key=lambda e: e.name, reverse=True)
 
 
 def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:

@@ -315,7 +315,8 @@ def run_rsync(
 
     def err(chunk: str) -> None:
         nonlocal failed_total
-        for line in chunk.splitlines():
+        for raw in chunk.splitlines():
+            line = report.printable(raw)
             if line.strip():
                 err_lines.append(line)
                 on_line(line)
@@ -348,6 +349,12 @@ def run_rsync(
 # --- verdict -------------------------------------------------------------------------
 
 NO_SPACE_TEXT = "No space left on device"  # strerror(ENOSPC), rsync prints it
+# Setting an xattr or ACL fails with ENOSPC too when it does not fit beside
+# the inode's others (ext4 keeps them all in one block): one file's
+# metadata, not a full disk.  rsync's xattrs.c and acls.c name the call.
+_METADATA_LINE_RE = re.compile(
+    r"^rsync: (?:\[\w+\] )?(?:rsync_xal_set|set_xattr_acl|set_acl|failed to write xattr)\b"
+)
 _UNREACHABLE_HINTS = ("Connection refused", "Connection timed out", "No route to host")
 
 
@@ -365,7 +372,10 @@ def judge(result: PullResult) -> tuple[str, int, str]:
     if code in (RSYNC_OK, RSYNC_VANISHED):
         return "complete", errors.OK, ""
     # The receiver (ours) says ENOSPC: a full repository, not an unreadable file.
-    if any(NO_SPACE_TEXT in line and "[sender]" not in line for line in result.errors):
+    if any(
+        NO_SPACE_TEXT in line and "[sender]" not in line and not _METADATA_LINE_RE.match(line)
+        for line in result.errors
+    ):
         return "failed", errors.NO_SPACE, "the repository's filesystem is full"
     if code == RSYNC_PARTIAL:
         return "partial", errors.PARTIAL, "some files could not be read (rsync exit 23)"

@@ -139,6 +139,10 @@ class HostRepo:
         temp = final + ".tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if os.geteuid() == 0:
+                # An operator's `grabber accept`: the grabber's runs must still read it.
+                st = os.stat(self.path)
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
             json.dump(record, f, indent=1, sort_keys=True)
             f.write("\n")
             f.flush()
@@ -300,8 +304,12 @@ class HostRepo:
             os.close(fd)
 
     @contextlib.contextmanager
-    def try_lock(self) -> Iterator[bool]:
-        """Hold the host's flock if it is free (True), else do nothing (False)."""
+    def try_lock(self, holder: dict[str, Any] | None = None) -> Iterator[bool]:
+        """Hold the host's flock if it is free (True), else do nothing (False).
+
+        `holder` (with "by": what holds it) replaces the last run's entry in
+        the lock file while held, so a run refused meanwhile names the right
+        process."""
         path = os.path.join(self.path, LOCK)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -317,6 +325,9 @@ class HostRepo:
                     raise
                 yield False
                 return
+            if holder is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(holder).encode(), 0)
             yield True
         finally:
             os.close(fd)
@@ -354,6 +365,8 @@ class HostRepo:
 def _lock_message(host: str, content: bytes) -> str:
     try:
         holder = json.loads(content.decode())
+        if "by" in holder:
+            return f"{host}: locked by {holder['by']} since {holder['since']} (pid {holder['pid']})"
         return f"{host}: already running since {holder['since']} (pid {holder['pid']})"
     except (ValueError, KeyError, TypeError):
         return f"{host}: already running"

@@ -18,7 +18,8 @@ from typing import Any
 
 from pullsnap import errors
 from pullsnap.config import load_grabber
-from pullsnap.grabber.repository import HostRepo, iso
+from pullsnap.grabber import readonly
+from pullsnap.grabber.repository import iso
 from pullsnap.names import check_host_name
 
 
@@ -43,7 +44,8 @@ def suspicion(
 
 
 def check(run: Any) -> None:
-    """Mark `run`'s record suspect if it shrank too much (before publishing)."""
+    """Mark `run`'s record suspect if it shrank too much (before the caller
+    writes the record and publishes)."""
     previous = run.host.newest_good()
     if previous is None or run.result is None:
         return
@@ -53,7 +55,6 @@ def check(run: Any) -> None:
         return
     found["previous"] = previous.name
     run.record["suspect"] = found
-    run.host.write_record(run.name, run.record)
     run.code = errors.SUSPECT
     run.message = (
         f"snapshot kept but marked suspect ({found['reason']} since {previous.name}); "
@@ -77,11 +78,12 @@ def _accept(args: argparse.Namespace) -> int:
     import datetime as dt
 
     cfg = load_grabber(args.config)
-    host = HostRepo(cfg.repository, check_host_name(args.host))
+    host = readonly.existing_host(cfg, check_host_name(args.host))
     record = host.read_record(args.snapshot)
     if record is None or not record.get("suspect"):
         raise errors.UsageError(f"{args.host}/{args.snapshot} is not a suspect snapshot")
-    with host.lock({"pid": os.getpid(), "since": iso(dt.datetime.now(dt.UTC))}):
+    holder = {"pid": os.getpid(), "since": iso(dt.datetime.now(dt.UTC)), "by": "grabber accept"}
+    with host.lock(holder):
         record["accepted_suspect"] = {**record.pop("suspect"), "at": iso(dt.datetime.now(dt.UTC))}
         host.write_record(args.snapshot, record)
         newest = host.newest_good()

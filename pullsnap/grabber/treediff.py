@@ -272,14 +272,21 @@ def run(args: argparse.Namespace) -> int:
     host = readonly.existing_host(cfg, args.host)
     a, b = snapshot_tree(host, args.a), snapshot_tree(host, args.b)
     counts = {"+": 0, "-": 0, "M": 0}
-    for change in diff_trees(a, b, args.content):
-        counts[change.sign] += 1
-        if args.json:
-            body = {"change": change.sign, "path": show(change.path), "what": change.reasons}
-            print(json.dumps(body))
-        else:
-            what = f"  {', '.join(change.reasons)}" if change.reasons else ""
-            print(f"{change.sign} {show(change.path)}{what}")
+    try:
+        for change in diff_trees(a, b, args.content):
+            counts[change.sign] += 1
+            if args.json:
+                body = {"change": change.sign, "path": show(change.path), "what": change.reasons}
+                print(json.dumps(body))
+            else:
+                what = f"  {', '.join(change.reasons)}" if change.reasons else ""
+                print(f"{change.sign} {show(change.path)}{what}")
+    except OSError as e:
+        # Not readable as this user (--super snapshots keep their owners'
+        # modes), or longer than PATH_MAX below the repository: rsync stores
+        # such paths, working relative to its target.
+        where = show(os.fsencode(e.filename)) if e.filename else f"{a} or {b}"
+        raise errors.RunFailed(f"cannot read {where}: {e.strerror or e}") from None
     if not args.json:
         print(f"{counts['+']} added, {counts['-']} removed, {counts['M']} changed")
     return errors.OK

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 from pullsnap import errors
 from pullsnap.config import load_grabber
-from pullsnap.grabber import atomicfile, manifest
+from pullsnap.grabber import atomicfile, manifest, readonly
 from pullsnap.grabber.repository import Attempt, HostRepo, iso
+from pullsnap.grabber.treediff import show
 from pullsnap.names import check_host_name
 from pullsnap.units import human_size
 
@@ -42,6 +43,10 @@ class Mismatch:
 
     def where(self) -> str:
         return f"{self.snapshot}/{os.fsdecode(self.path)}"
+
+    def shown(self) -> str:
+        """`where()` as one printable line (the backed-up host chose the name)."""
+        return f"{self.snapshot}/{show(self.path)}"
 
 
 @dataclass
@@ -84,7 +89,7 @@ def verify_snapshot(
                 try:
                     digest, size, _ = manifest.hash_file(dir_fd, file_name)
                 except PermissionError:
-                    outcome.unreadable.append(f"{name}/{os.fsdecode(path)}")
+                    outcome.unreadable.append(f"{name}/{show(path)}")
                     continue
                 except OSError as e:
                     outcome.mismatches.append(Mismatch(name, path, f"unreadable: {e}", inode))
@@ -154,7 +159,7 @@ def report(host: HostRepo, outcome: Outcome, trees: Sequence[Attempt]) -> list[s
         done.add(key)
         shared = sharing(host, trees, m)
         lines.append(
-            f"mismatch: {host.host}/{m.where()}: {m.why}; the same file is in "
+            f"mismatch: {host.host}/{m.shown()}: {m.why}; the same file is in "
             f"snapshot{'s' if len(shared) > 1 else ''} {', '.join(shared)}"
         )
     for name in outcome.without_manifest:
@@ -190,9 +195,7 @@ def _fraction(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_grabber(args.config)
-    host = HostRepo(cfg.repository, check_host_name(args.host))
-    if not host.exists():
-        raise errors.UsageError(f"no host {args.host!r} in {cfg.repository}")
+    host = readonly.existing_host(cfg, check_host_name(args.host))
     outcome = verify_host(host, args.snapshot, args.sample)
     trees = [a for a in host.attempts() if a.has_tree]
     for line in report(host, outcome, trees):

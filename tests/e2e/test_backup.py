@@ -139,6 +139,18 @@ def test_ambient_capability_from_setpriv(site: Site) -> None:
         assert f.read().startswith(b"root:")
 
 
+def test_door_on_every_address_admits_the_backup_host(site: Site) -> None:
+    """listen_address "": one dual-stack socket; the backup host's IPv4
+    connect-back arrives as ::ffff:127.0.0.1 and still passes the door's
+    check and sshd's from= (which compares the plain IPv4 address)."""
+    make_rich_tree(site.src)
+    site.configure(listen_address="")
+    done = site.run("-v")
+    assert done.returncode == errors.OK, done.stderr
+    assert "connect-back from 127.0.0.1" in done.stderr
+    assert len(site.snapshots()) == 1
+
+
 def test_without_capability_warns_and_marks_partial(site: Site) -> None:
     make_rich_tree(site.src)
     site.configure()

@@ -76,3 +76,36 @@ def test_versions_across_linked_snapshots(tmp_path) -> None:
     assert f"{host.tree(names[1])}/etc/hosts" in text  # copy from the newest holder
     inside = f"{host.tree(names[0])}/etc/hosts"
     assert fileversions.strip_snapshot_prefix(host, inside) == "/etc/hosts"
+
+
+def test_a_path_longer_than_the_system_takes_is_one_line(tmp_path, capsys) -> None:
+    """rsync stores paths of up to 4096 bytes below its target, so below the
+    repository one can be longer than PATH_MAX: one line, no traceback."""
+    from pullsnap.grabber.cli import main
+
+    host = HostRepo(str(tmp_path / "repo"), "web1")
+    host.ensure()
+    name = "2026-11-25T020000Z"
+    parts = [f"x{level:02d}" + "y" * 250 for level in range(16)]
+    os.makedirs(host.tree(name))
+    fd = os.open(host.tree(name), os.O_RDONLY)
+    try:
+        for part in parts:
+            os.mkdir(part, dir_fd=fd)
+            sub = os.open(part, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    host.write_record(name, {"state": "complete"})
+    conf = tmp_path / "grabber.toml"
+    conf.write_text(f'repository = "{host.root}"\n')
+    path = "/" + "/".join([*parts, "f"])
+    try:
+        code = main(["grabber", "--config", str(conf), "versions", "web1", path])
+    finally:
+        subprocess.run(["rm", "-rf", host.path], check=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == errors.FAILED
+    assert len(err) == 1 and err[0].endswith(": File name too long"), err

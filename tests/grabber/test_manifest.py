@@ -178,6 +178,24 @@ def test_a_full_receiver_is_no_space_not_partial() -> None:
     assert pull.judge(claimed)[:2] == ("partial", errors.PARTIAL)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        # rsync 3.4 on an ext4 repository, a 6,000-byte user xattr from a tmpfs
+        # source: ext4 keeps all of an inode's xattrs in one block (ENOSPC).
+        'rsync: [receiver] rsync_xal_set: fsetxattr("/srv/pullsnap/web1/2026-11-25T021700Z'
+        '.incomplete/srv/.f.k1m01y","user.big") failed: No space left on device (28)',
+        "rsync: [receiver] set_acl: sys_acl_set_file(srv/f, ACL_TYPE_ACCESS): "
+        "No space left on device (28)",
+    ],
+)
+def test_an_xattr_too_large_for_the_repository_is_not_a_full_disk(line: str) -> None:
+    """Judged a full disk, the run's tree would be removed, the operator told to
+    make room, and the host never backed up while the file has that xattr."""
+    result = pull.PullResult(23, errors=[line])
+    assert pull.judge(result)[:2] == ("partial", errors.PARTIAL)
+
+
 # --- building manifests -------------------------------------------------------------------------
 
 
@@ -279,3 +297,52 @@ def test_manifest_lines_round_trip_odd_names() -> None:
     assert manifest.parse_line(entry.line()) == entry
     assert manifest.parse_line('["x", "y"]') is None
     assert dataclasses.asdict(entry)["size"] == 5
+
+
+def _deep_tree(top: str, depth: int) -> bytes:
+    """`depth` nested directories with one file at the bottom; its path below `top`."""
+    os.makedirs(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+            f.write(b"deep")
+    finally:
+        os.close(fd)
+    return b"d/" * depth + b"f"
+
+
+def test_a_tree_deeper_than_the_recursion_limit_gets_a_manifest_and_a_verify(repo) -> None:
+    """rsync sends trees about 1024 levels deep; the backed-up host picks the depth."""
+    deepest = _deep_tree(repo.tree(N1), 1100)
+    try:
+        entries, stats = manifest.build(repo.tree(N1), N1, set(), [])
+        assert [e.path for e in entries] == [deepest] and stats.problems == []
+        manifest.write(repo.manifest_path(N1), {"snapshot": N1}, entries)
+        record(repo, N1)
+        found = verify.verify_host(repo, N1, 1.0)
+        assert (found.checked, found.mismatches) == (1, [])
+    finally:
+        subprocess.run(["rm", "-rf", repo.tree(N1)], check=True)
+
+
+def test_verify_prints_odd_names_escaped_on_one_line(src, repo, tmp_path, capsys) -> None:
+    """A name with a newline or bytes that are not UTF-8 is one printable line,
+    whatever the terminal's encoding (a lone surrogate would not encode)."""
+    from pullsnap.grabber.cli import main
+
+    snapshot(repo, N1, src)
+    record(repo, N1)
+    conf = tmp_path / "grabber.toml"
+    conf.write_text(f'repository = "{repo.root}"\n')
+    with open(os.path.join(os.fsencode(repo.tree(N1)), rel(src), ODD), "ab") as f:
+        f.write(b"!")
+    assert main(["grabber", "--config", str(conf), "verify", "web1", N1]) == errors.FAILED
+    out = capsys.readouterr().out
+    shown = [line for line in out.splitlines() if line.startswith("mismatch: ")]
+    assert len(shown) == 1 and "new\\nline \\\\#134 caf\\xe9" in shown[0], out
+    out.encode("ascii")

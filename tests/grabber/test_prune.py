@@ -161,6 +161,45 @@ def test_grabber_prune_command(tmp_path: Path) -> None:
     assert grabber_main([*argv, "web9"]) == errors.USAGE
 
 
+@pytest.mark.root
+def test_prune_as_the_grabber_user_leaves_root_trees_to_the_trash_and_says_so() -> None:
+    """A --super snapshot holds root's directories: without the launcher's
+    capabilities their files cannot be unlinked.  The snapshot still goes (to
+    the trash, which a run through the launcher empties); one warning line."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="pullsnap-prune-")
+    try:
+        os.chmod(base, 0o755)
+        nobody = (65534, 65534)
+        conf = Path(base, "grabber.toml")
+        conf.write_text(
+            f'repository = "{base}/repo"\nmin_keep = 1\n[policy]\nkeep_within = 0\n'
+            "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\nkeep_yearly = 0\n"
+        )
+        host = HostRepo(f"{base}/repo", "web1")
+        now = dt.datetime.now(dt.UTC)
+        names = [make(host, now - dt.timedelta(days=i)) for i in (2, 1)]
+        subprocess.run(["chown", "-R", f"{nobody[0]}:{nobody[1]}", f"{base}/repo"], check=True)
+        os.makedirs(os.path.join(host.tree(names[0]), "srv", "data"))  # root's, 0755
+        Path(host.tree(names[0]), "srv", "data", "f").write_text("x")
+        done = subprocess.run(
+            ["setpriv", f"--reuid={nobody[0]}", f"--regid={nobody[1]}", "--clear-groups",
+             sys.executable, "-m", "pullsnap.grabber.cli", "--config", str(conf), "prune"],
+            capture_output=True, text=True, check=False, cwd=os.getcwd(),
+        )  # fmt: skip
+        assert done.returncode == errors.OK, done.stderr
+        assert [a.name for a in host.attempts()] == [names[1]]
+        assert done.stderr == ""
+        assert done.stdout.strip().splitlines()[-1] == (
+            "warning: web1: the trash is not empty (Permission denied): the next backup of web1 "
+            "empties it, or run grabber prune as root"
+        )
+    finally:
+        shutil.rmtree(base)
+
+
 # --- the free-space guard's order ---------------------------------------------------------------
 
 
@@ -251,6 +290,29 @@ def test_a_full_disk_removes_the_new_tree_and_says_why(tmp_path: Path) -> None:
     assert run.message.startswith(f"web1: the repository filled up: snapshot {run.name} needs ")
     assert host.read_record(run.name)["tree"] == "removed"
     assert [a.name for a in host.good()] == history
+
+
+def test_a_suspect_run_is_never_on_disk_as_complete_and_unmarked(tmp_path: Path) -> None:
+    """A crash after the record said "complete" but before it said "suspect"
+    would let the next run's recovery publish the emptied snapshot as good."""
+    from pullsnap.grabber import backup, pull
+
+    cfg = config(str(tmp_path))
+    host = HostRepo(cfg.repository, "web1")
+    make(host, T0 - dt.timedelta(days=1), stats={"files": 1000, "total_size": 10**6})
+    name = snapshot_name(NOW)
+    os.makedirs(host.incomplete(name))
+    written: list[dict] = []
+    write = host.write_record
+    host.write_record = lambda n, r: (written.append(dict(r)), write(n, r))[1]  # type: ignore[method-assign]
+    run = backup.Run(cfg=cfg, host=host, connect=None, handoff=None, fingerprint="",
+                     mode="fake-super", held=(), out=Out(), now=lambda: NOW, name=name,
+                     record={"state": "running"})  # fmt: skip
+    run.result = pull.PullResult(0, stats={"files": 1, "total_size": 10})
+    run.state, run.code, run.message = pull.judge(run.result)
+    backup.finish(run)
+    assert run.code == errors.SUSPECT
+    assert all(r.get("suspect") for r in written if r["state"] in repository.GOOD_STATES)
 
 
 def test_ranked_victims_lowest_tier_first_then_the_fullest_host() -> None:

@@ -302,6 +302,21 @@ def test_run_rsync_reports_a_failure_without_raising(tmp_path: Path) -> None:
     assert any("missing" in e for e in result.errors)
 
 
+def test_text_the_far_side_writes_raw_reaches_nothing_unescaped() -> None:
+    """rsync escapes control bytes in the messages it relays, but ssh copies
+    the remote's stderr (the backed-up host's sshd and gate) as it is.  Those
+    lines go into the record, which `grabber list` and `status` print on the
+    operator's terminal: escape sequences must arrive as text."""
+    text = r"gate error: \033[1A\033[2Kweb1 ok\rx\302\233y\342\200\256z\tw\n"
+    script = f"printf '{text}' >&2; exit 12"
+    seen: list[str] = []
+    result = pull.run_rsync(["sh", "-c", script], ENV, lambda p: None, seen.append, None, 10)
+    expected = [r"gate error: \#033[1A\#033[2Kweb1 ok", r"x\#302\#233y\#342\#200\#256z" + "\tw"]
+    assert result.errors == expected and seen == expected
+    assert pull.judge(result)[1:] == (errors.REFUSED, expected[0])
+    assert pull.unescape_name(expected[1]) == b"x\xc2\x9by\xe2\x80\xaez\tw"
+
+
 # --- verdicts -------------------------------------------------------------------------
 
 

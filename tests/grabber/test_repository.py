@@ -408,6 +408,73 @@ def test_lock_in_the_same_process_is_released_on_exit(repo: HostRepo) -> None:
         pass
 
 
+def test_a_run_refused_during_a_prune_names_the_prune(repo: HostRepo) -> None:
+    """The lock file still names the last run after it ended; a prune holding
+    the lock must not let a refused run blame that run (its pid may be reused
+    by then, and an operator would kill the wrong process)."""
+    with repo.lock({"pid": 4242, "since": "2026-11-24T02:00:00Z"}):
+        pass
+    with repo.try_lock(
+        {"pid": os.getpid(), "since": "2026-11-25T14:15:00Z", "by": "grabber prune"}
+    ) as locked:
+        assert locked
+        with pytest.raises(Locked) as info, repo.lock({"pid": 1, "since": "now"}):
+            pytest.fail("the lock was granted twice")
+    assert str(info.value) == (
+        f"{HOST}: locked by grabber prune since 2026-11-25T14:15:00Z (pid {os.getpid()})"
+    )
+
+
 def test_lock_message_without_a_readable_holder() -> None:
     assert repository._lock_message("web1", b"") == "web1: already running"
     assert repository._lock_message("web1", b'{"pid": 1}') == "web1: already running"
+
+
+def _nest(top: Path, depth: int) -> None:
+    """`depth` nested directories below `top`, made without long paths."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_remove_tree_removes_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    """A backed-up host picks its tree's depth (rsync sends about 1024 levels);
+    a snapshot that cannot be deleted blocks retention and the space guard."""
+    top = tmp_path / "deep"
+    _nest(top, 1100)
+    try:
+        repository.remove_tree(str(top))
+        assert not os.path.lexists(top)
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=True)
+
+
+_DEEP_UNDER_A_LOW_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+from pullsnap.grabber import cli, repository
+cli.enough_descriptors()
+repository.remove_tree(sys.argv[1])
+"""
+
+
+def test_the_grabber_has_descriptors_for_the_deepest_tree(tmp_path: Path) -> None:
+    """The walks hold a descriptor per directory level; a soft limit below the
+    depth (1024 is the usual one) is raised towards the hard limit first."""
+    top = tmp_path / "deep"
+    _nest(top, 600)
+    try:
+        done = subprocess.run([sys.executable, "-c", _DEEP_UNDER_A_LOW_LIMIT, str(top)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-500:]
+        assert not os.path.lexists(top)
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=True)

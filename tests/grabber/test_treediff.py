@@ -145,3 +145,44 @@ def test_content_comparison_never_opens_a_fifo(tmp_path) -> None:
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "file").write_bytes(b"")
     assert not treediff._same_bytes(os.fsencode(tmp_path / "fifo"), os.fsencode(tmp_path / "file"))
+
+
+def _long_tree(top: str, last: str) -> None:
+    """16 levels of 253-byte names: inside a snapshot the path is within
+    rsync's 4096 bytes, below the repository it is longer than PATH_MAX."""
+    os.makedirs(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for level in range(16):
+            name = f"x{level:02d}" + "y" * 250
+            os.mkdir(name, dir_fd=fd)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open(last, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_a_path_longer_than_the_system_takes_is_one_line(tmp_path, capsys) -> None:
+    """rsync stores such a path (it works relative to the target); diff
+    cannot reach it by name and says so, without a traceback."""
+    from pullsnap import errors
+    from pullsnap.grabber.cli import main
+    from pullsnap.grabber.repository import HostRepo
+
+    host = HostRepo(str(tmp_path / "repo"), "web1")
+    host.ensure()
+    for name, last in (("2026-11-24T020000Z", "old"), ("2026-11-25T020000Z", "new")):
+        _long_tree(host.tree(name), last)
+        host.write_record(name, {"state": "complete"})
+    conf = tmp_path / "grabber.toml"
+    conf.write_text(f'repository = "{host.root}"\n')
+    try:
+        code = main(["grabber", "--config", str(conf), "diff", "web1", "2026-11-24T020000Z"])
+    finally:
+        subprocess.run(["rm", "-rf", host.path], check=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == errors.FAILED
+    assert len(err) == 1 and err[0].startswith("grabber: cannot read /"), err
+    assert err[0].endswith(": File name too long")

@@ -96,3 +96,10 @@ def test_exclude_everything_is_kept_but_suspect(site: Site) -> None:
     accepted = site.lab.grabber("--config", site.grabber_config, "accept", "web1", suspect)
     assert accepted.returncode == errors.OK, accepted.stderr
     assert suspect in site.snapshots()
+    # accept ran as root: the record stays the grabber user's, or its runs could
+    # not read it (the snapshot would be "unknown": never good, never removed).
+    record = os.stat(os.path.join(site.host_dir(), suspect + ".json"))
+    assert (record.st_uid, record.st_gid) == (
+        os.stat(site.host_dir()).st_uid,
+        os.stat(site.host_dir()).st_gid,
+    )

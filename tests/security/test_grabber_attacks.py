@@ -58,6 +58,10 @@ HOSTILE = {
     "not-a-key": {"client_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"
                                 "-----END OPENSSH PRIVATE KEY-----\n"},
     "public-key-as-key": {"client_key": "ssh-ed25519 AAAA"},
+    # The right magic, "none" cipher and kdf, then nothing: no key count.
+    "truncated-key": {"client_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+                                    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAA=\n"
+                                    "-----END OPENSSH PRIVATE KEY-----\n"},
     "rsa-host-key": {"host_key": "ssh-rsa AAAAB3NzaC1yc2E="},
     "user-with-slash": {"user": "../root"},
 }  # fmt: skip

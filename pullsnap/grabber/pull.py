@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pullsnap import report
+from pullsnap import connectfd, report
 from pullsnap.grabber import piperun
 
 HOST_KEY_ALIAS = "pullsnap-initiator"
@@ -106,10 +106,22 @@ def ssh_command(ssh: str, c: ConnectBack) -> list[str]:
         "-o", "LogLevel=ERROR",
     ]  # fmt: skip
     for word in argv:
-        # rsync splits -e on whitespace (rsync(1) --rsh); our words have none.
+        # rsync splits -e on whitespace (rsync(1) --rsh); these words have none.
         if not word or any(ch.isspace() for ch in word) or "'" in word or '"' in word:
             raise ValueError(f"cannot pass {word!r} through rsync -e")
-    return argv
+    # The connection itself: made with Nagle off (connectfd.py says why).
+    proxy = connectfd.proxy_options(c.address, c.port, c.connect_timeout)
+    for word in proxy:
+        # Spaces only, and no quotes: rsh_string() quotes the word whole.
+        if "'" in word or '"' in word or any(ch.isspace() and ch != " " for ch in word):
+            raise ValueError(f"cannot pass {word!r} through rsync -e")
+    return argv + proxy
+
+
+def rsh_string(words: Sequence[str]) -> str:
+    """One -e value that rsync splits back into `words`: a word with spaces
+    goes in double quotes, which rsync removes (rsync(1) --rsh)."""
+    return " ".join(f'"{w}"' if " " in w else w for w in words)
 
 
 def remote_host(user: str, address: str) -> str:
@@ -157,7 +169,7 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         # rsync hands its ambient receiver caps to the ssh it starts; ssh needs
         # none of them, so it gets its own exec with the sets emptied.
         remote_shell = [SETPRIV, "--inh-caps=-all", "--ambient-caps=-all", "--", *remote_shell]
-    argv += ["-e", " ".join(remote_shell)]
+    argv += ["-e", rsh_string(remote_shell)]
     host = remote_host(spec.connect.user, spec.connect.address)
     sources = [f"{host}:{spec.sources[0]}"] + [f":{s}" for s in spec.sources[1:]]
     return [*argv, "--", *sources, spec.target.rstrip("/") + "/"]

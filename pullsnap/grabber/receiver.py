@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import prctl
 
-from pullsnap import caps, landlock, mountns, mounts
+from pullsnap import caps, connectfd, landlock, mountns, mounts
 from pullsnap.config import GrabberConfig
 from pullsnap.errors import RunFailed
 from pullsnap.grabber import pull
@@ -144,10 +144,14 @@ def confine(
                  "are not prevented")  # fmt: skip
     try:
         programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
+        # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
+        # reading its standard library (under /usr/lib) and that one script.
+        helper = connectfd.helper_files()
         first, *more = write_dirs or (host_dir,)
         rules = landlock.receiver_confinement(
-            first, private_dir, port=port, programs=programs, also_writable=more
-        )
+            first, private_dir, extra_read=helper.read, port=port,
+            programs=programs + helper.run, also_writable=more,
+        )  # fmt: skip
         return Confined(landlock.prepare(rules), ambient, writable)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:

@@ -62,9 +62,10 @@ class Finished:
     def ok(self) -> bool:
         return self.code == 0
 
-    def stderr_tail(self, limit: int = 300) -> str:
-        text = self.stderr.decode("utf-8", "replace").strip()
-        last = text.splitlines()[-1] if text else ""
+    def stderr_tail(self, limit: int = 300, skip: Sequence[str] = ()) -> str:
+        """The last line on stderr, not counting lines that start with one in `skip`."""
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        last = next((line for line in reversed(lines) if not line.startswith(tuple(skip))), "")
         return last[-limit:]
 
 

@@ -115,6 +115,11 @@ class Door:
             waiting, self._waiting = self._waiting, None
             self.close()
             conn.setblocking(True)
+            # sshd turns Nagle off only once a session is interactive: until
+            # then a reply sent as two writes waits for the peer's delayed
+            # ACK, 40 ms each time, during the handshake (tcp(7) TCP_NODELAY).
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             waiting.callback(conn)
             return
 

@@ -197,7 +197,8 @@ class _Run:
             self.log(f"sshd: {line.strip()}")
 
     def _call_backup_host(self) -> defer.Deferred:
-        argv = wiring.ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout)
+        nodelay = not wiring.own_proxy(self.cfg, self.dest)
+        argv = wiring.ssh_argv(self.cfg, self.dest, self.cfg.connect_back_timeout, nodelay)
         self.ssh_proto = children.CollectingProtocol(
             argv, on_stdout_line=self._grabber_line, on_stderr_line=self._ssh_err, hold_stdin=True
         )
@@ -251,7 +252,8 @@ class _Run:
             self.outcome.code = code if code in errors.EXIT_NAMES else errors.FAILED
             self.outcome.message = str(result.get("message", ""))
             return
-        tail = finished.stderr_tail()
+        # When connectfd.py could not connect, it said why; ssh then adds these.
+        tail = finished.stderr_tail(skip=("mm_receive_fd: ", "proxy dialer did not"))
         key_problem = login_key_problem(
             finished.stderr.decode("utf-8", "replace"), os.access(self.dest.identity_file, os.R_OK)
         )

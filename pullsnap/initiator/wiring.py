@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 
-from pullsnap import errors
+from pullsnap import connectfd, errors
 from pullsnap.config import Destination, InitiatorConfig
 
 LOGIN_COMMAND = "pullsnap"
@@ -57,8 +57,14 @@ def resolve_allowed(dest: Destination) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def ssh_argv(cfg: InitiatorConfig, dest: Destination, connect_timeout: float) -> list[str]:
-    """The call to the backup host; its stdin carries the handoff."""
+def ssh_argv(
+    cfg: InitiatorConfig, dest: Destination, connect_timeout: float, nodelay: bool = True
+) -> list[str]:
+    """The call to the backup host; its stdin carries the handoff.
+
+    `nodelay`: connect through connectfd.py (Nagle off during the
+    handshake); False when ssh_config already routes this host through a
+    ProxyCommand or ProxyJump of the operator's (`own_proxy`)."""
     return [
         cfg.ssh,
         "-T",
@@ -80,12 +86,33 @@ def ssh_argv(cfg: InitiatorConfig, dest: Destination, connect_timeout: float) ->
         "-o", "ControlMaster=no",
         "-o", "ControlPath=none",
         "-o", "LogLevel=ERROR",
+        *(connectfd.proxy_options(dest.host, dest.port, connect_timeout) if nodelay else []),
         "-p", str(dest.port),
         "-l", dest.user,
         "--",
         dest.host,
         LOGIN_COMMAND,
     ]  # fmt: skip
+
+
+def own_proxy(cfg: InitiatorConfig, dest: Destination) -> bool:
+    """Does ssh_config send this host through a ProxyCommand or ProxyJump?
+    (`ssh -G` prints the options that apply, connecting nowhere.)  When
+    ssh cannot say, the answer is yes: the operator's setup is left alone."""
+    from pullsnap.initiator import children
+
+    argv = [cfg.ssh, "-G", "-p", str(dest.port), "-l", dest.user, "--", dest.host]
+    try:
+        done = subprocess.run(
+            children.with_pdeathsig(argv), capture_output=True, text=True, timeout=10,
+            env=children.child_env(HOME=os.environ.get("HOME", "/")), check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    if done.returncode != 0:
+        return True
+    keys = {line.split(" ", 1)[0].lower() for line in done.stdout.splitlines()}
+    return bool(keys & {"proxycommand", "proxyjump"})
 
 
 def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:

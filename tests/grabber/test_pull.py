@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pullsnap import errors
+from pullsnap import connectfd, errors
 from pullsnap.grabber import pull
 from pullsnap.grabber.pull import ConnectBack, PullResult, PullSpec
 
@@ -148,6 +148,15 @@ def test_ssh_command_pins_the_host_key() -> None:
     joined = " ".join(argv).lower()
     assert "stricthostkeychecking=no" not in joined
     assert "stricthostkeychecking=accept-new" not in joined
+
+
+def test_ssh_connects_back_through_connectfd_to_the_handoffs_port() -> None:
+    opts = option_pairs(pull.ssh_command("/usr/bin/ssh", CONNECT))
+    proxy = next(o for o in opts if o.startswith("ProxyCommand="))
+    assert proxy.split(" ")[-4:] == [connectfd.__file__, "192.0.2.5", "40022", "30"]
+    assert "ProxyUseFdpass=yes" in opts
+    # rsync -e: the one word with spaces travels whole, in double quotes.
+    assert f' "{proxy}" ' in pull.rsh_string(pull.ssh_command("/usr/bin/ssh", CONNECT))
 
 
 def test_known_hosts_line_matches_the_alias() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from functools import lru_cache
 
 # rsync before 3.4.0 lets a malicious sender attack the receiver
@@ -33,6 +34,32 @@ def tool_version(argv: tuple[str, ...]) -> tuple[int, ...] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_version((done.stdout + done.stderr).decode("utf-8", "replace"))
+
+
+def start_probe(argv: tuple[str, ...]) -> Callable[[], tuple[int, ...] | None]:
+    """Start `argv` now; the returned function waits for it and parses its
+    banner (once: later calls return the same).  The probe runs while the
+    caller does other work."""
+    try:
+        child = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except OSError:
+        return lambda: None
+    found: list[tuple[int, ...] | None] = []
+
+    def result() -> tuple[int, ...] | None:
+        if not found:
+            try:
+                out, _ = child.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                out = b""
+            found.append(parse_version(out.decode("utf-8", "replace")))
+        return found[0]
+
+    return result
 
 
 def rsync_version(rsync: str) -> tuple[int, ...] | None:

@@ -27,6 +27,7 @@ import prctl
 from pullsnap.errors import HandoffError, RunFailed
 
 SETUP_TIMEOUT = 10.0
+_AGENT_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
 
 def _read_string(blob: bytes, offset: int) -> tuple[bytes, int]:
@@ -96,26 +97,39 @@ def _die_with_parent() -> None:
     prctl.set_no_new_privs(1)
 
 
-@contextmanager
-def one_time_agent(
-    private_key: str, private_dir: str, ssh_agent: str, ssh_add: str
-) -> Iterator[AgentKey]:
-    """Run an agent holding `private_key` for the duration of the block."""
-    public = public_blob(private_key)
+def start_agent(private_dir: str, ssh_agent: str) -> subprocess.Popen:
+    """Start the private agent; `one_time_agent` waits for it and adds the key.
+
+    Started early (serve.Early), it comes up while the grabber still reads
+    the handoff and loads the modules a pull needs."""
     sock = os.path.join(private_dir, "agent")
-    public_file = os.path.join(private_dir, "id.pub")
-    with open(public_file, "w", encoding="ascii") as f:
-        f.write(f"ssh-ed25519 {base64.b64encode(public).decode()} pullsnap-once\n")
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
-    agent = subprocess.Popen(
+    return subprocess.Popen(
         [ssh_agent, "-D", "-a", sock],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env,
+        env=_AGENT_ENV,
         preexec_fn=_die_with_parent,
     )
+
+
+@contextmanager
+def one_time_agent(
+    private_key: str,
+    private_dir: str,
+    ssh_agent: str,
+    ssh_add: str,
+    started: subprocess.Popen | None = None,
+) -> Iterator[AgentKey]:
+    """Run an agent holding `private_key` for the duration of the block
+    (`started`: one `start_agent` already started in `private_dir`)."""
+    agent = started or start_agent(private_dir, ssh_agent)
     try:
+        public = public_blob(private_key)
+        sock = os.path.join(private_dir, "agent")
+        public_file = os.path.join(private_dir, "id.pub")
+        with open(public_file, "w", encoding="ascii") as f:
+            f.write(f"ssh-ed25519 {base64.b64encode(public).decode()} pullsnap-once\n")
         deadline = time.monotonic() + SETUP_TIMEOUT
         # The socket file appears at bind(2), before listen(2) (ssh-agent.c
         # unix_listener): wait until a connection is accepted, or ssh-add
@@ -123,12 +137,12 @@ def one_time_agent(
         while not _listening(sock):
             if agent.poll() is not None or time.monotonic() > deadline:
                 raise RunFailed("ssh-agent did not start")
-            time.sleep(0.01)
+            time.sleep(0.002)
         added = subprocess.run(
             [ssh_add, "-q", "-"],
             input=private_key.encode("ascii"),
             capture_output=True,
-            env={**env, "SSH_AUTH_SOCK": sock},
+            env={**_AGENT_ENV, "SSH_AUTH_SOCK": sock},
             timeout=SETUP_TIMEOUT,
             check=False,
         )

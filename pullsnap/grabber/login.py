@@ -25,4 +25,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pullsnap.fastexit import exit_now
+
+    exit_now(main())

@@ -15,13 +15,20 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import prctl
 
-from pullsnap import caps, connectfd, landlock, mountns, mounts
+from pullsnap import caps
 from pullsnap.config import GrabberConfig
 from pullsnap.errors import RunFailed
-from pullsnap.grabber import pull
+
+if TYPE_CHECKING:
+    from pullsnap import landlock
+
+# The login shell imports this module first thing; what only a pull needs
+# (rsync's driver, Landlock, mount namespaces) is imported when used, while
+# ssh-agent and the rsync version probe start (serve.Early).
 
 
 def held_receiver_caps() -> tuple[str, ...]:
@@ -45,6 +52,8 @@ def suid_risk(cfg: GrabberConfig) -> str | None:
     exactly; on a filesystem without nosuid,nodev they would work for anyone
     who reaches them (mount(8)).
     """
+    from pullsnap import mounts
+
     missing = mounts.missing_safety_options(cfg.repository)
     if not missing or cfg.allow_suid_repository:
         return None
@@ -96,6 +105,8 @@ class Confined:
     def preexec(self) -> Callable[[], None]:
         prepared, ambient, writable = self.prepared, self.ambient, self.writable
 
+        from pullsnap import landlock, mountns
+
         def run_in_child() -> None:
             # SIGTERM lets rsync remove its temporary file before it goes.
             prctl.set_pdeathsig(signal.SIGTERM)
@@ -128,6 +139,9 @@ def confine(
     hardlinked from the link-dest trees share their inodes: those it could
     still write through; `grabber verify` finds such changes.)
     """
+    from pullsnap import connectfd, landlock
+    from pullsnap.grabber import pull
+
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
     writable: tuple[str, ...] = ()
     if mode == "super":

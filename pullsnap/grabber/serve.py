@@ -20,11 +20,14 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from pullsnap import errors, landlock, report, versions
+from pullsnap import errors, report, versions
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
-from pullsnap.grabber import agent, backup, binding, intake, pull, receiver, slots
-from pullsnap.grabber.repository import HostRepo, iso
+from pullsnap.grabber import agent, binding, intake, receiver
 from pullsnap.handoff import Handoff
+
+# What a pull needs beyond this (rsync's driver, Landlock, the repository)
+# is imported in pull_once, after Early has started ssh-agent and the rsync
+# version probe: they come up while Python loads it.
 
 
 class Reporter:
@@ -65,6 +68,30 @@ def _private_dir() -> str:
     return path
 
 
+class Early:
+    """What a run needs from other programs, started before the handoff is
+    read and before the modules a pull needs are loaded, so that they come
+    up meanwhile: the private directory, ssh-agent in it, `rsync --version`."""
+
+    def __init__(self, cfg: GrabberConfig) -> None:
+        self.private = _private_dir()
+        self.agent: Any = None
+        self.rsync_version = versions.start_probe((cfg.rsync, "--version"))
+        try:
+            self.agent = agent.start_agent(self.private, cfg.ssh_agent)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill the agent if nothing took it over, reap the probe, remove the directory."""
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.kill()
+            self.agent.wait()
+        self.rsync_version()
+        shutil.rmtree(self.private, ignore_errors=True)
+
+
 def check_repository(cfg: GrabberConfig) -> None:
     try:
         st = os.stat(cfg.repository)
@@ -79,7 +106,11 @@ def check_repository(cfg: GrabberConfig) -> None:
 
 def check_rsync(cfg: GrabberConfig) -> str:
     """The receiving rsync's version; refuse one older than 3.4.0 unless allowed."""
-    version = versions.rsync_version(cfg.rsync)
+    return allow_rsync(cfg, versions.rsync_version(cfg.rsync))
+
+
+def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:
+    """`check_rsync` for a version already probed."""
     risk = versions.rsync_risk(version)
     if risk is not None and not cfg.allow_unsafe_rsync:
         raise errors.Refused(
@@ -97,13 +128,22 @@ def pull_once(
     out: Reporter,
     held: tuple[str, ...] = (),
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    early: Early | None = None,
 ) -> dict[str, Any]:
     """Everything after a valid handoff; returns the result for the initiator."""
-    rsync_version = check_rsync(cfg)
-    mode = receiver.receiver_mode(cfg, held, out.log)
-    private = _private_dir()
+    from pullsnap import landlock
+    from pullsnap.grabber import backup, pull, slots
+    from pullsnap.grabber.repository import HostRepo, iso
+
+    own = early is None
+    early = early or Early(cfg)
     try:
-        with agent.one_time_agent(h.client_key, private, cfg.ssh_agent, cfg.ssh_add) as key:
+        rsync_version = allow_rsync(cfg, early.rsync_version())
+        mode = receiver.receiver_mode(cfg, held, out.log)
+        private = early.private
+        with agent.one_time_agent(
+            h.client_key, private, cfg.ssh_agent, cfg.ssh_add, started=early.agent
+        ) as key:
             known_hosts = os.path.join(private, "known_hosts")
             with open(known_hosts, "w", encoding="ascii") as f:
                 f.write(pull.known_hosts_line(h.host_key))
@@ -136,10 +176,13 @@ def pull_once(
                                fingerprint=key.fingerprint, mode=mode, held=held, out=out, now=now)
                 )  # fmt: skip
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        if own:
+            early.close()
 
 
 def _probe(cfg, connect, h, private, mode, held, out) -> dict[str, Any]:
+    from pullsnap.grabber import backup, pull
+
     target = os.path.join(private, "probe")
     os.mkdir(target, 0o700)
     jail = receiver.confine(cfg, mode, held, target, private, h.port, out.log)
@@ -166,19 +209,26 @@ def serve(
 ) -> int:
     """The login-shell entry point; returns the exit status."""
     out = Reporter(stdout)
+    early: Early | None = None
     try:
         bound = binding.binding_from_login(argv, environ)
         cfg = load_grabber(bound.config or DEFAULT_GRABBER_CONFIG)
         peer = binding.peer_address(environ)
+        early = Early(cfg)
         h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
-        result = pull_once(cfg, bound.host, peer, h, out, held)
+        result = pull_once(cfg, bound.host, peer, h, out, held, early=early)
     except OSError as e:
         return _fail(out, errors.RunFailed(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
     except errors.PullsnapError as e:
         return _fail(out, e)
+    finally:
+        if early is not None:
+            early.close()
     out.emit(report.result_line(result))
     # Snapshots retention moved to the trash go now, outside the host lock:
     # the next run of this host need not wait for a large deletion.
+    from pullsnap.grabber.repository import HostRepo
+
     with contextlib.suppress(OSError):
         HostRepo(cfg.repository, bound.host).empty_trash()
     return int(result["exit"])

@@ -188,5 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
 
 
+def entry() -> None:
+    """The `initiator` command (pyproject.toml [project.scripts])."""
+    from pullsnap.fastexit import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -77,10 +77,19 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     # The last sight of each (pid, program): its steady state.  (A process is
     # caught between setresuid and no_new_privs in drop_to_user, or the
     # grabber between the launcher's exec and hold_quietly, if sampled early;
-    # both are before either reads a byte from the other side.)
+    # both are before either reads a byte from the other side.)  The
+    # grabber's is taken while the receiver runs: after the pull it raises
+    # CAP_DAC_OVERRIDE and CAP_FOWNER for moments to delete trees (removal.py),
+    # and it may be last seen there.
+    grabber_last: dict[int, caps.CapState] = {}
     while proc.poll() is None:
-        for pid, found in _snapshot_processes(uids).items():
-            seen[(pid, found[0])] = found
+        found_now = _snapshot_processes(uids)
+        receiving = any(c.startswith("/usr/bin/rsync -a") for c, _, _ in found_now.values())
+        for pid, found in found_now.items():
+            if "pullsnap.grabber." not in found[0] or receiving:
+                seen[(pid, found[0])] = found
+            if "pullsnap.grabber." in found[0]:
+                grabber_last[pid] = found[1]
         time.sleep(0.002)
     _, err = proc.communicate()
     assert proc.returncode == errors.OK, err
@@ -101,6 +110,8 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     for state in roles["grabber"]:
         assert state.effective == frozenset() and state.ambient == frozenset()
         assert state.permitted == frozenset(caps.GRABBER_LAUNCHER_CAPS)
+    for state in grabber_last.values():  # at worst mid-deletion, never more
+        assert state.effective <= {"dac_override", "fowner"} and state.ambient == frozenset()
     for state in roles["receiver"]:
         assert state.effective == state.ambient == SUPER, state
         assert "sys_admin" not in state.permitted and state.no_new_privs

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from pullsnap.grabber import (
     diskfull,
     hooks,
     manifest,
+    prehash,
     prune,
     pull,
     receiver,
@@ -61,6 +63,9 @@ class Run:
     reused: list[str] = field(default_factory=list)  # interrupted trees among link_dests
     record: dict[str, Any] = field(default_factory=dict)
     result: pull.PullResult | None = None
+    # Digests the hasher made while rsync ran (prehash.py), by path.
+    prehashed: dict[bytes, prehash.Hashed] = field(default_factory=dict)
+    prehash_wait: float = 0.0  # seconds the hasher still took once rsync had ended
     state: str = ""
     code: int = errors.FAILED
     message: str = ""
@@ -173,14 +178,21 @@ def do_pull(run: Run) -> None:
         mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
         confined=jail.prepared is not None,
     )  # fmt: skip
+    # Forked before rsync: no thread exists yet.
+    hasher = prehash.Prehasher(host.incomplete(run.name), run.mode, run.held)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),
-            cfg.run_timeout,
+            cfg.run_timeout, on_new_file=hasher.add,
         )  # fmt: skip
+        run.state, run.code, run.message = pull.judge(run.result)
+        if run.state in ("complete", "partial"):
+            waited = time.monotonic()
+            run.prehashed = hasher.close()
+            run.prehash_wait = time.monotonic() - waited
     finally:
+        hasher.abort()
         jail.close()
-    run.state, run.code, run.message = pull.judge(run.result)
 
 
 # --- finish --------------------------------------------------------------------------

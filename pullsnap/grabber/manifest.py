@@ -65,6 +65,7 @@ class BuildStats:
     hashed: int = 0
     hashed_bytes: int = 0
     carried: int = 0
+    prehashed: int = 0  # of `hashed`: read while rsync still ran (prehash.py)
     unlisted: int = 0  # new inodes rsync's itemized output did not name
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -72,7 +73,7 @@ class BuildStats:
     def as_record(self) -> dict[str, Any]:
         return {
             "files": self.files, "hashed": self.hashed, "hashed_bytes": self.hashed_bytes,
-            "carried": self.carried, "unlisted_new": self.unlisted,
+            "carried": self.carried, "prehashed": self.prehashed, "unlisted_new": self.unlisted,
             "seconds": round(self.seconds, 3), "problems": self.problems[:20],
         }  # fmt: skip
 
@@ -200,9 +201,17 @@ def open_tree(path: str) -> int:
 
 
 def build(
-    tree: str, name: str, new_files: set[bytes], bases: list[Mapping[bytes, Entry]]
+    tree: str,
+    name: str,
+    new_files: set[bytes],
+    bases: list[Mapping[bytes, Entry]],
+    prehashed: Mapping[bytes, tuple[str, int, int]] | None = None,
 ) -> tuple[list[Entry], BuildStats]:
-    """The manifest of `tree`: hash what is new, carry the rest from `bases`."""
+    """The manifest of `tree`: hash what is new, carry the rest from `bases`.
+
+    `prehashed`: (digest, size, inode) by path, hashed while rsync ran
+    (prehash.py); taken where the file still has that inode."""
+    prehashed = prehashed or {}
     started = time.monotonic()
     stats = BuildStats()
     entries: list[Entry] = []
@@ -224,8 +233,13 @@ def build(
                 twin = seen[inode]
                 entries.append(Entry(path, twin.digest, twin.size, twin.inode, twin.origin))
                 continue
+            early = prehashed.get(path)
             try:
-                digest, size, real_inode = hash_file(dir_fd, file_name)
+                if early is not None and early[2] == inode:
+                    digest, size, real_inode = early
+                    stats.prehashed += 1
+                else:
+                    digest, size, real_inode = hash_file(dir_fd, file_name)
             except OSError as e:
                 stats.problems.append(f"{os.fsdecode(path)}: {e.strerror or e}")
                 continue
@@ -273,10 +287,13 @@ def record_manifest(run: Any) -> None:
     new_files = run.result.new_files if run.result is not None else set()
     try:
         with reading_as_receiver(run.mode, run.held):
-            entries, stats = build(host.tree(run.name), run.name, new_files, bases)
+            entries, stats = build(
+                host.tree(run.name), run.name, new_files, bases, getattr(run, "prehashed", None)
+            )
         write(host.manifest_path(run.name), {"snapshot": run.name, "host": host.host}, entries)
     except OSError as e:
         raise errors.RunFailed(f"no manifest for {run.name}: {e.strerror or e}") from None
+    stats.seconds += getattr(run, "prehash_wait", 0.0)  # its part after rsync ended
     run.record["manifest"] = stats.as_record()
     host.write_record(run.name, run.record)
     if stats.problems:

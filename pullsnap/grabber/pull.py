@@ -269,10 +269,14 @@ class _Relay:
     """Split rsync's output on CR and LF; progress goes out at most once a second."""
 
     def __init__(
-        self, on_progress: Callable[[report.Progress], None], on_line: Callable[[str], None]
+        self,
+        on_progress: Callable[[report.Progress], None],
+        on_line: Callable[[str], None],
+        on_new_file: Callable[[bytes], None] = lambda path: None,
     ):
         self.on_progress = on_progress
         self.on_line = on_line
+        self.on_new_file = on_new_file
         self.buffer = ""
         self.lines: list[str] = []
         self.new_files: set[bytes] = set()
@@ -298,6 +302,7 @@ class _Relay:
             # One line per changed file: kept out of the log the initiator sees.
             if is_new_file(item[0]):
                 self.new_files.add(item[1])
+                self.on_new_file(item[1])
             return
         progress = report.parse_rsync_progress(text)
         if progress is None:
@@ -318,9 +323,11 @@ def run_rsync(
     on_line: Callable[[str], None],
     preexec: Callable[[], None] | None,
     deadline: float,
+    on_new_file: Callable[[bytes], None] = lambda path: None,
 ) -> PullResult:
-    """Run rsync (no tty), relaying output; never raises for rsync's exit."""
-    out = _Relay(on_progress, on_line)
+    """Run rsync (no tty), relaying output; never raises for rsync's exit.
+    `on_new_file` hears of each file rsync stores anew (not a hard link)."""
+    out = _Relay(on_progress, on_line, on_new_file)
     err_lines: list[str] = []
     failed: list[dict[str, str]] = []
     failed_total = 0

@@ -76,6 +76,8 @@ def test_manifest_cost_on_a_full_and_a_no_change_run(site: Site) -> None:
     assert site.run().returncode == errors.OK
     full, unchanged = (record(site, n) for n in site.snapshots())
     assert full["manifest"]["hashed"] == 2001 and full["manifest"]["carried"] == 0
+    # Every one by the hasher while rsync ran (prehash.py), none after it.
+    assert full["manifest"]["prehashed"] == 2001
     # A run that changed nothing reads no file content for its manifest.
     assert unchanged["manifest"]["hashed"] == 0 and unchanged["manifest"]["hashed_bytes"] == 0
     assert unchanged["manifest"]["carried"] == 2001
@@ -105,5 +107,7 @@ def test_super_snapshots_are_hashed_whoever_owns_the_files(super_site: Site) -> 
         if os.path.isfile(os.path.join(d, f)) and not os.path.islink(os.path.join(d, f))
     }
     assert r["manifest"]["hashed"] == len(inodes)  # hard links hashed once
+    # The hasher read them all (Landlock-confined, DAC_OVERRIDE its only capability).
+    assert r["manifest"]["prehashed"] == r["manifest"]["hashed"]
     verified = _verify(site)  # as root
     assert verified.returncode == 0, verified.stdout + verified.stderr

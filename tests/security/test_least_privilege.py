@@ -17,6 +17,7 @@ import time
 import pytest
 
 from pullsnap import caps, errors
+from pullsnap.grabber import prehash
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
@@ -56,6 +57,8 @@ def _role(cmdline: str, uid: int, lab) -> str:
         return "sender"
     if initiator and cmdline.startswith(("/usr/bin/ssh ", "/usr/bin/ssh-keygen ")):
         return "initiator-tool"
+    if not initiator and cmdline.startswith(prehash.TITLE):
+        return "hasher"
     if not initiator and "pullsnap.grabber." in cmdline:
         return "grabber"
     if not initiator and cmdline.startswith("/usr/bin/rsync -a"):
@@ -97,7 +100,7 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     for cmdline, state, uid in seen.values():
         roles.setdefault(_role(cmdline, uid, site.lab), []).append(state)
     for role in ("initiator", "sshd", "sender", "grabber", "receiver", "receiver-ssh",
-                 "initiator-tool"):  # fmt: skip
+                 "initiator-tool", "hasher"):  # fmt: skip
         assert role in roles, f"never saw the {role}: {sorted(roles)}"
 
     for state in roles["initiator"]:
@@ -110,7 +113,12 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
     for state in roles["grabber"]:
         assert state.effective == frozenset() and state.ambient == frozenset()
         assert state.permitted == frozenset(caps.GRABBER_LAUNCHER_CAPS)
-    for state in grabber_last.values():  # at worst mid-deletion, never more
+    for state in roles["hasher"]:  # reads the new snapshot, as root's files need
+        assert state.effective == state.permitted == {"dac_override"}, state
+        assert state.ambient == frozenset() and state.no_new_privs, state  # no exec gains more
+    # The grabber's last sighting: at worst mid-deletion, never more.
+    grabbers = {pid for (pid, _), (c, _, u) in seen.items() if _role(c, u, site.lab) == "grabber"}
+    for state in (s for pid, s in grabber_last.items() if pid in grabbers):
         assert state.effective <= {"dac_override", "fowner"} and state.ambient == frozenset()
     for state in roles["receiver"]:
         assert state.effective == state.ambient == SUPER, state

@@ -1,0 +1,88 @@
+"""prehash.py: a forked hasher digests files as rsync names them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from pullsnap.grabber import manifest, prehash
+
+
+def _tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    (tree / "etc" / "deep").mkdir(parents=True)
+    (tree / "etc" / "hosts").write_bytes(b"127.0.0.1 localhost\n")
+    (tree / "etc" / "deep" / "big").write_bytes(os.urandom(3 << 20))
+    (tree / "etc" / "odd\nname").write_bytes(b"newline in the name\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"not in the tree\n")
+    (tree / "escape").symlink_to(outside)
+    return tree
+
+
+def _digest(path: Path) -> tuple[str, int, int]:
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return manifest.hash_file(fd, os.fsencode(path.name))
+    finally:
+        os.close(fd)
+
+
+def test_the_hasher_digests_what_it_is_told_and_nothing_outside(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    hasher = prehash.Prehasher(str(tree), "fake-super", ())
+    assert hasher.pid > 0, "forked"
+    for path in (b"etc/hosts", b"etc/deep/big", b"etc/odd\nname", b"escape/secret",
+                 b"../outside/secret", b"etc/missing"):  # fmt: skip
+        hasher.add(path)
+    found = hasher.close()
+    assert found == {
+        b"etc/hosts": _digest(tree / "etc" / "hosts"),
+        b"etc/deep/big": _digest(tree / "etc" / "deep" / "big"),
+        b"etc/odd\nname": _digest(tree / "etc" / "odd\nname"),
+    }
+    assert hasher.pid == 0  # reaped
+
+
+def test_a_name_rsync_gives_before_the_file_is_in_place_is_tried_again(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    hasher = prehash.Prehasher(str(tree), "fake-super", ())
+    hasher.add(b"etc/late")
+    time.sleep(prehash.SEND_EVERY * 2)
+    hasher.add(b"etc/hosts")  # sends both; etc/late is not there yet
+    time.sleep(prehash.RETRY_AFTER * 3)
+    (tree / "etc" / ".late.tmp").write_bytes(b"stored by rsync\n")
+    os.rename(tree / "etc" / ".late.tmp", tree / "etc" / "late")  # as rsync puts it in place
+    found = hasher.close()
+    assert found[b"etc/late"] == _digest(tree / "etc" / "late")
+
+
+def test_no_fork_while_another_thread_runs(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        hasher = prehash.Prehasher(str(tree), "fake-super", ())
+        hasher.add(b"etc/hosts")
+        assert hasher.pid == 0 and hasher.close() == {}
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_build_takes_an_early_digest_only_for_the_same_inode(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    hosts = tree / "etc" / "hosts"
+    real = _digest(hosts)
+    planted = ("0" * 64, real[1], real[2])  # what the hasher said, this very inode
+    entries, stats = manifest.build(str(tree), "n1", {b"etc/hosts"}, [], {b"etc/hosts": planted})
+    by_path = {e.path: e for e in entries}
+    assert by_path[b"etc/hosts"].digest == "0" * 64 and stats.prehashed == 1
+    stale = ("0" * 64, real[1], real[2] + 1)  # another inode: hashed again
+    entries, stats = manifest.build(str(tree), "n1", {b"etc/hosts"}, [], {b"etc/hosts": stale})
+    by_path = {e.path: e for e in entries}
+    assert by_path[b"etc/hosts"].digest == real[0] and stats.prehashed == 0

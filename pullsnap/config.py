@@ -16,7 +16,6 @@ from typing import Any
 
 from pullsnap.configvalues import (
     Invalid,
-    a_string,
     abspath,
     boolean,
     choice,
@@ -24,6 +23,7 @@ from pullsnap.configvalues import (
     exclude_pattern,
     hook_command,
     host_label,
+    host_name,
     integer,
     ionice,
     ip_address,
@@ -50,7 +50,7 @@ class Destination:
     """One backup host this machine is pulled by."""
 
     name: str = conv(host_label)
-    host: str = conv(a_string)
+    host: str = conv(host_name)
     port: int = conv(integer(1, 65535), default=22)
     user: str = conv(user_name, default="pullsnap")
     identity_file: str = conv(abspath, default="/etc/pullsnap/id_ed25519")

@@ -117,6 +117,23 @@ def host_label(value: Any) -> str:
     return text
 
 
+_DNS_NAME_RE = re.compile(
+    r"^(?=.{1,253}\.?\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?\Z"
+)
+
+
+def host_name(value: Any) -> str:
+    """A DNS name or an IP address: what ssh and the door may be given."""
+    text = a_string(value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _DNS_NAME_RE.match(text):
+        raise Invalid(f"{text!r} is not a host name or an IP address")
+    return text
+
+
 def user_name(value: Any) -> str:
     text = a_string(value)
     if not _USER_RE.match(text):

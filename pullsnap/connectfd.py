@@ -17,6 +17,7 @@ receiver read this one file.  ssh gives it a Unix socket as stdout
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from typing import NamedTuple
@@ -62,12 +63,22 @@ def helper_files() -> HelperFiles:
     return HelperFiles(run=(SHELL, _python()), read=(stdlib, os.path.abspath(__file__)))
 
 
+# ssh runs ProxyCommand through the shell: every word must be plain.
+_PLAIN_WORD = re.compile(r"^[A-Za-z0-9_./:%+,@=][A-Za-z0-9_./:%+,@=-]*\Z")
+
+
 def proxy_options(address: str, port: int, timeout: float) -> list[str]:
-    """The ssh options that make ssh connect through this script."""
-    script = os.path.abspath(__file__)
-    command = f"{_python()} -I -S {script} {address} {port} {max(1, int(timeout))}"
+    """The ssh options that make ssh connect through this script, or none
+    when a word of the command would not be plain to the shell (an
+    interpreter or install path with spaces, an odd host name): then ssh
+    connects by itself, as it would without us."""
+    python, script = _python(), os.path.abspath(__file__)
+    if not all(_PLAIN_WORD.match(word) for word in (python, script, address)):
+        return []
+    words = [python, "-I", "-S", script, address, str(int(port)), str(max(1, int(timeout)))]
     # ssh expands %-tokens in ProxyCommand (a scoped IPv6 address has a '%').
-    return ["-o", f"ProxyCommand={command.replace('%', '%%')}", "-o", "ProxyUseFdpass=yes"]
+    command = " ".join(words).replace("%", "%%")
+    return ["-o", f"ProxyCommand={command}", "-o", "ProxyUseFdpass=yes"]
 
 
 if __name__ == "__main__":

@@ -393,3 +393,18 @@ def test_the_shipped_examples_parse() -> None:
     grabber = load_grabber(str(root / "config" / "grabber.toml"))
     assert initiator.destinations[0].name == "vault"
     assert grabber.min_keep == 3
+
+
+def test_a_destination_host_is_a_host_name_or_an_address() -> None:
+    import pytest
+
+    from pullsnap.config import ConfigError, initiator_from_dict
+
+    def config(host: object) -> dict:
+        return {"destination": [{"name": "vault", "host": host, "sources": ["/etc"]}]}
+
+    for good in ("vault", "vault.example.org", "vault.example.org.", "192.0.2.5", "2001:db8::5"):
+        assert initiator_from_dict(config(good)).destinations[0].host == good
+    for bad in ("", "-oProxyCommand=x", "vault example", "vault;reboot", "$(reboot)", "a..b"):
+        with pytest.raises(ConfigError, match="host"):
+            initiator_from_dict(config(bad))

@@ -65,3 +65,10 @@ def test_helper_files_cover_what_the_interpreter_reads() -> None:
     assert files.run == ("/bin/sh", os.path.realpath(sys.executable))
     assert os.path.abspath(connectfd.__file__) in files.read
     assert os.path.dirname(os.__file__) in files.read
+
+
+def test_words_the_shell_would_read_as_more_than_a_word_mean_no_proxy() -> None:
+    for address in ("vault; reboot", "$(reboot)", "-oProxyCommand=x", "a b", "`x`", "vault'"):
+        assert connectfd.proxy_options(address, 22, 10) == [], address
+    assert connectfd.proxy_options("vault.example.org", 22, 10) != []
+    assert connectfd.proxy_options("2001:db8::5", 22, 10) != []

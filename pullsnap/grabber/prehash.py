@@ -41,7 +41,7 @@ Hashed = tuple[str, int, int]  # hex digest, size, inode
 RETRY_AFTER = 0.02  # seconds before a name not yet in place is tried again
 SEND_EVERY = 0.05  # seconds: names go to the hasher at least this often
 SEND_BYTES = 4096  # or once this much is waiting
-NICE = 10  # rsync and ssh come first
+NICE = 19  # the last to get a CPU: the receiving rsync and ssh come first
 TITLE = "pullsnap-hasher"  # its command line in ps(1)
 
 

@@ -65,20 +65,47 @@ def open_beneath(root_fd: int, path: bytes) -> tuple[int, bytes]:
     return fd, name
 
 
-def hash_beneath(root_fd: int, path: bytes) -> Hashed | None:
+class Directories:
+    """Open directories of the tree by path, the last few kept open: rsync
+    names the files of one directory one after another, so most files then
+    cost one open(2), not one per path component."""
+
+    KEEP = 32
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self._open: dict[bytes, int] = {}  # insertion order: oldest first
+
+    def get(self, parent: bytes) -> int:
+        """The directory `parent` (relative to the root; b"" is the root)."""
+        if not parent:
+            return self.root_fd
+        fd = self._open.pop(parent, None)
+        if fd is None:
+            fd, _ = open_beneath(self.root_fd, parent + b"/x")
+            while len(self._open) >= self.KEEP:
+                os.close(self._open.pop(next(iter(self._open))))
+        self._open[parent] = fd  # the newest now
+        return fd
+
+    def close(self) -> None:
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+
+
+def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
     """The file's digest, or None when it is not in place (yet).
 
     Raises OSError for a file that is there but cannot be hashed."""
+    parent, _, name = path.rpartition(b"/")
+    if name in (b"", b".", b".."):
+        raise OSError(f"odd path {os.fsdecode(path)!r}")
     try:
-        dir_fd, name = open_beneath(root_fd, path)
-    except FileNotFoundError:
-        return None
-    try:
+        dir_fd = dirs.get(parent)
         return manifest.hash_file(dir_fd, name)
     except FileNotFoundError:
         return None
-    finally:
-        os.close(dir_fd)
 
 
 class Prehasher:
@@ -228,6 +255,14 @@ def _hasher(
 
 
 def _hash_names(tree_fd: int, names: int) -> Mapping[bytes, Hashed]:
+    dirs = Directories(tree_fd)
+    try:
+        return _hash_arriving(dirs, names)
+    finally:
+        dirs.close()
+
+
+def _hash_arriving(dirs: Directories, names: int) -> Mapping[bytes, Hashed]:
     done: dict[bytes, Hashed] = {}
     waiting: dict[bytes, float] = {}  # named, not in place yet: when tried
     buffer = b""
@@ -239,21 +274,23 @@ def _hash_names(tree_fd: int, names: int) -> Mapping[bytes, Hashed]:
             ended = not chunk
             *complete, buffer = (buffer + chunk).split(b"\0")
             for path in complete:
-                _try(tree_fd, path, done, waiting)
+                _try(dirs, path, done, waiting)
         now = time.monotonic()
         for path, tried in list(waiting.items()):
             if ended or now - tried >= RETRY_AFTER:
                 del waiting[path]
                 if not ended:
-                    _try(tree_fd, path, done, waiting)
+                    _try(dirs, path, done, waiting)
                 else:
-                    _try(tree_fd, path, done, {})  # the last chance: rsync has ended
+                    _try(dirs, path, done, {})  # the last chance: rsync has ended
     return done
 
 
-def _try(tree_fd: int, path: bytes, done: dict[bytes, Hashed], waiting: dict[bytes, float]) -> None:
+def _try(
+    dirs: Directories, path: bytes, done: dict[bytes, Hashed], waiting: dict[bytes, float]
+) -> None:
     try:
-        hashed = hash_beneath(tree_fd, path)
+        hashed = hash_beneath(dirs, path)
     except OSError:
         return  # odd or unreadable: build says so after the run
     if hashed is None:

@@ -49,6 +49,23 @@ def replace_json(path: str, value: Any, owner_of: str | None = None) -> None:
 MAX_JSON = 16 << 20
 
 
+def open_regular(path: str) -> int:
+    """A descriptor for reading `path` if it is a regular file: not through
+    a symlink, and without blocking on a FIFO.  Raises OSError otherwise.
+
+    The files in host directories are the grabber user's: a receiving rsync
+    subverted while unconfined could plant a FIFO or a link there for a
+    command run as root (`grabber status`, `list`, `verify`) to trip over."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_json(path: str) -> Any:
     """The JSON in `path`, or None when it is missing, unreadable or not JSON.
 
@@ -57,12 +74,11 @@ def read_json(path: str) -> Any:
     receiving rsync could plant a FIFO or a link for root to trip over.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path)
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON:
+        if os.fstat(fd).st_size > MAX_JSON:
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             return json.loads(f.read(MAX_JSON).decode("utf-8"))

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber.atomicfile import open_regular
 from pullsnap.grabber.repository import HostRepo
 
 FORMAT = 1
@@ -99,8 +100,8 @@ def parse_line(line: str) -> Entry | None:
 
 def read(path: str) -> dict[bytes, Entry] | None:
     """path -> entry, or None when there is no readable manifest."""
-    try:
-        f = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    try:  # a regular file, never a link or FIFO (atomicfile.open_regular)
+        f = open(open_regular(path), encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except OSError:
         return None
     entries: dict[bytes, Entry] = {}

@@ -32,6 +32,7 @@ from typing import Any
 
 from pullsnap import caps
 from pullsnap.errors import Locked, PullsnapError
+from pullsnap.grabber.atomicfile import open_regular, read_json
 from pullsnap.grabber.removal import remove_tree
 
 RECORD_FORMAT = 1
@@ -125,11 +126,7 @@ class HostRepo:
     # records
 
     def read_record(self, name: str) -> dict[str, Any] | None:
-        try:
-            with open(self.record_path(name), encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError):
-            return None
+        record = read_json(self.record_path(name))  # a regular file, never a link or FIFO
         return record if isinstance(record, dict) else None
 
     def write_record(self, name: str, record: dict[str, Any]) -> None:
@@ -342,7 +339,7 @@ class HostRepo:
     def lock_holder(self) -> str:
         """Who holds the lock, as the refusal says it."""
         try:
-            with open(os.path.join(self.path, LOCK), "rb") as f:
+            with os.fdopen(open_regular(os.path.join(self.path, LOCK)), "rb") as f:
                 return _lock_message(self.host, f.read(4096))
         except OSError:
             return f"{self.host}: already running"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -478,3 +479,28 @@ def test_the_grabber_has_descriptors_for_the_deepest_tree(tmp_path: Path) -> Non
         assert not os.path.lexists(top)
     finally:
         subprocess.run(["rm", "-rf", str(top)], check=True)
+
+
+def test_a_planted_fifo_or_link_is_not_read_as_a_record_manifest_or_lock(tmp_path: Path) -> None:
+    """What root runs (`grabber status`, `list`, `verify`) reads host files
+    only when they are regular files: a FIFO would block it, a link would
+    make it read elsewhere."""
+    from pullsnap.grabber import manifest
+
+    host = HostRepo(str(tmp_path), "web1")
+    host.ensure()
+    name = "2026-11-25T120000Z"
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"state": "complete"}))
+    os.mkfifo(host.record_path(name))  # nobody ever writes to it
+    os.symlink(outside, host.manifest_path(name))
+    lock = os.path.join(host.path, repository.LOCK)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock)
+    os.mkfifo(lock)
+    assert host.read_record(name) is None
+    assert manifest.read(host.manifest_path(name)) is None
+    assert host.lock_holder() == "web1: already running"
+    os.unlink(host.record_path(name))
+    os.symlink(outside, host.record_path(name))
+    assert host.read_record(name) is None

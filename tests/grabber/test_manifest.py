@@ -346,3 +346,22 @@ def test_verify_prints_odd_names_escaped_on_one_line(src, repo, tmp_path, capsys
     shown = [line for line in out.splitlines() if line.startswith("mismatch: ")]
     assert len(shown) == 1 and "new\\nline \\\\#134 caf\\xe9" in shown[0], out
     out.encode("ascii")
+
+
+def test_a_base_read_whole_is_written_back_line_for_line_and_bad_lines_drop_alone(
+    tmp_path: Path,
+) -> None:
+    entries = [manifest.Entry(f"d/f{i}".encode(), f"{i:064x}", i, 100 + i, "2026-11-25T020000Z")
+               for i in range(5)]  # fmt: skip
+    base = tmp_path / "base.manifest"
+    manifest.write(str(base), {"snapshot": "2026-11-25T020000Z"}, entries)
+    read = manifest.read(str(base))
+    assert read is not None and list(read.values()) == entries
+    manifest.write(str(tmp_path / "next.manifest"), {"snapshot": "n"}, list(read.values()))
+    body = base.read_text().split("\n", 1)[1]
+    assert (tmp_path / "next.manifest").read_text().split("\n", 1)[1] == body
+    lines = base.read_text().split("\n")
+    lines[2] = '["d/f1", "not closed'  # one torn line: the others still count
+    base.write_text("\n".join(lines))
+    read = manifest.read(str(base))
+    assert read is not None and sorted(read) == [b"d/f0", b"d/f2", b"d/f3", b"d/f4"]

@@ -60,8 +60,10 @@ def machine(work: str) -> dict[str, str]:
 def versions() -> dict[str, str]:
     import pullsnap
 
+    venv = os.path.basename(os.path.dirname(os.path.dirname(sys.executable)))
+    install = "a plain install" if venv == ".venv-bench" else f"the install in {venv}"
     return {
-        "pullsnap": pullsnap.__version__,
+        "pullsnap": f"{pullsnap.__version__} ({install})",
         "rsync": _version(["rsync", "--version"]).replace("rsync  version ", ""),
         "OpenSSH": _version(["ssh", "-V"]).split(",")[0],
         "rsnapshot": _version(["rsnapshot", "--version"]).replace("rsnapshot ", ""),

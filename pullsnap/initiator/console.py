@@ -272,7 +272,7 @@ def run_all(
             stopped.finish()
 
     async def each_destination(reactor: Any) -> None:
-        confine = wiring.rsync_supports_confine_root(cfg.rsync)
+        confine = wiring.start_confine_root_probe(cfg.rsync)
         for dest in destinations:
             if stopped.reason:
                 break

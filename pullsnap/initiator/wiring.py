@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 
 from pullsnap import connectfd, errors
 from pullsnap.config import Destination, InitiatorConfig
@@ -121,11 +122,34 @@ def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:
 
 def rsync_supports_confine_root(rsync: str) -> bool:
     """rsync >= 3.5 bounds server-side merge-file opens with --confine-root."""
+    return start_confine_root_probe(rsync)()
+
+
+def start_confine_root_probe(rsync: str) -> Callable[[], bool]:
+    """`rsync_supports_confine_root`, started now and answered when asked
+    (once): the run needs the answer only for the sshd configuration, after
+    the call to the backup host has started."""
     try:
-        out = subprocess.run([rsync, "--help"], capture_output=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return b"--confine-root" in out
+        child = subprocess.Popen(
+            [rsync, "--help"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError:
+        return lambda: False
+    answer: list[bool] = []
+
+    def supported() -> bool:
+        if not answer:
+            try:
+                out, _ = child.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                out = b""
+            answer.append(b"--confine-root" in out)
+        return answer[0]
+
+    return supported
 
 
 def login_name() -> str:

@@ -183,7 +183,9 @@ class Run:
         ours.prepare(self.stage)
         ours.fresh(self.stage, 0)
         floor.fresh(self.stage, 0)
-        for _ in range(1 + max(5, self.reps)):  # the first of each warms caches, not counted
+        # Fifteen interleaved pairs: a second of background work moves one pair
+        # by 0.05 s, and the overhead is a difference of two medians.
+        for _ in range(1 + max(15, self.reps)):  # the first of each warms caches, not counted
             for tool, name in ((ours, "pullsnap"), (floor, "rsync-ssh")):
                 sample = self._tiny_backup(tool, tiny)
                 self.steps.append({"tool": name, "scenario": "tiny", "wall": sample.wall,

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from bench import measure
@@ -277,9 +278,40 @@ class Pullsnap(Contender):
 
     def finish(self, stage: Stage) -> None:
         if self.mounted:
-            subprocess.run(["umount", self.repo], check=False)
+            unmount(self.repo, stage.notes)
             self.mounted = False
         super().finish(stage)
+
+
+def unmount(path: str, notes: list[str]) -> None:
+    """Unmount the repository's bind mount; if something still uses it, say
+    what (in the results' notes), wait a little, and detach it lazily last."""
+    for attempt in range(20):
+        done = subprocess.run(["umount", path], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if attempt == 0:
+            users = sorted(_users_of(path))
+            notes.append(f"{path} was still in use when a repetition ended: "
+                         f"{'; '.join(users) or 'no process found'}")  # fmt: skip
+        time.sleep(0.2)
+    subprocess.run(["umount", "-l", path], check=False)
+
+
+def _users_of(path: str) -> set[str]:
+    """Processes with their working directory or an open file below `path`."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            places = [os.readlink(f"/proc/{pid}/cwd")]
+            places += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")[:80]
+        except OSError:
+            continue
+        if any(p == path or p.startswith(path + "/") for p in places):
+            found.add(f"{pid} {command.strip()}")
+    return found
 
 
 def all_contenders() -> list[Contender]:

@@ -136,7 +136,7 @@ class Prehasher:
                 prepared.close()
             return
         if pid == 0:  # the hasher: never returns
-            _hasher(tree_fd, names_r, results_w, (names_w, results_r), held, keep, prepared)
+            _hasher(tree_fd, names_r, results_w, held, keep, prepared)
         os.close(tree_fd)
         os.close(names_r)
         os.close(results_w)
@@ -184,7 +184,7 @@ class Prehasher:
             chunks = []
             while chunk := os.read(self._results, 1 << 16):
                 chunks.append(chunk)
-            for line in b"".join(chunks).decode("utf-8", "surrogateescape").splitlines():
+            for line in b"".join(chunks).decode("ascii", "replace").split("\n"):
                 parsed = _parse(line)
                 if parsed is not None:
                     found[parsed[0]] = parsed[1]
@@ -222,7 +222,6 @@ def _hasher(
     tree_fd: int,
     names: int,
     results: int,
-    parents: tuple[int, ...],
     held: tuple[str, ...],
     keep: tuple[str, ...],
     prepared: landlock.Prepared | None,
@@ -234,8 +233,8 @@ def _hasher(
             signal.signal(signum, signal.SIG_DFL)  # not the grabber's unwinding handlers
         prctl.set_pdeathsig(signal.SIGKILL)
         prctl.set_proctitle(TITLE)
-        for fd in parents:
-            os.close(fd)
+        ruleset = () if prepared is None else (prepared.fd,)
+        _close_all_but((tree_fd, names, results, *ruleset))  # the lock, the session: the grabber's
         os.nice(NICE)
         caps.drop_entirely([c for c in held if c not in keep])
         if keep:
@@ -252,6 +251,14 @@ def _hasher(
         code = 0
     finally:
         os._exit(code)
+
+
+def _close_all_but(keep: tuple[int, ...]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _hash_names(tree_fd: int, names: int) -> Mapping[bytes, Hashed]:

@@ -86,3 +86,23 @@ def test_build_takes_an_early_digest_only_for_the_same_inode(tmp_path: Path) -> 
     entries, stats = manifest.build(str(tree), "n1", {b"etc/hosts"}, [], {b"etc/hosts": stale})
     by_path = {e.path: e for e in entries}
     assert by_path[b"etc/hosts"].digest == real[0] and stats.prehashed == 0
+
+
+def test_the_hasher_keeps_none_of_the_grabbers_descriptors(tmp_path: Path) -> None:
+    """Not the host lock, not the login session: it holds the tree and its two pipes."""
+    tree = _tree(tmp_path)
+    marker = os.open(tmp_path / "lock-like", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        hasher = prehash.Prehasher(str(tree), "fake-super", ())
+        fds = lambda: {os.readlink(f"/proc/{hasher.pid}/fd/{n}")  # noqa: E731
+                       for n in os.listdir(f"/proc/{hasher.pid}/fd")}  # fmt: skip
+        deadline = time.monotonic() + 5
+        while str(tmp_path / "lock-like") in fds() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = fds()
+        assert str(tmp_path / "lock-like") not in held
+        assert str(tree) in held and len(held) <= 4  # the tree, two pipes, maybe the ruleset
+        hasher.add(b"etc/hosts")
+        assert b"etc/hosts" in hasher.close()
+    finally:
+        os.close(marker)

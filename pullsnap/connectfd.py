@@ -17,10 +17,11 @@ receiver read this one file.  ssh gives it a Unix socket as stdout
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
-from typing import NamedTuple
+
+# Run as a script, it imports no more than this: what ssh waits for is its
+# start.  The parent-side helpers below import what they need when called.
 
 
 def main(argv: list[str]) -> int:
@@ -46,9 +47,12 @@ def main(argv: list[str]) -> int:
 SHELL = "/bin/sh"  # ssh runs ProxyCommand as `$SHELL -c "exec ..."`; our children get no SHELL
 
 
-class HelperFiles(NamedTuple):
-    run: tuple[str, ...]  # executed: the shell and the interpreter
-    read: tuple[str, ...]  # read: the standard library and this script
+class HelperFiles:
+    __slots__ = ("read", "run")
+
+    def __init__(self, run: tuple[str, ...], read: tuple[str, ...]) -> None:
+        self.run = run  # executed: the shell and the interpreter
+        self.read = read  # read: the standard library and this script
 
 
 def _python() -> str:
@@ -64,7 +68,7 @@ def helper_files() -> HelperFiles:
 
 
 # ssh runs ProxyCommand through the shell: every word must be plain.
-_PLAIN_WORD = re.compile(r"^[A-Za-z0-9_./:%+,@=][A-Za-z0-9_./:%+,@=-]*\Z")
+_PLAIN_WORD = r"^[A-Za-z0-9_./:%+,@=][A-Za-z0-9_./:%+,@=-]*\Z"
 
 
 def proxy_options(address: str, port: int, timeout: float) -> list[str]:
@@ -72,8 +76,10 @@ def proxy_options(address: str, port: int, timeout: float) -> list[str]:
     when a word of the command would not be plain to the shell (an
     interpreter or install path with spaces, an odd host name): then ssh
     connects by itself, as it would without us."""
+    import re
+
     python, script = _python(), os.path.abspath(__file__)
-    if not all(_PLAIN_WORD.match(word) for word in (python, script, address)):
+    if not all(re.match(_PLAIN_WORD, word) for word in (python, script, address)):
         return []
     words = [python, "-I", "-S", script, address, str(int(port)), str(max(1, int(timeout)))]
     # ssh expands %-tokens in ProxyCommand (a scoped IPv6 address has a '%').

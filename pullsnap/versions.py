@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache, lru_cache
 
 # rsync before 3.4.0 lets a malicious sender attack the receiver
 # (CVE-2024-12084..12088); the grabber is the receiver.
@@ -29,26 +29,23 @@ def dotted(version: tuple[int, ...] | None) -> str:
 @lru_cache(maxsize=8)
 def tool_version(argv: tuple[str, ...]) -> tuple[int, ...] | None:
     """Run `argv` (e.g. ("rsync", "--version")) and parse its banner."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_version((done.stdout + done.stderr).decode("utf-8", "replace"))
+    return start_probe(argv)()
 
 
-def start_probe(argv: tuple[str, ...]) -> Callable[[], tuple[int, ...] | None]:
-    """Start `argv` now; the returned function waits for it and parses its
-    banner (once: later calls return the same).  The probe runs while the
-    caller does other work."""
+def start_output(argv: Sequence[str]) -> Callable[[], bytes]:
+    """Start `argv` now; the returned function waits for it and gives what
+    it wrote, stdout and stderr together (once: later calls return the
+    same; b"" if it could not run or took over 10 s).  The program runs
+    while the caller does other work."""
     try:
         child = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except OSError:
-        return lambda: None
-    found: list[tuple[int, ...] | None] = []
+        return lambda: b""
+    found: list[bytes] = []
 
-    def result() -> tuple[int, ...] | None:
+    def output() -> bytes:
         if not found:
             try:
                 out, _ = child.communicate(timeout=10)
@@ -56,10 +53,16 @@ def start_probe(argv: tuple[str, ...]) -> Callable[[], tuple[int, ...] | None]:
                 child.kill()
                 child.wait()
                 out = b""
-            found.append(parse_version(out.decode("utf-8", "replace")))
+            found.append(out)
         return found[0]
 
-    return result
+    return output
+
+
+def start_probe(argv: tuple[str, ...]) -> Callable[[], tuple[int, ...] | None]:
+    """`start_output` of a banner, parsed into a version when asked (once)."""
+    output = start_output(argv)
+    return cache(lambda: parse_version(output().decode("utf-8", "replace")))
 
 
 def rsync_version(rsync: str) -> tuple[int, ...] | None:

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
-from pullsnap import connectfd, errors
+from pullsnap import connectfd, errors, versions
 from pullsnap.config import Destination, InitiatorConfig
 
 LOGIN_COMMAND = "pullsnap"
@@ -129,27 +129,8 @@ def start_confine_root_probe(rsync: str) -> Callable[[], bool]:
     """`rsync_supports_confine_root`, started now and answered when asked
     (once): the run needs the answer only for the sshd configuration, after
     the call to the backup host has started."""
-    try:
-        child = subprocess.Popen(
-            [rsync, "--help"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-    except OSError:
-        return lambda: False
-    answer: list[bool] = []
-
-    def supported() -> bool:
-        if not answer:
-            try:
-                out, _ = child.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-                out = b""
-            answer.append(b"--confine-root" in out)
-        return answer[0]
-
-    return supported
+    output = versions.start_output([rsync, "--help"])
+    return lambda: b"--confine-root" in output()
 
 
 def login_name() -> str:

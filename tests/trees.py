@@ -27,6 +27,25 @@ def _w(path: bytes | str, data: bytes, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def deep_tree(top: str | os.PathLike, depth: int, data: bytes = b"at the bottom\n") -> str:
+    """`depth` nested directories "d" below `top` (made if missing) and a file
+    "f" at the bottom, made relative to each other (a path that long could
+    not be opened whole); the file's path below `top`."""
+    os.makedirs(top, exist_ok=True)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(data)
+    finally:
+        os.close(fd)
+    return "d/" * depth + "f"
+
+
 def make_rich_tree(root: str) -> None:
     """A tree exercising what `-aHAX --numeric-ids` must preserve."""
     os.makedirs(root)

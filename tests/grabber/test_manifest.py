@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber import manifest, pull, verify
+from pullsnap.grabber import manifest, pull, rsyncout, verify
 from pullsnap.grabber.repository import HostRepo
 from pullsnap.initiator.gate import GatePolicy, parse
+from tests.trees import deep_tree
 
 pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
 
@@ -112,7 +113,7 @@ def test_item_lines_stay_out_of_the_log_and_progress_still_flows(src, tmp_path) 
     os.makedirs(target)
     result = pull.run_rsync(local_argv(src, target), ENV, progress.append, logged.append, None, 60)
     assert result.exit_code == 0
-    assert progress and not any(pull.ITEM_MARKER in line for line in logged)
+    assert progress and not any(rsyncout.ITEM_MARKER in line for line in logged)
     assert result.stats["files"] > 5
 
 
@@ -129,7 +130,7 @@ def test_item_lines_stay_out_of_the_log_and_progress_still_flows(src, tmp_path) 
     ],
 )
 def test_parse_item(line: str, expected) -> None:
-    assert pull.parse_item(line) == expected
+    assert rsyncout.parse_item(line) == expected
 
 
 def test_the_gate_accepts_the_command_line_with_itemized_output(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_the_gate_accepts_the_command_line_with_itemized_output(tmp_path: Path) 
     fake.chmod(0o755)
     spec = pull.PullSpec(RSYNC, str(fake), CONNECT, ("/etc", "/srv/a b"), str(tmp_path / "t"))
     argv = pull.rsync_argv(spec)
-    assert f"--out-format={pull.ITEM_MARKER}%i %n" in argv
+    assert f"--out-format={rsyncout.ITEM_MARKER}%i %n" in argv
     at = argv.index("-e")
     argv[at + 1] = str(fake)
     subprocess.run(argv, env=ENV, capture_output=True, timeout=30, check=False)
@@ -161,7 +162,7 @@ def test_failed_paths_from_rsync_error_lines() -> None:
         "rsync error: some files/attrs were not transferred (see previous errors) (code 23)",
         'file has vanished: "/tmp/x"',
     ]
-    assert [pull.failed_path(line) for line in lines] == [
+    assert [rsyncout.failed_path(line) for line in lines] == [
         {"path": "/etc/shadow", "error": "send_files failed to open: Permission denied (13)"},
         {"path": "/root/.ssh", "error": "opendir: Permission denied (13)"},
         None,
@@ -299,26 +300,9 @@ def test_manifest_lines_round_trip_odd_names() -> None:
     assert dataclasses.asdict(entry)["size"] == 5
 
 
-def _deep_tree(top: str, depth: int) -> bytes:
-    """`depth` nested directories with one file at the bottom; its path below `top`."""
-    os.makedirs(top)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
-            f.write(b"deep")
-    finally:
-        os.close(fd)
-    return b"d/" * depth + b"f"
-
-
 def test_a_tree_deeper_than_the_recursion_limit_gets_a_manifest_and_a_verify(repo) -> None:
     """rsync sends trees about 1024 levels deep; the backed-up host picks the depth."""
-    deepest = _deep_tree(repo.tree(N1), 1100)
+    deepest = os.fsencode(deep_tree(repo.tree(N1), 1100))
     try:
         entries, stats = manifest.build(repo.tree(N1), N1, set(), [])
         assert [e.path for e in entries] == [deepest] and stats.problems == []

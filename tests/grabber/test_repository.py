@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pullsnap.errors import LOCKED, Locked, PullsnapError
 from pullsnap.grabber import repository
 from pullsnap.grabber.repository import HostRepo, parse_name, snapshot_name
+from tests.trees import deep_tree
 
 # --- naming -------------------------------------------------------------------------
 
@@ -431,26 +432,11 @@ def test_lock_message_without_a_readable_holder() -> None:
     assert repository._lock_message("web1", b'{"pid": 1}') == "web1: already running"
 
 
-def _nest(top: Path, depth: int) -> None:
-    """`depth` nested directories below `top`, made without long paths."""
-    top.mkdir()
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
-    finally:
-        os.close(fd)
-
-
 def test_remove_tree_removes_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
     """A backed-up host picks its tree's depth (rsync sends about 1024 levels);
     a snapshot that cannot be deleted blocks retention and the space guard."""
     top = tmp_path / "deep"
-    _nest(top, 1100)
+    deep_tree(top, 1100)
     try:
         repository.remove_tree(str(top))
         assert not os.path.lexists(top)
@@ -471,7 +457,7 @@ def test_the_grabber_has_descriptors_for_the_deepest_tree(tmp_path: Path) -> Non
     """The walks hold a descriptor per directory level; a soft limit below the
     depth (1024 is the usual one) is raised towards the hard limit first."""
     top = tmp_path / "deep"
-    _nest(top, 600)
+    deep_tree(top, 600)
     try:
         done = subprocess.run([sys.executable, "-c", _DEEP_UNDER_A_LOW_LIMIT, str(top)],
                               capture_output=True, text=True, check=False)  # fmt: skip

@@ -12,34 +12,18 @@ import pytest
 
 from pullsnap import errors
 from tests.labfixtures import Site
+from tests.trees import deep_tree
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
 
 DEPTH = 1010  # with the lab's path: below rsync's own limit, above Python's recursion limit
 
 
-def _deep(top: str, depth: int) -> str:
-    """`depth` nested directories and a file, made without long paths."""
-    os.makedirs(top, exist_ok=True)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
-            f.write("at the bottom\n")
-    finally:
-        os.close(fd)
-    return "d/" * depth + "f"
-
-
 def test_a_tree_deeper_than_the_recursion_limit_is_kept_verified_and_pruned(site: Site) -> None:
     rules = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,
              "keep_yearly": 0, "suspect_drop": 0}  # fmt: skip
     site.regrab(min_keep=1, policy=rules)
-    bottom = _deep(site.src, DEPTH)
+    bottom = deep_tree(site.src, DEPTH)
     try:
         done = site.run()
         assert done.returncode == errors.OK, done.stderr[-2000:]

@@ -231,7 +231,7 @@ def finish(run: Run) -> None:
         errors=result.errors[-20:],
     )
     if result.failed_paths_total:
-        # rsync exit 23: which files it could not read (pull.failed_path).
+        # rsync exit 23: which files it could not read (rsyncout.failed_path).
         run.record.update(
             failed_paths=result.failed_paths, failed_paths_total=result.failed_paths_total
         )

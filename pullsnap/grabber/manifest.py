@@ -8,7 +8,7 @@ on the backup host would go unnoticed until a restore.  Beside each snapshot:
     ["etc/hosts", "<64 hex digits>", <size>, <inode>, "<snapshot that hashed it>"]
 
 Only files this run stored anew are read and hashed: those rsync's
-itemized output names (pull.ITEM_MARKER lines), and any file whose inode is
+itemized output names (rsyncout.ITEM_MARKER lines), and any file whose inode is
 not the one the link-dest snapshot's manifest has at that path (rsync
 copies instead of linking when a file's link count is at the filesystem's
 maximum, EMLINK, and says nothing; a file linked from an interrupted tree

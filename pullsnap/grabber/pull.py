@@ -1,4 +1,4 @@
-"""The rsync pull: argv builders and stats parsing (pure), and the run (piperun.py).
+"""The rsync pull: argv builders (pure), the run (piperun.py) and its verdict.
 
     rsync -aHAX --numeric-ids -R --super|--fake-super --timeout=N --stats
           --info=progress2 --out-format=<ITEM_MARKER>%i %n
@@ -22,6 +22,13 @@ from dataclasses import dataclass, field
 
 from pullsnap import connectfd, report
 from pullsnap.grabber import piperun
+from pullsnap.grabber.rsyncout import (
+    ITEM_MARKER,
+    failed_path,
+    is_new_file,
+    parse_item,
+    parse_stats,
+)
 
 HOST_KEY_ALIAS = "pullsnap-initiator"
 SETPRIV = "/usr/bin/setpriv"
@@ -36,9 +43,6 @@ MAX_LINK_DESTS = 20  # rsync's limit on --link-dest/--compare-dest dirs
 # AES instructions in nearly every server CPU it is the better default.
 # chacha20-poly1305 stays second for a peer that lacks AES-GCM.
 CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
-# Each file rsync changes in the new tree is one stdout line "<marker><%i> <%n>"
-# (rsync(1) --out-format, --itemize-changes): the manifest hashes those.
-ITEM_MARKER = "pullsnap-item "
 MAX_FAILED_PATHS = 1000
 
 
@@ -173,81 +177,6 @@ def rsync_argv(spec: PullSpec) -> list[str]:
     host = remote_host(spec.connect.user, spec.connect.address)
     sources = [f"{host}:{spec.sources[0]}"] + [f":{s}" for s in spec.sources[1:]]
     return [*argv, "--", *sources, spec.target.rstrip("/") + "/"]
-
-
-# --- stats -------------------------------------------------------------------------
-
-_STAT_KEYS = {
-    "Number of files": "files",
-    "Number of created files": "created_files",
-    "Number of deleted files": "deleted_files",
-    "Number of regular files transferred": "transferred_files",
-    "Total file size": "total_size",
-    "Total transferred file size": "transferred_size",
-    "Literal data": "literal_data",
-    "Matched data": "matched_data",
-    "File list size": "file_list_size",
-    "Total bytes sent": "bytes_sent",
-    "Total bytes received": "bytes_received",
-}
-_STAT_RE = re.compile(r"^([A-Za-z ]+): ([0-9,]+)")
-
-
-def parse_stats(lines: Sequence[str]) -> dict[str, int]:
-    """rsync --stats output -> {"files": n, "transferred_size": bytes, ...}."""
-    stats: dict[str, int] = {}
-    for line in lines:
-        match = _STAT_RE.match(line.strip())
-        if match and match.group(1) in _STAT_KEYS:
-            stats[_STAT_KEYS[match.group(1)]] = int(match.group(2).replace(",", ""))
-    return stats
-
-
-# --- itemized changes and error lines (pure) ----------------------------------------
-
-# rsync(1) --itemize-changes: Y is ">" received, "c" created locally (a copy
-# from a --link-dest tree whose attributes differ), "h" a hard link to
-# another file of this transfer; X "f" is a regular file.
-NEW_FILE_KINDS = (">f", "cf", "hf")
-_OCTAL_ESCAPE_RE = re.compile(rb"\\#([0-7]{3})")
-
-
-def unescape_name(text: str) -> bytes:
-    """rsync's output escapes unprintable bytes (and a backslash before '#')
-    as \\#ooo (rsync(1) --8-bit-output); undo it."""
-    raw = text.encode("utf-8", "surrogateescape")
-    return _OCTAL_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 8)]), raw)
-
-
-def parse_item(line: str) -> tuple[str, bytes] | None:
-    """A marked --out-format line -> (itemize code, path relative to the target)."""
-    if not line.startswith(ITEM_MARKER):
-        return None
-    code, sep, name = line[len(ITEM_MARKER) :].partition(" ")
-    if not sep or len(code) < 2 or not name:
-        return None
-    # A local transfer with --relative names absolute paths: still relative to the target.
-    return code, unescape_name(name).lstrip(b"/")
-
-
-def is_new_file(code: str) -> bool:
-    """Did rsync store this file anew (not a hard link to a --link-dest file)?"""
-    return code[:2] in NEW_FILE_KINDS
-
-
-# rsync's per-file errors name the file in double quotes (log.c rsyserr and
-# the calls in sender.c, flist.c, receiver.c), e.g.
-#   rsync: [sender] send_files failed to open "/etc/shadow": Permission denied (13)
-#   rsync: [sender] opendir "/root" failed: Permission denied (13)
-_FAILED_PATH_RE = re.compile(r'^rsync: (?:\[\w+\] )?(.*?)"(.+)"(?:[^"]*?): (.+)$')
-
-
-def failed_path(line: str) -> dict[str, str] | None:
-    """{"path", "error"} for one rsync error line about a file, or None."""
-    match = _FAILED_PATH_RE.match(line.strip())
-    if match is None:
-        return None
-    return {"path": match.group(2), "error": f"{match.group(1).strip()}: {match.group(3)}"}
 
 
 # --- running -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pullsnap import connectfd, errors
-from pullsnap.grabber import pull
+from pullsnap.grabber import pull, rsyncout
 from pullsnap.grabber.pull import ConnectBack, PullResult, PullSpec
 
 RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
@@ -262,7 +262,7 @@ def _rsync_stats(src: Path, dst: Path, *extra: str) -> list[str]:
 def test_parse_stats_on_real_output(tree: tuple[Path, dict[str, int]], tmp_path: Path) -> None:
     src, sizes = tree
     dst = tmp_path / "dst"
-    stats = pull.parse_stats(_rsync_stats(src, dst))
+    stats = rsyncout.parse_stats(_rsync_stats(src, dst))
     files, dirs = len(sizes), 3  # ".", d1, d1/d2
     assert stats["files"] == files + dirs
     assert stats["created_files"] == files + dirs
@@ -277,15 +277,15 @@ def test_parse_stats_on_real_output(tree: tuple[Path, dict[str, int]], tmp_path:
     assert "file_list_size" in stats
 
     # A second run with --link-dest: nothing is transferred, all is hardlinked.
-    again = pull.parse_stats(_rsync_stats(src, tmp_path / "dst2", f"--link-dest={dst}"))
+    again = rsyncout.parse_stats(_rsync_stats(src, tmp_path / "dst2", f"--link-dest={dst}"))
     assert again["total_size"] == sum(sizes.values())
     assert again["transferred_size"] == 0
     assert again["transferred_files"] == 0
 
 
 def test_parse_stats_ignores_other_lines() -> None:
-    assert pull.parse_stats(["sending incremental file list", "", "Number of files: x"]) == {}
-    assert pull.parse_stats(["Total file size: 1,234 bytes"]) == {"total_size": 1234}
+    assert rsyncout.parse_stats(["sending incremental file list", "", "Number of files: x"]) == {}
+    assert rsyncout.parse_stats(["Total file size: 1,234 bytes"]) == {"total_size": 1234}
 
 
 def test_run_rsync_relays_progress_and_stats(
@@ -323,7 +323,7 @@ def test_text_the_far_side_writes_raw_reaches_nothing_unescaped() -> None:
     expected = [r"gate error: \#033[1A\#033[2Kweb1 ok", r"x\#302\#233y\#342\#200\#256z" + "\tw"]
     assert result.errors == expected and seen == expected
     assert pull.judge(result)[1:] == (errors.REFUSED, expected[0])
-    assert pull.unescape_name(expected[1]) == b"x\xc2\x9by\xe2\x80\xaez\tw"
+    assert rsyncout.unescape_name(expected[1]) == b"x\xc2\x9by\xe2\x80\xaez\tw"
 
 
 # --- verdicts -------------------------------------------------------------------------

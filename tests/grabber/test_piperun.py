@@ -44,3 +44,21 @@ def test_preexec_runs_in_the_child(tmp_path) -> None:
     out: list[str] = []
     ended = piperun.run_piped(["true"], ENV, out.append, out.append, preexec, 10)
     assert ended.code == 0 and marker.read_text() == "child"
+
+
+def test_a_stream_of_single_lines_is_read_in_batches() -> None:
+    # rsync writes each itemized name on its own; reading each write as it
+    # comes cost the grabber a wakeup per line (bench/ANALYSIS.md).
+    script = (
+        "import os, time\n"
+        "for i in range(2000):\n"
+        "    os.write(1, b'%d\\n' % i)\n"
+        "    time.sleep(0.0005)\n"
+    )
+    chunks: list[str] = []
+    ended = piperun.run_piped(
+        ["python3", "-c", script], ENV, chunks.append, lambda line: None, None, 60
+    )
+    assert ended.code == 0
+    assert "".join(chunks).splitlines() == [str(i) for i in range(2000)]
+    assert len(chunks) < 2000 / 4, f"{len(chunks)} reads for 2000 lines"

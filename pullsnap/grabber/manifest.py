@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -206,15 +207,30 @@ def _entries(dir_fd: int) -> list[os.DirEntry]:
         return sorted(it, key=lambda e: e.name, reverse=True)
 
 
+_READ_SIZE = 1 << 18
+_buffers = threading.local()
+
+
 def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:
-    """(hex digest, size, inode) of a regular file, opened without following links."""
+    """(hex digest, size, inode) of a regular file, opened without following links.
+
+    Reads into one buffer per thread: hashlib.file_digest allocates (and
+    zeroes) 256 KiB for every file, which was a third of the time of hashing
+    a tree of small files."""
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = memoryview(bytearray(_READ_SIZE))
     fd = os.open(name, _READ | os.O_NONBLOCK, dir_fd=dir_fd)
-    with open(fd, "rb", buffering=0) as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{os.fsdecode(name)} is not a regular file")
-        digest = hashlib.file_digest(f, new_hash).hexdigest()
-    return digest, st.st_size, st.st_ino
+        digest = new_hash()
+        while count := os.readv(fd, (buffer,)):
+            digest.update(buffer[:count])
+    finally:
+        os.close(fd)
+    return digest.hexdigest(), st.st_size, st.st_ino
 
 
 def open_tree(path: str) -> int:

@@ -5,6 +5,7 @@ and what verify finds after a stray write."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -349,3 +350,21 @@ def test_a_base_read_whole_is_written_back_line_for_line_and_bad_lines_drop_alon
     base.write_text("\n".join(lines))
     read = manifest.read(str(base))
     assert read is not None and sorted(read) == [b"d/f0", b"d/f2", b"d/f3", b"d/f4"]
+
+
+def test_hash_file_digests_every_byte_across_its_read_buffer(tmp_path: Path) -> None:
+    sizes = {b"empty": 0, b"one": 1, b"edge": 1 << 18, b"long": (1 << 18) * 2 + 12345}
+    for name, size in sizes.items():
+        (tmp_path / os.fsdecode(name)).write_bytes(os.urandom(size))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name, size in sizes.items():
+            data = (tmp_path / os.fsdecode(name)).read_bytes()
+            digest, got_size, inode = manifest.hash_file(fd, name)
+            assert digest == hashlib.blake2b(data, digest_size=32).hexdigest()
+            assert (got_size, inode) == (size, os.stat(tmp_path / os.fsdecode(name)).st_ino)
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(OSError, match="not a regular file"):
+            manifest.hash_file(fd, b"fifo")
+    finally:
+        os.close(fd)

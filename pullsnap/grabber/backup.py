@@ -66,6 +66,8 @@ class Run:
     # Digests the hasher made while rsync ran (prehash.py), by path.
     prehashed: dict[bytes, prehash.Hashed] = field(default_factory=dict)
     prehash_wait: float = 0.0  # seconds the hasher still took once rsync had ended
+    # The link-dest snapshots' manifests, read while rsync ran; None: not read yet.
+    bases: list[dict[bytes, manifest.Entry]] | None = None
     state: str = ""
     code: int = errors.FAILED
     message: str = ""
@@ -180,10 +182,13 @@ def do_pull(run: Run) -> None:
     )  # fmt: skip
     # Forked before rsync: no thread exists yet.
     hasher = prehash.Prehasher(host.incomplete(run.name), run.mode, run.held)
+    bases = manifest.BaseReader(
+        [host.manifest_path(os.path.basename(tree)) for tree in run.link_dests]
+    )
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),
-            cfg.run_timeout, on_new_file=hasher.add,
+            cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         if run.state in ("complete", "partial"):
@@ -191,6 +196,7 @@ def do_pull(run: Run) -> None:
             run.prehashed = hasher.close()
             run.prehash_wait = time.monotonic() - waited
     finally:
+        run.bases = bases.join()  # before anything forks again (hooks do)
         hasher.abort()
         jail.close()
 

@@ -72,7 +72,9 @@ def run_piped(
     on_stderr_line: Callable[[str], None],
     preexec: Callable[[], None] | None,
     deadline: float,
+    on_started: Callable[[], None] = lambda: None,
 ) -> Ended:
+    """`on_started` runs once the child is running (nothing forks after it here)."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     with open(os.devnull, "rb") as nothing, os.fdopen(out_write, "wb", buffering=0) as out_w, \
@@ -85,6 +87,7 @@ def run_piped(
             _tty_out=False, _ok_code=list(range(256)), _return_cmd=True, _close_fds=False,
             **({"_preexec_fn": preexec} if preexec is not None else {}),
         )  # fmt: skip
+    on_started()
     return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline)
 
 

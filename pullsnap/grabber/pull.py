@@ -253,9 +253,11 @@ def run_rsync(
     preexec: Callable[[], None] | None,
     deadline: float,
     on_new_file: Callable[[bytes], None] = lambda path: None,
+    on_started: Callable[[], None] = lambda: None,
 ) -> PullResult:
     """Run rsync (no tty), relaying output; never raises for rsync's exit.
-    `on_new_file` hears of each file rsync stores anew (not a hard link)."""
+    `on_new_file` hears of each file rsync stores anew (not a hard link);
+    `on_started` runs once rsync is running."""
     out = _Relay(on_progress, on_line, on_new_file)
     err_lines: list[str] = []
     failed: list[dict[str, str]] = []
@@ -275,7 +277,7 @@ def run_rsync(
                         failed.append(bad)
 
     started = time.monotonic()
-    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline)
+    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started)
     code = -1 if ended.code is None or ended.timed_out else ended.code
     if ended.timed_out:
         err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")

@@ -368,3 +368,26 @@ def test_hash_file_digests_every_byte_across_its_read_buffer(tmp_path: Path) -> 
             manifest.hash_file(fd, b"fifo")
     finally:
         os.close(fd)
+
+
+def test_base_manifests_are_read_in_a_thread_in_order_and_unreadable_ones_skipped(
+    tmp_path: Path,
+) -> None:
+    paths = []
+    for n in range(2):
+        entries = [manifest.Entry(f"s{n}/f{i}".encode(), f"{i:064x}", i, 10 * n + i, f"snap{n}")
+                   for i in range(3)]  # fmt: skip
+        paths.append(str(tmp_path / f"snap{n}.manifest"))
+        manifest.write(paths[-1], {"snapshot": f"snap{n}"}, entries)
+    os.mkfifo(tmp_path / "planted.manifest")  # never opened for reading (open_regular)
+    reader = manifest.BaseReader(
+        [paths[1], str(tmp_path / "gone.manifest"), str(tmp_path / "planted.manifest"), paths[0]]
+    )
+    assert reader.join() is None  # not started: the manifest step reads them itself
+    reader.start()
+    found = reader.join()
+    assert found is not None
+    assert [sorted(base) for base in found] == [
+        [b"s1/f0", b"s1/f1", b"s1/f2"],
+        [b"s0/f0", b"s0/f1", b"s0/f2"],
+    ]

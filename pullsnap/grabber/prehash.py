@@ -8,7 +8,11 @@ processes leave idle.
 
     grabber ──fork──> hasher          (before rsync starts: no thread yet)
       names rsync itemizes ──pipe, NUL-separated──> hash each one
-      <──pipe, one JSON line per file, once the names end──
+      <──memfd, one JSON line per file, written as they are hashed──
+
+The digests go to a memfd, not a pipe the grabber would have to drain
+while it relays rsync's output: the hasher writes each batch as it goes,
+and the grabber reads them all once the hasher has exited (one JSON parse).
 
 A process, not a thread: a hashing thread shared the interpreter with the
 relay of rsync's output and slowed rsync down more than it saved.  The
@@ -30,7 +34,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from typing import Any
 
 import prctl
 
@@ -129,21 +133,20 @@ class Prehasher:
         try:
             tree_fd = os.open(tree, manifest._DIRECTORY)
             names_r, names_w = os.pipe2(os.O_CLOEXEC)
-            results_r, results_w = os.pipe2(os.O_CLOEXEC)
+            results = os.memfd_create(TITLE, os.MFD_CLOEXEC)
             pid = os.fork()
         except OSError:
             if prepared is not None:
                 prepared.close()
             return
         if pid == 0:  # the hasher: never returns
-            _hasher(tree_fd, names_r, results_w, held, keep, prepared)
+            _hasher(tree_fd, names_r, results, held, keep, prepared)
         os.close(tree_fd)
         os.close(names_r)
-        os.close(results_w)
         if prepared is not None:
             prepared.close()
         os.set_blocking(names_w, False)
-        self.pid, self._names, self._results = pid, names_w, results_r
+        self.pid, self._names, self._results = pid, names_w, results
 
     def add(self, path: bytes) -> None:
         """rsync stored `path` (relative to the tree) anew."""
@@ -172,7 +175,6 @@ class Prehasher:
         """Hand over the last names, wait for the hasher; its digests by path."""
         if self.pid == 0:
             return {}
-        found: dict[bytes, Hashed] = {}
         try:
             if self._names >= 0:
                 os.set_blocking(self._names, True)
@@ -181,16 +183,16 @@ class Prehasher:
                         del self._pending[: os.write(self._names, self._pending)]
                 os.close(self._names)
                 self._names = -1
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)  # the names ended: it hashes the last, exits
+            self.pid = 0
             chunks = []
-            while chunk := os.read(self._results, 1 << 16):
+            os.lseek(self._results, 0, os.SEEK_SET)
+            while chunk := os.read(self._results, 1 << 20):
                 chunks.append(chunk)
-            for line in b"".join(chunks).decode("ascii", "replace").split("\n"):
-                parsed = _parse(line)
-                if parsed is not None:
-                    found[parsed[0]] = parsed[1]
+            return parse_results(b"".join(chunks))
         finally:
             self.abort()
-        return found
 
     def abort(self) -> None:
         """Stop the hasher now (a failed run needs no digests)."""
@@ -206,16 +208,29 @@ class Prehasher:
             self.pid = 0
 
 
-def _parse(line: str) -> tuple[bytes, Hashed] | None:
+def parse_results(data: bytes) -> dict[bytes, Hashed]:
+    """The hasher's lines -> digests by path; a malformed line (a hasher
+    killed mid-write) is left out, its file hashed by `manifest.build`."""
+    lines = [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line]
     try:
-        path, digest, size, inode = json.loads(line)
+        rows = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        rows = [_loads(line) for line in lines]
+    found: dict[bytes, Hashed] = {}
+    for row in rows:
+        if type(row) is not list or len(row) != 4:
+            continue
+        path, digest, size, inode = row
+        if type(path) is str and type(digest) is str and type(size) is int and type(inode) is int:
+            found[path.encode("utf-8", "surrogateescape")] = (digest, size, inode)
+    return found
+
+
+def _loads(line: str) -> Any:
+    try:
+        return json.loads(line)
     except ValueError:
         return None
-    if not (isinstance(path, str) and isinstance(digest, str)):
-        return None
-    if not (isinstance(size, int) and isinstance(inode, int)):
-        return None
-    return os.fsencode(path), (digest, size, inode)
 
 
 def _hasher(
@@ -241,13 +256,9 @@ def _hasher(
             caps.set_effective(keep, True)
         if prepared is not None:
             landlock.enforce(prepared)
-        done = _hash_names(tree_fd, names)
-        out = "".join(
-            json.dumps([os.fsdecode(path), *hashed], separators=(",", ":")) + "\n"
-            for path, hashed in done.items()
-        ).encode("utf-8", "surrogateescape")
-        while out:
-            out = out[os.write(results, out) :]
+        report = _Report(results)
+        _hash_names(tree_fd, names, report)
+        report.flush()
         code = 0
     finally:
         os._exit(code)
@@ -261,16 +272,40 @@ def _close_all_but(keep: tuple[int, ...]) -> None:
                 os.close(fd)
 
 
-def _hash_names(tree_fd: int, names: int) -> Mapping[bytes, Hashed]:
+class _Report:
+    """The hasher's digests, written to the results memfd a batch at a time."""
+
+    FLUSH_BYTES = 1 << 16
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lines: list[str] = []
+        self.size = 0
+
+    def add(self, path: bytes, hashed: Hashed) -> None:
+        line = json.dumps([os.fsdecode(path), *hashed], separators=(",", ":")) + "\n"
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size >= self.FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        out = "".join(self.lines).encode("utf-8", "surrogateescape")
+        self.lines.clear()
+        self.size = 0
+        while out:
+            out = out[os.write(self.fd, out) :]
+
+
+def _hash_names(tree_fd: int, names: int, done: _Report) -> None:
     dirs = Directories(tree_fd)
     try:
-        return _hash_arriving(dirs, names)
+        _hash_arriving(dirs, names, done)
     finally:
         dirs.close()
 
 
-def _hash_arriving(dirs: Directories, names: int) -> Mapping[bytes, Hashed]:
-    done: dict[bytes, Hashed] = {}
+def _hash_arriving(dirs: Directories, names: int, done: _Report) -> None:
     waiting: dict[bytes, float] = {}  # named, not in place yet: when tried
     buffer = b""
     ended = False
@@ -290,12 +325,9 @@ def _hash_arriving(dirs: Directories, names: int) -> Mapping[bytes, Hashed]:
                     _try(dirs, path, done, waiting)
                 else:
                     _try(dirs, path, done, {})  # the last chance: rsync has ended
-    return done
 
 
-def _try(
-    dirs: Directories, path: bytes, done: dict[bytes, Hashed], waiting: dict[bytes, float]
-) -> None:
+def _try(dirs: Directories, path: bytes, done: _Report, waiting: dict[bytes, float]) -> None:
     try:
         hashed = hash_beneath(dirs, path)
     except OSError:
@@ -303,4 +335,4 @@ def _try(
     if hashed is None:
         waiting[path] = time.monotonic()
     else:
-        done[path] = hashed
+        done.add(path, hashed)

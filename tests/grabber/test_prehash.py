@@ -89,7 +89,8 @@ def test_build_takes_an_early_digest_only_for_the_same_inode(tmp_path: Path) -> 
 
 
 def test_the_hasher_keeps_none_of_the_grabbers_descriptors(tmp_path: Path) -> None:
-    """Not the host lock, not the login session: it holds the tree and its two pipes."""
+    """Not the host lock, not the login session: it holds the tree, the names
+    pipe, the results memfd (and the Landlock ruleset until it is enforced)."""
     tree = _tree(tmp_path)
     marker = os.open(tmp_path / "lock-like", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -97,12 +98,39 @@ def test_the_hasher_keeps_none_of_the_grabbers_descriptors(tmp_path: Path) -> No
         fds = lambda: {os.readlink(f"/proc/{hasher.pid}/fd/{n}")  # noqa: E731
                        for n in os.listdir(f"/proc/{hasher.pid}/fd")}  # fmt: skip
         deadline = time.monotonic() + 5
-        while str(tmp_path / "lock-like") in fds() and time.monotonic() < deadline:
+        # Read until the child is done closing (it closes one fd at a time).
+        while time.monotonic() < deadline:
+            held = fds()
+            if str(tmp_path / "lock-like") not in held and len(held) <= 4:
+                break
             time.sleep(0.01)
         held = fds()
         assert str(tmp_path / "lock-like") not in held
-        assert str(tree) in held and len(held) <= 4  # the tree, two pipes, maybe the ruleset
+        assert str(tree) in held and len(held) <= 4
+        assert any(link.startswith(f"/memfd:{prehash.TITLE}") for link in held)
         hasher.add(b"etc/hosts")
         assert b"etc/hosts" in hasher.close()
     finally:
         os.close(marker)
+
+
+def test_many_digests_arrive_whole_through_the_results_memfd(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    names = [f"d/file-{i:05d}-{'x' * 40}".encode() for i in range(3000)]  # several flushes
+    for i, name in enumerate(names):
+        (tree / os.fsdecode(name)).write_bytes(b"%d\n" % i)
+    hasher = prehash.Prehasher(str(tree), "fake-super", ())
+    assert hasher.pid > 0
+    for name in names:
+        hasher.add(name)
+    found = hasher.close()
+    assert len(found) == len(names)
+    assert found[names[1234]] == _digest(tree / os.fsdecode(names[1234]))
+
+
+def test_results_of_a_hasher_killed_mid_write_keep_their_whole_lines() -> None:
+    whole = b'["a/\\udcff",' + b'"%s",3,7]\n' % (b"0" * 64)
+    torn = b'["b","' + b"1" * 20
+    assert prehash.parse_results(whole + torn) == {b"a/\xff": ("0" * 64, 3, 7)}
+    assert prehash.parse_results(b'["c","d",true,1]\n["x"]\n') == {}

@@ -100,6 +100,8 @@ class Run:
         self.steps: list[dict[str, Any]] = []
         self.limits: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
+        self.memory_need = 0  # set once the dataset's size is known
+        self.cache_drops = 0
         wanted = set(args.tools.split(",")) if args.tools else None
         self.tools = [c for c in contenders.all_contenders() if wanted is None or c.name in wanted]
 
@@ -147,9 +149,16 @@ class Run:
 
     # --- measuring -------------------------------------------------------------------
 
+    def settle(self, *warm: str) -> None:
+        """Before each timed step (measure.settle): dirty pages written back,
+        and memory free for what the step writes, the source (and `warm`)
+        read back in if the page cache had to be dropped for it."""
+        if measure.settle([self.stage.src, *warm], self.memory_need):
+            self.cache_drops += 1
+
     def limit(self, name: str, fn: Any, size: int | None = None) -> None:
         for rep in range(self.reps):
-            measure.drop_caches()
+            self.settle()
             sample = fn()
             self.limits.append({"name": name, "rep": rep, "wall": sample.wall, "cpu": sample.cpu,
                                 "bytes": size})  # fmt: skip
@@ -174,7 +183,7 @@ class Run:
         if not {"pullsnap", "rsync-ssh"} <= names:
             return
         self.say("orchestration overhead (one-file tree)")
-        measure.drop_caches()  # as before every timed step: the limits just wrote gigabytes
+        self.settle()  # as before every timed step: the limits just wrote gigabytes
         tiny = self.stage.path("tiny")
         self.stage.trash(tiny)
         dataset.generate(tiny, dataset.TINY)
@@ -209,7 +218,7 @@ class Run:
 
     def step(self, tool: contenders.Contender, scenario: str, rep: int) -> dict[str, Any]:
         before = measure.disk_usage(tool.repo)
-        measure.drop_caches()
+        self.settle(tool.repo)
         sample, received = tool.backup(self.stage)
         after = measure.disk_usage(tool.repo)
         row = {"tool": tool.name, "scenario": scenario, "rep": rep, "wall": sample.wall,
@@ -230,7 +239,7 @@ class Run:
                 self.step(tool, "smallchange", rep)
                 dest = self.stage.path("restore", f"{tool.name}-r{rep}")
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
-                measure.drop_caches()
+                self.settle(tool.repo)
                 sample = tool.restore(self.stage, dest)
                 problems = verify.differences(source, verify.describe(
                     tool.restored_tree(self.stage, dest)))  # fmt: skip
@@ -263,6 +272,8 @@ class Run:
         for tool in self.tools:
             tool.prepare(self.stage)
         source = self.dataset()
+        # A step writes up to the dataset's size (a full backup, a restore).
+        self.memory_need = 2 * source.size + (2 << 30)
         self.physical_limits(source)
         self.overhead()
         failed: dict[str, str] = {}
@@ -284,7 +295,8 @@ class Run:
                      "machine": machine(self.stage.work), "versions": versions(),
                      "dataset": f"{source.files:,} files, {source.size / (1 << 20):.0f} MiB "
                                 f"({self.spec.describe()})",
-                     "reps": self.reps, "notes": sorted(set(self.stage.notes))},
+                     "reps": self.reps, "notes": sorted(set(self.stage.notes)),
+                     "cache_drops": self.cache_drops},
             "skipped": {**self.skipped, **{k: f"failed: {v}" for k, v in failed.items()}},
             "steps": self.steps, "limits": self.limits,
             "create_after_delete": {"count": count, "deleted": deleted, "calm": calm,
@@ -294,15 +306,16 @@ class Run:
         return 1 if failed else 0
 
     def write(self, details: dict[str, Any]) -> None:
+        with open(self.stage.path("details.json"), "w", encoding="utf-8") as f:
+            json.dump(details, f, indent=1)  # first: every measurement, whatever fails next
         out = os.path.abspath(self.args.out)
+        os.makedirs(out, exist_ok=True)
         limit_records = report.records(
             {"tool": r["name"], "scenario": "limit", "wall": r["wall"]} for r in self.limits
         )
         with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
             json.dump(report.records(self.steps) + limit_records, f, indent=1)
             f.write("\n")
-        with open(self.stage.path("details.json"), "w", encoding="utf-8") as f:
-            json.dump(details, f, indent=1)
         text = report.markdown(details)
         print(text)
         if self.args.small:

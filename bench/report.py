@@ -153,6 +153,10 @@ def markdown(details: dict[str, Any]) -> str:
     for tool, reason in details.get("skipped", {}).items():
         lines += [f"- **{tool} skipped**: {reason}"]
     lines += [f"- {note}" for note in meta.get("notes", [])]
+    if "cache_drops" in meta:
+        lines += [f"- the page cache was dropped (and the source and the contender's repository "
+                  f"read back in) before {meta['cache_drops']} of the timed steps, when free "
+                  f"memory was short (bench/measure.py `settle`)"]  # fmt: skip
     lines += [""]
     lines += main_tables(steps) + ratio_tables(steps)
     lines += ["### Orchestration overhead", "", *overhead_lines(steps)]

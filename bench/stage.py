@@ -91,8 +91,12 @@ class Stage:
         if not os.path.lexists(path):
             return
         os.makedirs(self.path("trash"), exist_ok=True)
-        self._trash_count += 1
-        os.rename(path, self.path("trash", f"{self._trash_count:04d}-{os.path.basename(path)}"))
+        while True:  # an earlier run's leftovers may hold the next number
+            self._trash_count += 1
+            aside = self.path("trash", f"{self._trash_count:04d}-{os.path.basename(path)}")
+            if not os.path.lexists(aside):
+                break
+        os.rename(path, aside)
 
     def empty_trash(self) -> None:
         shutil.rmtree(self.path("trash"), ignore_errors=True)

@@ -9,6 +9,9 @@
         change; restore (timed) and verify (not timed); change undone
     file creation right after a mass deletion (ext4 note), then trash emptied
 
+Before every timed step, as root: dirty pages written back, the page cache
+dropped, the source and the contender's repository read back in.
+
 Output: results.json (records), details.json (every step) and RESULTS.md
 (default size) or RESULTS-small.md in the work directory (--small).
 """
@@ -100,7 +103,6 @@ class Run:
         self.steps: list[dict[str, Any]] = []
         self.limits: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
-        self.memory_need = 0  # set once the dataset's size is known
         self.cache_drops = 0
         wanted = set(args.tools.split(",")) if args.tools else None
         self.tools = [c for c in contenders.all_contenders() if wanted is None or c.name in wanted]
@@ -151,9 +153,8 @@ class Run:
 
     def settle(self, *warm: str) -> None:
         """Before each timed step (measure.settle): dirty pages written back,
-        and memory free for what the step writes, the source (and `warm`)
-        read back in if the page cache had to be dropped for it."""
-        if measure.settle([self.stage.src, *warm], self.memory_need):
+        the page cache dropped, the source (and `warm`) read back in."""
+        if measure.settle([self.stage.src, *warm]):
             self.cache_drops += 1
 
     def limit(self, name: str, fn: Any, size: int | None = None) -> None:
@@ -272,8 +273,6 @@ class Run:
         for tool in self.tools:
             tool.prepare(self.stage)
         source = self.dataset()
-        # A step writes up to the dataset's size (a full backup, a restore).
-        self.memory_need = 2 * source.size + (2 << 30)
         self.physical_limits(source)
         self.overhead()
         failed: dict[str, str] = {}

@@ -131,29 +131,17 @@ def disk_usage(path: str) -> int:
     return int(done.stdout.split()[0]) if done.stdout else 0
 
 
-def free_memory() -> int:
-    """Bytes of memory nothing uses, not even the page cache (MemFree)."""
-    with open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemFree:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def settle(warm: Sequence[str]) -> bool:
+    """Before a timed step: write back dirty pages, drop the page cache and
+    read the trees in `warm` (the source, the contender's repository) back
+    in, so every step starts from the same memory state and what it reads
+    comes from memory.  True if the cache could be dropped (needs root).
 
-
-def settle(warm: Sequence[str], need: int) -> bool:
-    """Before a timed step: write back dirty pages, and make sure the step
-    does not have to evict page cache to get memory for what it writes.
-
-    With the page cache filling memory, every page a step writes first had
-    to be reclaimed from an earlier step's cache: the same rsync full
-    backup took 3.7 s with memory free and 5-18 s with it full (the
-    receiver's CPU time in the kernel).  When less than `need` bytes are
-    free, the page cache is dropped and the trees in `warm` (the source,
-    the contender's repository) are read back in, so what the step reads
-    comes from memory as before.  True if it dropped (needs root)."""
+    Without it the same plain rsync full backup took 3.7 s to 18 s: the
+    receiver's CPU time in the kernel, getting memory for the pages it
+    writes, depends on what earlier steps left (reclaiming their page cache,
+    or memory a virtual machine's balloon had handed back to its host)."""
     os.sync()
-    if free_memory() >= need:
-        return False
     try:
         with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as f:
             f.write("1\n")

@@ -154,9 +154,9 @@ def markdown(details: dict[str, Any]) -> str:
         lines += [f"- **{tool} skipped**: {reason}"]
     lines += [f"- {note}" for note in meta.get("notes", [])]
     if "cache_drops" in meta:
-        lines += [f"- the page cache was dropped (and the source and the contender's repository "
-                  f"read back in) before {meta['cache_drops']} of the timed steps, when free "
-                  f"memory was short (bench/measure.py `settle`)"]  # fmt: skip
+        lines += [f"- before each timed step the page cache was dropped and the source and the "
+                  f"contender's repository read back in ({meta['cache_drops']} steps; "
+                  f"bench/measure.py `settle`)"]  # fmt: skip
     lines += [""]
     lines += main_tables(steps) + ratio_tables(steps)
     lines += ["### Orchestration overhead", "", *overhead_lines(steps)]

@@ -32,11 +32,12 @@ import sh
 READ_SIZE = 65536
 # rsync writes one line per file; reading each as it comes costs a wakeup of
 # both processes per line (100,000 for a first backup of 50,000 files).
-# When short reads follow each other closely, the relay waits this long
-# before the next one so the pipe (64 KiB) collects more first.  A lone
-# line (a tiny run's few) is read at once.
+# Once several short reads have followed each other closely, the relay
+# waits this long before the next one so the pipe (64 KiB) collects more
+# first.  A tiny run's few lines are read at once.
 COALESCE_BELOW = 16384
 COALESCE_WAIT = 0.01
+COALESCE_STREAK = 8
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL at the deadline
 DRAIN_AFTER_EXIT = 2.0  # an ssh grandchild may hold stderr open a moment longer
 
@@ -112,6 +113,7 @@ def _relay(
     timed_out = False
     exited_at: float | None = None
     last_short = 0.0
+    streak = 0  # short reads, each within COALESCE_WAIT of the one before
     try:
         while selector.get_map():
             now = time.monotonic()
@@ -136,7 +138,9 @@ def _relay(
                     sinks[key.fd](b"", True)
                     selector.unregister(key.fileobj)
             if short:
-                if time.monotonic() - last_short < COALESCE_WAIT:
+                close = time.monotonic() - last_short < COALESCE_WAIT
+                streak = streak + 1 if close else 0
+                if streak >= COALESCE_STREAK:
                     time.sleep(COALESCE_WAIT)
                 last_short = time.monotonic()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -95,8 +96,14 @@ def test_the_hasher_keeps_none_of_the_grabbers_descriptors(tmp_path: Path) -> No
     marker = os.open(tmp_path / "lock-like", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         hasher = prehash.Prehasher(str(tree), "fake-super", ())
-        fds = lambda: {os.readlink(f"/proc/{hasher.pid}/fd/{n}")  # noqa: E731
-                       for n in os.listdir(f"/proc/{hasher.pid}/fd")}  # fmt: skip
+
+        def fds() -> set[str]:
+            held = set()
+            for n in os.listdir(f"/proc/{hasher.pid}/fd"):
+                with contextlib.suppress(FileNotFoundError):  # closed since the listing
+                    held.add(os.readlink(f"/proc/{hasher.pid}/fd/{n}"))
+            return held
+
         deadline = time.monotonic() + 5
         # Read until the child is done closing (it closes one fd at a time).
         while time.monotonic() < deadline:

@@ -15,8 +15,11 @@ import datetime as dt
 import os
 import re
 import shutil
+import socket
+import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
@@ -54,18 +57,66 @@ class Reporter:
         self.emit(report.queued_line(text))
 
 
-def _private_dir() -> str:
-    """A 0700 directory for the agent socket, known_hosts and public key.
+PRIVATE_PREFIX = "pullsnap-grab-"
+# A private directory this old whose agent no longer answers belongs to a
+# grabber that was killed (SIGKILL leaves no chance to remove it).
+STALE_AFTER = 600.0
 
-    Its path goes into ssh -o options through rsync -e, which split on
-    whitespace: fall back to /tmp when the usual base has odd characters.
-    """
+
+def _private_base() -> str:
+    """Where private directories go.  Their paths go into ssh -o options
+    through rsync -e, which split on whitespace: /tmp when the usual base
+    has odd characters."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     if not os.path.isdir(base) or not re.match(r"^/[A-Za-z0-9._/-]*\Z", base):
         base = "/tmp"
-    path = tempfile.mkdtemp(prefix="pullsnap-grab-", dir=base)
+    return base
+
+
+def _private_dir() -> str:
+    """A 0700 directory for the agent socket, known_hosts and public key."""
+    path = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=_private_base())
     os.chmod(path, 0o700)
     return path
+
+
+def stale_private_dirs(base: str, uid: int, now: float) -> list[str]:
+    """Private directories in `base` that killed grabbers of user `uid` left:
+    ours (never another user's), older than STALE_AFTER, and their agent's
+    socket refuses or is gone.  A live run's agent answers; a starting
+    run's directory is new."""
+    found = []
+    with os.scandir(base) as entries:
+        for entry in entries:
+            if not entry.name.startswith(PRIVATE_PREFIX):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                ours = stat.S_ISDIR(st.st_mode) and st.st_uid == uid
+                if ours and now - st.st_mtime > STALE_AFTER and not _answers(entry.path):
+                    found.append(entry.path)
+    return found
+
+
+def _answers(private: str) -> bool:
+    """Does the agent in this private directory still accept connections?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(os.path.join(private, "agent"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except OSError:
+            return True  # cannot tell: leave it
+    return True
+
+
+def sweep_private_dirs() -> None:
+    """Remove what killed grabbers of this user left (no secrets in it: an
+    agent socket, a public key, known_hosts; but they pile up)."""
+    with contextlib.suppress(OSError):
+        for path in stale_private_dirs(_private_base(), os.geteuid(), time.time()):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Early:
@@ -231,6 +282,7 @@ def serve(
 
     with contextlib.suppress(OSError):
         HostRepo(cfg.repository, bound.host).empty_trash()
+    sweep_private_dirs()
     return int(result["exit"])
 
 

@@ -8,13 +8,16 @@ transfer) are printed with a "measured:" prefix (pytest -s shows them).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
 import signal
 import time
 
 import pytest
 
 from pullsnap import errors
+from pullsnap.grabber import serve
 from pullsnap.grabber.repository import HostRepo
 from pullsnap.lab import chown_tree
 from tests.faults.conftest import (
@@ -152,6 +155,14 @@ def test_grabber_killed_and_connection_cut_then_the_next_run_resumes(site: Site)
     assert record(site, name)["state"] == "running"  # nobody lived to say otherwise
     listing = site.lab.grabber("--config", site.grabber_config, "list")
     assert f"web1  {name}  interrupted" in listing.stdout
+    # SIGKILL left the grabber's private directory (its agent died with it);
+    # made to look an hour old, the next run of the same user sweeps it.
+    uid = pwd.getpwnam(site.lab.grabber_user).pw_uid
+    left = [p for p in glob.glob(f"/tmp/{serve.PRIVATE_PREFIX}*") if os.lstat(p).st_uid == uid]
+    assert left, "the killed grabber's private directory is not where it should be"
+    an_hour_ago = time.time() - 3600
+    for path in left:
+        os.utime(path, (an_hour_ago, an_hour_ago))
 
     # The next run marks it interrupted, links from its tree, then discards it.
     again = site.run()
@@ -164,6 +175,9 @@ def test_grabber_killed_and_connection_cut_then_the_next_run_resumes(site: Site)
     print(f"measured: resume after kill: rsync transferred {stats['transferred_size']:,} bytes"
           f" of {new_bytes:,} new (without the interrupted tree: all of them)")  # fmt: skip
     assert stats["transferred_size"] <= new_bytes - BIG
+    # The grabber sweeps after it has answered: give it a moment.
+    swept = wait_until(lambda: not any(os.path.lexists(path) for path in left), 30)
+    assert swept is not None, f"still there: {left}"
 
 
 def test_crash_between_rsync_success_and_rename(site: Site) -> None:

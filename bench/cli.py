@@ -12,8 +12,9 @@
 Before every timed step, as root: dirty pages written back, the page cache
 dropped, the source and the contender's repository read back in.
 
-Output: results.json (records), details.json (every step) and RESULTS.md
-(default size) or RESULTS-small.md in the work directory (--small).
+Output: bench/results.json (records) and bench/RESULTS.md, details.json
+(every step) in the work directory.  --small keeps all of its output in its
+own work directory (results.json, details.json, RESULTS-small.md).
 """
 
 from __future__ import annotations
@@ -76,16 +77,20 @@ def versions() -> dict[str, str]:
     }
 
 
+# Outside the checkout: a fixed, shallow path (rsync 3.5 walks every component of
+# every --link-dest path, so the depth shows in the times) on the same disk.
+WORK = "/var/lib/pullsnap-bench"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--small", action="store_true", help="CI smoke size (a few MiB, 1 repetition)")
     p.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --small)")
     p.add_argument("--tools", help="comma-separated contenders (default: all)")
-    # Outside the checkout: a fixed, shallow path (rsync 3.5 walks every component of
-    # every --link-dest path, so the depth shows in the times) on the same disk.
-    p.add_argument("--work", default="/var/lib/pullsnap-bench", help="scratch directory")
-    p.add_argument("--out", default=HERE, help="where results.json and RESULTS.md go")
+    p.add_argument("--work", help=f"scratch directory (default {WORK}, {WORK}-small with --small)")
+    p.add_argument("--out", help="where results.json and RESULTS.md go (default bench/; with "
+                                 "--small the work directory)")  # fmt: skip
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--from", dest="details", metavar="DETAILS.json",
                    help="measure nothing: rewrite RESULTS.md from a details.json")  # fmt: skip
@@ -346,6 +351,10 @@ def _write(path: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A smoke run keeps to its own directories: it must not replace the full
+    # run's dataset, details.json or bench/results.json.
+    args.work = args.work or (WORK + "-small" if args.small else WORK)
+    args.out = args.out or (args.work if args.small else HERE)
     if args.details:
         with open(args.details, encoding="utf-8") as f:
             text = report.markdown(json.load(f))

@@ -153,10 +153,13 @@ def markdown(details: dict[str, Any]) -> str:
     for tool, reason in details.get("skipped", {}).items():
         lines += [f"- **{tool} skipped**: {reason}"]
     lines += [f"- {note}" for note in meta.get("notes", [])]
-    if "cache_drops" in meta:
+    if meta.get("cache_drops"):
         lines += [f"- before each timed step the page cache was dropped and the source and the "
                   f"contender's repository read back in ({meta['cache_drops']} steps; "
                   f"bench/measure.py `settle`)"]  # fmt: skip
+    elif "cache_drops" in meta:
+        lines += ["- the page cache could not be dropped (not root): expect more drift between "
+                  "steps (bench/ANALYSIS.md)"]  # fmt: skip
     lines += [""]
     lines += main_tables(steps) + ratio_tables(steps)
     lines += ["### Orchestration overhead", "", *overhead_lines(steps)]

@@ -64,7 +64,7 @@ class _Run:
     dest: Destination
     hooks: Hooks
     probe: bool
-    confine_root: bool | Callable[[], bool]  # or a probe still running
+    confine_root: Callable[[], bool]  # the --confine-root probe, answered when asked
     outcome: Outcome
     run_dir: str = ""
     door: Door | None = None
@@ -158,7 +158,7 @@ class _Run:
             nice=self.cfg.nice,
             ionice=self.cfg.ionice,
             log=os.path.join(self.run_dir, "gate.log"),
-            confine_root=self.confine_root() if callable(self.confine_root) else self.confine_root,
+            confine_root=self.confine_root(),
             lifeline=os.path.join(self.run_dir, lifeline.NAME),
             once=os.path.join(self.run_dir, "gate.once"),
         )
@@ -333,7 +333,7 @@ def run_destination(
     dest: Destination,
     hooks: Hooks = Hooks(),
     probe: bool = False,
-    confine_root: bool | Callable[[], bool] = True,
+    confine_root: Callable[[], bool] = lambda: True,
     stop: defer.Deferred | None = None,
 ):
     """Run one destination to its end; never raises, returns an Outcome.

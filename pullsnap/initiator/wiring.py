@@ -120,15 +120,11 @@ def sshd_argv(cfg: InitiatorConfig, config_path: str) -> list[str]:
     return [cfg.sshd, "-i", "-e", "-f", config_path]
 
 
-def rsync_supports_confine_root(rsync: str) -> bool:
-    """rsync >= 3.5 bounds server-side merge-file opens with --confine-root."""
-    return start_confine_root_probe(rsync)()
-
-
 def start_confine_root_probe(rsync: str) -> Callable[[], bool]:
-    """`rsync_supports_confine_root`, started now and answered when asked
-    (once): the run needs the answer only for the sshd configuration, after
-    the call to the backup host has started."""
+    """Does this rsync have --confine-root (rsync >= 3.5 bounds server-side
+    merge-file opens with it)?  `rsync --help` starts now and is answered
+    when asked: the run needs it only for the sshd configuration, after the
+    call to the backup host has started."""
     output = versions.start_output([rsync, "--help"])
     return lambda: b"--confine-root" in output()
 

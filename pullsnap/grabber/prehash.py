@@ -34,7 +34,6 @@ import select
 import signal
 import threading
 import time
-from typing import Any
 
 import prctl
 
@@ -212,25 +211,14 @@ def parse_results(data: bytes) -> dict[bytes, Hashed]:
     """The hasher's lines -> digests by path; a malformed line (a hasher
     killed mid-write) is left out, its file hashed by `manifest.build`."""
     lines = [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line]
-    try:
-        rows = json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
-        rows = [_loads(line) for line in lines]
     found: dict[bytes, Hashed] = {}
-    for row in rows:
+    for row in manifest.json_rows(lines):
         if type(row) is not list or len(row) != 4:
             continue
         path, digest, size, inode = row
         if type(path) is str and type(digest) is str and type(size) is int and type(inode) is int:
             found[path.encode("utf-8", "surrogateescape")] = (digest, size, inode)
     return found
-
-
-def _loads(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
 
 
 def _hasher(

@@ -155,13 +155,9 @@ def check_repository(cfg: GrabberConfig) -> None:
         raise errors.RunFailed(f"repository {cfg.repository} is not owned and writable by us")
 
 
-def check_rsync(cfg: GrabberConfig) -> str:
-    """The receiving rsync's version; refuse one older than 3.4.0 unless allowed."""
-    return allow_rsync(cfg, versions.rsync_version(cfg.rsync))
-
-
 def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:
-    """`check_rsync` for a version already probed."""
+    """The receiving rsync's version (probed by Early) as text; refuse one
+    older than 3.4.0 unless allowed."""
     risk = versions.rsync_risk(version)
     if risk is not None and not cfg.allow_unsafe_rsync:
         raise errors.Refused(

@@ -36,9 +36,10 @@ def _fake_rsync(tmp_path: Path, banner: str) -> str:
 def test_the_run_refuses_an_old_rsync_unless_allowed(tmp_path: Path) -> None:
     old = _fake_rsync(tmp_path, "rsync  version 3.2.7  protocol version 31")
     cfg = dataclasses.replace(GrabberConfig(), rsync=old)
+    probed = versions.start_probe((old, "--version"))()  # as serve.Early probes it
     with pytest.raises(errors.Refused, match=r"3\.2\.7 is older than 3\.4\.0.*allow_unsafe_rsync"):
-        serve.check_rsync(cfg)
-    assert serve.check_rsync(dataclasses.replace(cfg, allow_unsafe_rsync=True)) == "3.2.7"
+        serve.allow_rsync(cfg, probed)
+    assert serve.allow_rsync(dataclasses.replace(cfg, allow_unsafe_rsync=True), probed) == "3.2.7"
 
 
 @pytest.mark.parametrize(

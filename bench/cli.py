@@ -118,19 +118,13 @@ class Run:
     # --- setup -----------------------------------------------------------------------
 
     def dataset(self) -> verify.Tree:
-        stamp = self.stage.path("src.spec")
-        want = json.dumps(self.spec.__dict__, sort_keys=True)
-        if not (os.path.isdir(self.stage.src) and _read(stamp) == want):
-            self.stage.trash(self.stage.src)
-            self.say(f"generating the dataset: {self.spec.describe()}")
-            dataset.generate(self.stage.src, self.spec)
-            _write(stamp, want)
+        self.stage.make_source(self.spec, self.say)
         change = dataset.SmallChange(self.stage.src, self.spec)
-        os.unlink(stamp)  # while changed, the tree is not the stamped one
+        self.stage.mark_source(None)  # while changed, the tree is not the stamped one
         change.apply()
         after = verify.describe(self.stage.src)
         change.revert()
-        _write(stamp, want)
+        self.stage.mark_source(self.spec)
         return after
 
     def start(self) -> None:
@@ -239,7 +233,7 @@ class Run:
             self.step(tool, "full", rep)
             self.step(tool, "nochange", rep)
             change = dataset.SmallChange(self.stage.src, self.spec)
-            os.unlink(self.stage.path("src.spec"))
+            self.stage.mark_source(None)
             change.apply()
             try:
                 self.step(tool, "smallchange", rep)
@@ -257,7 +251,7 @@ class Run:
                 self.stage.trash(dest)
             finally:
                 change.revert()
-                _write(self.stage.path("src.spec"), json.dumps(self.spec.__dict__, sort_keys=True))
+                self.stage.mark_source(self.spec)
             if isinstance(tool, contenders.Pullsnap) and rep == 0:
                 self.stage.notes.append(f"pullsnap's receiver ran with --{tool.mode()}")
         finally:

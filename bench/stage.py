@@ -14,11 +14,15 @@ to the step that caused them.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench import dataset
 from bench.measure import CpuMeter
 from pullsnap.errors import PullsnapError
 from pullsnap.lab import Lab, Sshd, write
@@ -46,6 +50,32 @@ class Stage:
     @property
     def src(self) -> str:
         return self.path("src")
+
+    def make_source(self, spec: dataset.Spec, say: Callable[[str], None]) -> None:
+        """<work>/src made from `spec`, or kept while its stamp names the same spec."""
+        if not (os.path.isdir(self.src) and self._stamp() == _stamp_text(spec)):
+            self.trash(self.src)
+            say(f"generating the dataset: {spec.describe()}")
+            dataset.generate(self.src, spec)
+            self.mark_source(spec)
+
+    def mark_source(self, spec: dataset.Spec | None) -> None:
+        """Stamp <work>/src as made from `spec`; None: it is not (being changed)."""
+        stamp = self.path("src.spec")
+        if spec is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stamp)
+            return
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(_stamp_text(spec))
+
+    def _stamp(self) -> str:
+        with (
+            contextlib.suppress(FileNotFoundError),
+            open(self.path("src.spec"), encoding="utf-8") as f,
+        ):
+            return f.read()
+        return ""
 
     def start_host_sshd(self) -> Sshd:
         """The backed-up host's sshd for the plain-rsync contenders."""
@@ -106,3 +136,7 @@ class Stage:
             self.lab.close()
         if self.host_sshd is not None:
             self.host_sshd.stop()
+
+
+def _stamp_text(spec: dataset.Spec) -> str:
+    return json.dumps(spec.__dict__, sort_keys=True)

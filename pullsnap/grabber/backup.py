@@ -182,9 +182,7 @@ def do_pull(run: Run) -> None:
     )  # fmt: skip
     # Forked before rsync: no thread exists yet.
     hasher = prehash.Prehasher(host.incomplete(run.name), run.mode, run.held)
-    bases = manifest.BaseReader(
-        [host.manifest_path(os.path.basename(tree)) for tree in run.link_dests]
-    )
+    bases = manifest.BaseReader(manifest.base_paths(host, run.link_dests))
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), rsync_env(), run.out.progress, run.out.log, jail.preexec(),

@@ -15,7 +15,7 @@ import os
 import resource
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpuacct")
@@ -102,15 +102,24 @@ def run(
     cwd: str | None = None,
     check: bool = True,
     stdin: int | None = subprocess.DEVNULL,
+    preexec: Callable[[], None] | None = None,
 ) -> Sample:
-    """Run one timed command; raise StepFailed on a non-zero exit when `check`."""
+    """Run one timed command; raise StepFailed on a non-zero exit when `check`.
+    `preexec` runs in the child before the exec, after it joined the meter."""
+
+    def before_exec() -> None:
+        if meter.path:
+            meter.join()
+        if preexec is not None:
+            preexec()
+
     before_cpu = meter.usage()
     before_children = _children_cpu()
     started = time.monotonic()
     done = subprocess.run(
         list(argv), env=dict(env) if env is not None else None, cwd=cwd, stdin=stdin,
         capture_output=True, text=True, errors="replace", check=False,
-        preexec_fn=meter.join if meter.path else None,
+        preexec_fn=before_exec if meter.path or preexec is not None else None,
     )  # fmt: skip
     wall = time.monotonic() - started
     after = meter.usage()

@@ -77,6 +77,9 @@ class Floor:
         words = [f"{self.stage.src}/./{p}" for p in paths]
         return [host + words[0]] + [(":" if over_ssh else "") + w for w in words[1:]]
 
+    def run(self, argv: Sequence[str], preexec: Callable[[], None] | None = None) -> None:
+        measure.run(self.stage.meter, argv, preexec=preexec)  # raises StepFailed if it fails
+
     def rsync(self, over_ssh: bool, *words: str) -> list[str]:
         return [*RSYNC, *(["-e", self.ssh] if over_ssh else []), *words]
 
@@ -90,7 +93,7 @@ class Floor:
     def link_dest(self, target: str, over_ssh: bool) -> Callable[[], None]:
         argv = self.rsync(over_ssh, LINK, f"--link-dest={self.base}",
                           *self.source(over_ssh), target + "/")  # fmt: skip
-        return lambda: run(argv)
+        return lambda: self.run(argv)
 
     def confined(self, target: str) -> Callable[[], None]:
         rules = landlock.Confinement(
@@ -105,14 +108,14 @@ class Floor:
             prctl.set_no_new_privs(1)
             landlock.restrict_self(rules)
 
-        return lambda: run(argv, confine)
+        return lambda: self.run(argv, confine)
 
     def pre_link(self, target: str, over_ssh: bool) -> Callable[[], None]:
         argv = self.rsync(over_ssh, *self.source(over_ssh), target + "/")
 
         def both() -> None:
-            run(["cp", "-al", self.base, target])
-            run(argv)
+            self.run(["cp", "-al", self.base, target])
+            self.run(argv)
 
         return both
 
@@ -129,14 +132,6 @@ class Floor:
                 raise measure.StepFailed(f"rsync exited {codes}")
 
         return both
-
-
-def run(argv: Sequence[str], preexec: Callable[[], None] | None = None) -> None:
-    done = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          preexec_fn=preexec, check=False)  # fmt: skip
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-2:]
-        raise measure.StepFailed(f"{argv[0]} exited {done.returncode}: {' | '.join(tail)}")
 
 
 FORMS: list[tuple[str, bool]] = [
@@ -167,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {}
     try:
         stage.trash(base)
-        run([*RSYNC, stage.src + "/", base + "/"])
+        floor.run([*RSYNC, stage.src + "/", base + "/"])
         stage.start_host_sshd()
         floor.ssh = " ".join([*stage.host_ssh(), "-o", f"Ciphers={CIPHER}"])
         for rep in range(args.reps):

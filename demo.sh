@@ -5,4 +5,4 @@
 set -eu
 cd "$(dirname "$0")"
 scripts/bootstrap
-exec .venv/bin/python -m pullsnap.demo "$@"
+exec .venv/bin/python -m lab.demo "$@"

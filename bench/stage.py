@@ -1,6 +1,6 @@
 """Where the contenders run: pullsnap's lab and a backed-up host's own sshd.
 
-    <work>/lab/         pullsnap's two roles (pullsnap.lab): users, the backup
+    <work>/lab/         pullsnap's two roles (lab/): users, the backup
                         host's sshd, the capability launcher (--super)
     <work>/hostsshd/    a root sshd on 127.0.0.1, key login only: what plain
                         rsync over ssh and rsnapshot-ssh pull through
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from bench import dataset
 from bench.measure import CpuMeter
+from lab import Lab, Sshd, write
 from pullsnap.errors import PullsnapError
-from pullsnap.lab import Lab, Sshd, write
 
 
 def ssh_options(key: str, known_hosts: str, port: int) -> list[str]:

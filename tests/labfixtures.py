@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pullsnap.lab import Lab, chown_tree
+from lab import Lab, chown_tree
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:
-    trees = [name for name in ("pullsnap", "tests", "bench") if (ROOT / name).is_dir()]
+    trees = [name for name in ("pullsnap", "lab", "tests", "bench") if (ROOT / name).is_dir()]
     return subprocess.run(
         [sys.executable, "-m", "ruff", *args, *trees],
         cwd=ROOT, capture_output=True, text=True, check=False,

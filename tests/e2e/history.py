@@ -18,9 +18,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from lab import Lab, chown_tree
 from pullsnap import errors, handoff
 from pullsnap.grabber.binding import authorized_keys_line
-from pullsnap.lab import Lab, chown_tree
 from tests.labfixtures import Site
 from tests.trees import OTHER_GID, OTHER_UID, make_rich_tree
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from lab import free_port
 from pullsnap import errors, handoff
-from pullsnap.lab import free_port
 from tests.e2e.conftest import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

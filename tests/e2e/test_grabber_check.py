@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from lab import make_user, remove_user
 from pullsnap import errors
-from pullsnap.lab import make_user, remove_user
 from tests.e2e.conftest import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from lab import free_port
 from pullsnap import caps, errors, logfmt
-from pullsnap.lab import free_port
 from tests.e2e.conftest import Site
 from tests.trees import make_rich_tree
 from tests.unitfile import parse_cron_d, parse_unit, setpriv_argv

@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from lab import Lab, chown_tree
 from pullsnap.grabber.repository import HostRepo, snapshot_name
-from pullsnap.lab import Lab, chown_tree
 from tests.labfixtures import Site
 
 MIB = 1024 * 1024

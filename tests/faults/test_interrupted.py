@@ -16,10 +16,10 @@ import time
 
 import pytest
 
+from lab import chown_tree
 from pullsnap import errors
 from pullsnap.grabber import serve
 from pullsnap.grabber.repository import HostRepo
-from pullsnap.lab import chown_tree
 from tests.faults.conftest import (
     MIB,
     alive,

@@ -20,10 +20,10 @@ import tempfile
 
 import pytest
 
+from lab import make_user, remove_user
 from pullsnap import caps
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber import receiver
-from pullsnap.lab import make_user, remove_user
 
 pytestmark = [pytest.mark.root, pytest.mark.security]
 

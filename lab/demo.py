@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
+from lab import Lab, make_sample_tree, remove_user
 from pullsnap.grabber.repository import HostRepo
-from pullsnap.lab import Lab, make_sample_tree, remove_user
 
 HOST = "demo-host"
 USERS = {"initiator_user": "pullsnap-demo-i", "grabber_user": "pullsnap-demo-g",

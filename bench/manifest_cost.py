@@ -14,7 +14,8 @@ import sys
 import tempfile
 import time
 
-from pullsnap.grabber import manifest, pull
+from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.transfer import pull
 
 RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}

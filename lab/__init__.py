@@ -212,7 +212,7 @@ class Lab:
         shell = os.path.join(self.venv_bin, "grabber")
         if enabled:
             from pullsnap import caps
-            from pullsnap.grabber.launcher import install_launcher
+            from pullsnap.grabber.setup.launcher import install_launcher
 
             shell = self.path("libexec", "grabber-launcher")
             if not os.path.exists(shell):
@@ -256,7 +256,7 @@ class Lab:
 
     def authorize(self, lines: Iterable[tuple[str, str]]) -> None:
         """Replace authorized_keys with bound lines: (host, grabber config path)."""
-        from pullsnap.grabber.binding import authorized_keys_line
+        from pullsnap.grabber.session.binding import authorized_keys_line
 
         text = "".join(authorized_keys_line(h, self.login_public_key(), c) for h, c in lines)
         pw = self.grabber_pw()

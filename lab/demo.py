@@ -14,7 +14,7 @@ import sys
 import time
 
 from lab import Lab, make_sample_tree, remove_user
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.store.repository import HostRepo
 
 HOST = "demo-host"
 USERS = {"initiator_user": "pullsnap-demo-i", "grabber_user": "pullsnap-demo-g",

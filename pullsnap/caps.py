@@ -56,7 +56,7 @@ RECEIVER_SUPER_CAPS: tuple[str, ...] = (
 )
 # What the grabber's launcher grants: the receiver's set plus CAP_SYS_ADMIN,
 # which the grabber uses only to put that rsync in a read-only mount
-# namespace and drops before rsync runs (grabber/receiver.py).  (trusted.*
+# namespace and drops before rsync runs (grabber/confine/receiver.py).  (trusted.*
 # and non-capability security.* xattrs would need CAP_SYS_ADMIN in rsync
 # itself, xattr(7); it is never handed on, so those are not restored.)
 GRABBER_LAUNCHER_CAPS: tuple[str, ...] = (*RECEIVER_SUPER_CAPS, "sys_admin")

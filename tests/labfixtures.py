@@ -101,7 +101,7 @@ class Site:
         return sorted(found)
 
     def snapshots(self, host: str = "web1") -> list[str]:
-        from pullsnap.grabber.repository import HostRepo
+        from pullsnap.grabber.store.repository import HostRepo
 
         return [a.name for a in HostRepo(self.repo, host).good()]
 

@@ -208,7 +208,7 @@ def test_landlock_alone_leaves_metadata_outside_the_host_dir(
 ) -> None:
     """Landlock (ABI <= 7) does not mediate chmod/chown/utime/setxattr (landlock(7)).
 
-    Why the receiver also gets a read-only mount namespace (pullsnap/mountns.py):
+    Why the receiver also gets a read-only mount namespace (pullsnap/grabber/confine/mountns.py):
     with Landlock alone a receiver holding CAP_FOWNER can still change modes
     outside its tree.  tests/security/test_receiver_confinement.py shows the
     combination closes it.  Should a later Landlock ABI mediate these calls,

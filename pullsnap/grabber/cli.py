@@ -19,8 +19,9 @@ from pullsnap.config import DEFAULT_GRABBER_CONFIG
 # Imported only to build the operator's parser: a backup (the login shell)
 # starts without them.
 COMMAND_MODULE_NAMES = (
-    "listing", "admin", "admission", "sanity", "status", "page", "fileversions", "treediff",
-    "usage", "check", "prune", "verify",
+    "views.listing", "setup.admin", "run.admission", "run.sanity", "views.status", "views.page",
+    "views.fileversions", "views.treediff", "views.usage", "setup.check", "retention.prune",
+    "integrity.verify",
 )  # fmt: skip
 
 
@@ -83,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if _is_login_shell(argv):
-        from pullsnap.grabber import receiver
-        from pullsnap.grabber.serve import serve
+        from pullsnap.grabber.confine import receiver
+        from pullsnap.grabber.session.serve import serve
 
         # Before any thread exists: capabilities are per thread.
         held = receiver.hold_quietly_at_start()

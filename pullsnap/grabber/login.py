@@ -4,7 +4,7 @@ The launcher's ambient capabilities arrive effective in this interpreter
 (capabilities(7), execve of a file without file capabilities).  Before the
 grabber imports anything else or reads a byte of input, they become
 permitted-only (pullsnap.caps.hold_quietly); only the receiving rsync gets
-them back, as ambient, after its confinement (grabber/receiver.py).
+them back, as ambient, after its confinement (grabber/confine/receiver.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lab import Lab, chown_tree
 from pullsnap import errors, handoff
-from pullsnap.grabber.binding import authorized_keys_line
+from pullsnap.grabber.session.binding import authorized_keys_line
 from tests.labfixtures import Site
 from tests.trees import OTHER_GID, OTHER_UID, make_rich_tree
 
@@ -79,7 +79,7 @@ def _side(lab: Lab, root: str, repo: str, name: str) -> Site:
 
 
 def _newest(repo: str, host: str) -> str:
-    from pullsnap.grabber.repository import HostRepo
+    from pullsnap.grabber.store.repository import HostRepo
 
     return HostRepo(repo, host).attempts()[-1].name
 

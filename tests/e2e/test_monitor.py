@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.repository import HostRepo, parse_name
+from pullsnap.grabber.store.repository import HostRepo, parse_name
 from tests.conftest import IN_CI
 from tests.e2e import history
 from tests.labfixtures import Site

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.store.repository import HostRepo
 from tests.e2e import history
 from tests.trees import OTHER_GID, OTHER_UID
 

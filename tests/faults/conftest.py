@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lab import Lab, chown_tree
-from pullsnap.grabber.repository import HostRepo, snapshot_name
+from pullsnap.grabber.store.repository import HostRepo, snapshot_name
 from tests.labfixtures import Site
 
 MIB = 1024 * 1024

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber import slots
-from pullsnap.grabber.binding import authorized_keys_line
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.session import slots
+from pullsnap.grabber.session.binding import authorized_keys_line
+from pullsnap.grabber.store.repository import HostRepo
 from tests.faults.conftest import (
     MIB,
     attempts,

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.units import human_size
 from tests.faults.conftest import MIB, attempts, record, tmpfs_repository, write_random
 from tests.labfixtures import Site

@@ -18,8 +18,8 @@ import pytest
 
 from lab import chown_tree
 from pullsnap import errors
-from pullsnap.grabber import serve
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.session import serve
+from pullsnap.grabber.store.repository import HostRepo
 from tests.faults.conftest import (
     MIB,
     alive,

@@ -11,8 +11,8 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.config import load_grabber
-from pullsnap.grabber import prune
-from pullsnap.grabber.repository import HostRepo
+from pullsnap.grabber.retention import prune
+from pullsnap.grabber.store.repository import HostRepo
 from tests.faults.conftest import attempts, fabricate, record
 from tests.labfixtures import Site
 

@@ -13,8 +13,8 @@ import os
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.admission import wait_left
-from pullsnap.grabber.sanity import suspicion
+from pullsnap.grabber.run.admission import wait_left
+from pullsnap.grabber.run.sanity import suspicion
 from tests.e2e.conftest import Site
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)

@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from pullsnap import errors, mounts
+from pullsnap import errors
+from pullsnap.grabber.confine import mounts
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from pullsnap import caps, errors
-from pullsnap.grabber import prehash
+from pullsnap.grabber.integrity import prehash
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]

@@ -23,7 +23,7 @@ import pytest
 from lab import make_user, remove_user
 from pullsnap import caps
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber import receiver
+from pullsnap.grabber.confine import receiver
 
 pytestmark = [pytest.mark.root, pytest.mark.security]
 

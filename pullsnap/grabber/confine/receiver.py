@@ -1,0 +1,178 @@
+"""The receiving rsync's privileges and confinement.
+
+    grabber (login shell, via the launcher: receiver caps permitted, not effective)
+      fork ── child: pdeathsig, Landlock (write only <repo>/<host>/), caps ambient
+              exec rsync --super ...      (ambient caps survive no_new_privs)
+              └─ exec ssh (same confinement, connect only to the handoff's port)
+
+Without the launcher the grabber holds nothing and rsync uses --fake-super;
+Landlock still applies, because a sender that subverts the receiver would
+otherwise reach every other host's snapshots (they belong to the same user).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import prctl
+
+from pullsnap import caps
+from pullsnap.config import GrabberConfig
+from pullsnap.errors import RunFailed
+
+if TYPE_CHECKING:
+    from pullsnap import landlock
+
+# The login shell imports this module first thing; what only a pull needs
+# (rsync's driver, Landlock, mount namespaces) is imported when used, while
+# ssh-agent and the rsync version probe start (serve.Early).
+
+
+def held_receiver_caps() -> tuple[str, ...]:
+    """The receiver capabilities this process was started with (permitted)."""
+    permitted = caps.read_state().permitted
+    return tuple(c for c in caps.GRABBER_LAUNCHER_CAPS if c in permitted)
+
+
+def hold_quietly_at_start() -> tuple[str, ...]:
+    """Called first thing by the login shell: keep receiver caps, make none effective."""
+    held = held_receiver_caps()
+    if caps.read_state().permitted:
+        caps.hold_quietly(held)
+    return held
+
+
+def suid_risk(cfg: GrabberConfig) -> str | None:
+    """Why --super is unsafe on this repository's filesystem, or None.
+
+    --super recreates setuid-root files, file capabilities and device nodes
+    exactly; on a filesystem without nosuid,nodev they would work for anyone
+    who reaches them (mount(8)).
+    """
+    from pullsnap.grabber.confine import mounts
+
+    missing = mounts.missing_safety_options(cfg.repository)
+    if not missing or cfg.allow_suid_repository:
+        return None
+    mount = mounts.mount_of(cfg.repository)
+    point = mount.mount_point if mount else cfg.repository
+    return (
+        f"the repository's filesystem ({point}) is mounted without {','.join(missing)}: "
+        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true)"
+    )
+
+
+def receiver_mode(
+    cfg: GrabberConfig, held: tuple[str, ...], warn: Callable[[str], None] = lambda text: None
+) -> str:
+    """`super` when the receiver capabilities are held (or demanded) and the
+    repository is mounted nosuid,nodev; else `fake-super`."""
+    complete = all(c in held for c in caps.RECEIVER_SUPER_CAPS)
+    if cfg.super == "super" and not complete:
+        raise RunFailed(
+            'super = "super" but the receiver capabilities are missing: install the launcher '
+            '(see README "--super") or set super = "auto"'
+        )
+    if cfg.super == "fake-super" or not complete:
+        return "fake-super"
+    risk = suid_risk(cfg)
+    if risk is None:
+        return "super"
+    if cfg.super == "super":
+        raise RunFailed(f"refusing rsync --super: {risk}")
+    warn(f"warning: using --fake-super, not --super: {risk}")
+    return "fake-super"
+
+
+# Held by the grabber only to set up the read-only mount namespace; the
+# receiving rsync never gets it (with it, rsync could remount rw).
+NAMESPACE_CAP = "sys_admin"
+
+
+@dataclass(frozen=True)
+class Confined:
+    """What the rsync child does between fork and exec, in this order:
+    parent-death signal, read-only mount namespace (then CAP_SYS_ADMIN is
+    dropped for good), Landlock (sets no_new_privs), receiver caps ambient."""
+
+    prepared: landlock.Prepared | None
+    ambient: tuple[str, ...]
+    writable: tuple[str, ...] = ()  # a mount namespace read-only but for these
+
+    def preexec(self) -> Callable[[], None]:
+        prepared, ambient, writable = self.prepared, self.ambient, self.writable
+
+        from pullsnap import landlock
+        from pullsnap.grabber.confine import mountns
+
+        def run_in_child() -> None:
+            # SIGTERM lets rsync remove its temporary file before it goes.
+            prctl.set_pdeathsig(signal.SIGTERM)
+            if writable:
+                caps.set_effective([NAMESPACE_CAP], True)
+                mountns.read_only_except(writable)
+                caps.drop_entirely([NAMESPACE_CAP])
+            if prepared is not None:
+                landlock.enforce(prepared)  # sets no_new_privs first
+            if ambient:
+                caps.raise_ambient(ambient)
+
+        return run_in_child
+
+    def close(self) -> None:
+        if self.prepared is not None:
+            self.prepared.close()
+
+
+def confine(
+    cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
+    port: int, warn: Callable[[str], None], write_dirs: Sequence[str] = (),
+) -> Confined:  # fmt: skip
+    """Prepare the child's confinement, or refuse --super without one.
+
+    The mount namespace leaves `host_dir` writable (nothing outside it).
+    Landlock narrows further when `write_dirs` are given: the new snapshot's
+    directory and its --link-dest trees, so a subverted receiver cannot touch
+    records, `latest`, manifests or older snapshots of the same host.  (Files
+    hardlinked from the link-dest trees share their inodes: those it could
+    still write through; `grabber verify` finds such changes.)
+    """
+    from pullsnap import connectfd, landlock
+    from pullsnap.grabber.transfer import pull
+
+    ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
+    writable: tuple[str, ...] = ()
+    if mode == "super":
+        if NAMESPACE_CAP in held:
+            writable = (host_dir,)
+        elif not cfg.allow_unconfined_super:
+            raise RunFailed(
+                "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
+                "read-only mount namespace: reinstall it (grabber install-launcher) or set "
+                "allow_unconfined_super = true to accept the risk"
+            )
+        else:
+            warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
+                 "are not prevented")  # fmt: skip
+    try:
+        programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
+        # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
+        # reading its standard library (under /usr/lib) and that one script.
+        helper = connectfd.helper_files()
+        first, *more = write_dirs or (host_dir,)
+        rules = landlock.receiver_confinement(
+            first, private_dir, extra_read=helper.read, port=port,
+            programs=programs + helper.run, also_writable=more,
+        )  # fmt: skip
+        return Confined(landlock.prepare(rules), ambient, writable)
+    except landlock.LandlockUnavailable as e:
+        if mode == "super" and not cfg.allow_unconfined_super:
+            raise RunFailed(
+                f"Landlock is unavailable ({e}): refusing rsync --super unconfined; "
+                "set allow_unconfined_super = true to accept the risk"
+            ) from None
+        warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
+        return Confined(None, ambient, writable)

@@ -1,0 +1,228 @@
+"""`grabber verify HOST [SNAPSHOT] [--sample FRACTION]`: re-read stored files
+and compare them with the snapshots' manifests (manifest.py).
+
+A file is read once per inode: the snapshots that share it by hard link
+share the verdict, and every mismatch is reported with all of them, since a
+flipped byte in one is a flipped byte in each.  Files missing from a tree or
+present without a manifest entry are mismatches too.  The outcome goes to
+`<repository>/<host>/.verify.json` for `grabber status`:
+
+    {"time": "<UTC ISO>", "snapshot": "<name or all>", "result": "ok"|"mismatch",
+     "checked": N, "mismatches": ["<snapshot>/<path>", ...], "sample": F}
+
+No host lock is taken (a verify may take hours and must not hold up
+backups); a snapshot pruned meanwhile is skipped, not reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pullsnap import errors
+from pullsnap.config import load_grabber
+from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.store import atomicfile
+from pullsnap.grabber.store.repository import Attempt, HostRepo, iso
+from pullsnap.grabber.views import readonly
+from pullsnap.grabber.views.treediff import show
+from pullsnap.names import check_host_name
+from pullsnap.units import human_size
+
+VERIFY_FILE = ".verify.json"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    snapshot: str
+    path: bytes
+    why: str
+    inode: int = 0
+
+    def where(self) -> str:
+        return f"{self.snapshot}/{os.fsdecode(self.path)}"
+
+    def shown(self) -> str:
+        """`where()` as one printable line (the backed-up host chose the name)."""
+        return f"{self.snapshot}/{show(self.path)}"
+
+
+@dataclass
+class Outcome:
+    checked: int = 0
+    checked_bytes: int = 0
+    snapshots: list[str] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    without_manifest: list[str] = field(default_factory=list)
+
+
+def _targets(host: HostRepo, snapshot: str | None) -> list[Attempt]:
+    trees = [a for a in host.attempts() if a.has_tree and a.record]
+    if snapshot is None:
+        return trees
+    chosen = [a for a in trees if a.name == snapshot]
+    if not chosen:
+        raise errors.UsageError(f"no snapshot {snapshot!r} of {host.host} (see grabber list)")
+    return chosen
+
+
+def verify_snapshot(
+    host: HostRepo, name: str, entries: dict[bytes, manifest.Entry], keep: Callable[[], bool],
+    cache: dict[int, tuple[str, int]], outcome: Outcome,
+) -> None:  # fmt: skip
+    """Walk one tree; hash each sampled file not yet hashed (by inode)."""
+    seen: set[bytes] = set()
+    root = manifest.open_tree(host.tree(name))
+    try:
+        for dir_fd, file_name, path, inode in manifest.walk_files(root):
+            seen.add(path)
+            entry = entries.get(path)
+            if entry is None:
+                outcome.mismatches.append(Mismatch(name, path, "not in the manifest", inode))
+                continue
+            if not keep():
+                continue
+            if inode not in cache:
+                try:
+                    digest, size, _ = manifest.hash_file(dir_fd, file_name)
+                except PermissionError:
+                    outcome.unreadable.append(f"{name}/{show(path)}")
+                    continue
+                except OSError as e:
+                    outcome.mismatches.append(Mismatch(name, path, f"unreadable: {e}", inode))
+                    continue
+                cache[inode] = (digest, size)
+                outcome.checked_bytes += size
+            digest, size = cache[inode]
+            outcome.checked += 1
+            if digest != entry.digest or size != entry.size:
+                why = f"content differs from the manifest (stored by the {entry.origin} run)"
+                outcome.mismatches.append(Mismatch(name, path, why, inode))
+    finally:
+        os.close(root)
+    for path in sorted(set(entries) - seen):
+        outcome.mismatches.append(Mismatch(name, path, "missing from the tree"))
+
+
+def sharing(host: HostRepo, trees: Sequence[Attempt], m: Mismatch) -> list[str]:
+    """Every snapshot of the host that holds the mismatching file's inode."""
+    if not m.inode:
+        return [m.snapshot]
+    found = []
+    for attempt in trees:
+        candidates = {m.path}
+        entries = manifest.read(host.manifest_path(attempt.name)) or {}
+        candidates |= {e.path for e in entries.values() if e.inode == m.inode}
+        for path in candidates:
+            try:
+                st = os.lstat(os.path.join(os.fsencode(host.tree(attempt.name)), path))
+            except OSError:
+                continue
+            if st.st_ino == m.inode:
+                found.append(attempt.name)
+                break
+    return found or [m.snapshot]
+
+
+def verify_host(host: HostRepo, snapshot: str | None, sample: float,
+                rng: random.Random | None = None) -> Outcome:  # fmt: skip
+    rng = rng or random.Random()
+    keep = (lambda: True) if sample >= 1 else (lambda: rng.random() < sample)
+    outcome = Outcome()
+    cache: dict[int, tuple[str, int]] = {}
+    for attempt in _targets(host, snapshot):
+        entries = manifest.read(host.manifest_path(attempt.name))
+        if entries is None:
+            outcome.without_manifest.append(attempt.name)
+            continue
+        try:
+            verify_snapshot(host, attempt.name, entries, keep, cache, outcome)
+        except FileNotFoundError:
+            continue  # pruned while we looked
+        outcome.snapshots.append(attempt.name)
+    # A snapshot pruned while we walked it is not a finding.
+    outcome.mismatches = [m for m in outcome.mismatches if os.path.isdir(host.tree(m.snapshot))]
+    return outcome
+
+
+def report(host: HostRepo, outcome: Outcome, trees: Sequence[Attempt]) -> list[str]:
+    """One line per damaged file (per inode: hard links share the damage)."""
+    lines = []
+    done: set[tuple[int, bytes]] = set()
+    for m in outcome.mismatches:
+        key = (m.inode, b"") if m.inode else (0, m.where().encode())
+        if key in done:
+            continue
+        done.add(key)
+        shared = sharing(host, trees, m)
+        lines.append(
+            f"mismatch: {host.host}/{m.shown()}: {m.why}; the same file is in "
+            f"snapshot{'s' if len(shared) > 1 else ''} {', '.join(shared)}"
+        )
+    for name in outcome.without_manifest:
+        lines.append(f"note: {host.host}/{name} has no manifest (made before manifests): skipped")
+    return lines
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify", help="re-read stored files and compare them with the snapshots' manifests",
+        description="Each run records a BLAKE2b hash of every file it stored anew.  verify "
+        "re-reads the files of one snapshot (or all) of HOST and names every file that no "
+        "longer matches, with every snapshot sharing it.  Exit status 1 on any mismatch.  "
+        "Run it as root when the snapshots were made with --super (their files keep their "
+        "owners' modes).",
+    )  # fmt: skip
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT", help="only this snapshot")
+    p.add_argument("--sample", type=_fraction, default=1.0, metavar="FRACTION",
+                   help="check only this random fraction of the files (e.g. 0.05)")  # fmt: skip
+    p.set_defaults(handler=run)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 1")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_grabber(args.config)
+    host = readonly.existing_host(cfg, check_host_name(args.host))
+    outcome = verify_host(host, args.snapshot, args.sample)
+    trees = [a for a in host.attempts() if a.has_tree]
+    for line in report(host, outcome, trees):
+        print(line)
+    if outcome.unreadable and not outcome.mismatches:
+        raise errors.RunFailed(
+            f"{len(outcome.unreadable)} file(s) could not be read (e.g. {outcome.unreadable[0]}):"
+            " run grabber verify as root"
+        )
+    result = "mismatch" if outcome.mismatches else "ok"
+    atomicfile.replace_json(
+        os.path.join(host.path, VERIFY_FILE),
+        {
+            "time": iso(dt.datetime.now(dt.UTC)),
+            "snapshot": args.snapshot or "all",
+            "result": result,
+            "checked": outcome.checked,
+            "mismatches": [m.where() for m in outcome.mismatches],
+            "sample": args.sample,
+        },
+        owner_of=host.path,
+    )
+    print(
+        f"verify {host.host}: {outcome.checked:,} files ({human_size(outcome.checked_bytes)} read)"
+        f" in {len(outcome.snapshots)} snapshot(s): "
+        + (f"{len(outcome.mismatches)} mismatch(es)" if outcome.mismatches else "ok")
+    )
+    return errors.FAILED if outcome.mismatches else errors.OK

@@ -1,0 +1,2 @@
+"""Which snapshots stay: the time rules (pure), the free-space guard, and
+applying both on disk (prune)."""

@@ -1,0 +1,93 @@
+"""Is a new snapshot plausible?  Suspect snapshots and `grabber accept`.
+
+A compromised backed-up host can send "exclude everything" or delete its
+data before a run.  Such a snapshot is kept (it may be evidence) but if its
+file count or byte count dropped by more than `suspect_drop` against the
+previous good snapshot it is marked suspect: it does not become `latest`,
+is not a --link-dest base, and does not count as good for retention or
+`min_keep`.  An operator who knows the shrink was real clears the mark with
+`grabber accept HOST SNAPSHOT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pullsnap import errors
+from pullsnap.config import load_grabber
+from pullsnap.grabber.store.repository import iso
+from pullsnap.grabber.views import readonly
+from pullsnap.names import check_host_name
+
+
+def suspicion(
+    previous: Mapping[str, int], current: Mapping[str, int], drop: float
+) -> dict[str, Any] | None:
+    """Why the current stats look wrong next to the previous ones, or None (pure).
+
+    Compares rsync's "Number of files" and "Total file size"; a drop of more
+    than `drop` (a fraction) in either is suspect.  0 disables the check.
+    """
+    if drop <= 0:
+        return None
+    reasons = []
+    for key, label in (("files", "files"), ("total_size", "bytes")):
+        before, after = int(previous.get(key, 0)), int(current.get(key, 0))
+        if before > 0 and after < before * (1 - drop):
+            reasons.append(f"{label} fell from {before:,} to {after:,}")
+    if not reasons:
+        return None
+    return {"reason": "; ".join(reasons), "limit": drop}
+
+
+def check(run: Any) -> None:
+    """Mark `run`'s record suspect if it shrank too much (before the caller
+    writes the record and publishes)."""
+    previous = run.host.newest_good()
+    if previous is None or run.result is None:
+        return
+    drop = run.cfg.policy_for(run.host.host).suspect_drop
+    found = suspicion(previous.record.get("stats", {}), run.result.stats, drop)
+    if found is None:
+        return
+    found["previous"] = previous.name
+    run.record["suspect"] = found
+    run.code = errors.SUSPECT
+    run.message = (
+        f"snapshot kept but marked suspect ({found['reason']} since {previous.name}); "
+        f"if that is right: grabber accept {run.host.host} {run.name}"
+    )
+    run.out.log(run.message)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "accept", help="clear the suspect mark of a snapshot that shrank for a good reason",
+        description="A snapshot much smaller than the previous good one is kept but marked "
+        "suspect.  If the shrink was intended, accept it: it becomes a good snapshot.",
+    )  # fmt: skip
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p.set_defaults(handler=_accept)
+
+
+def _accept(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    cfg = load_grabber(args.config)
+    host = readonly.existing_host(cfg, check_host_name(args.host))
+    record = host.read_record(args.snapshot)
+    if record is None or not record.get("suspect"):
+        raise errors.UsageError(f"{args.host}/{args.snapshot} is not a suspect snapshot")
+    holder = {"pid": os.getpid(), "since": iso(dt.datetime.now(dt.UTC)), "by": "grabber accept"}
+    with host.lock(holder):
+        record["accepted_suspect"] = {**record.pop("suspect"), "at": iso(dt.datetime.now(dt.UTC))}
+        host.write_record(args.snapshot, record)
+        newest = host.newest_good()
+        if newest is not None:
+            host.point_latest(newest.name)
+    print(f"grabber: {args.host}/{args.snapshot} now counts as good")
+    return errors.OK

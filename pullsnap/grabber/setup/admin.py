@@ -1,0 +1,157 @@
+"""Operator commands that change the backup host's setup.
+
+grabber authorize HOST 'ssh-ed25519 AAAA...'   bind a host's login key
+grabber deauthorize HOST                        remove its lines
+grabber install-launcher                        for rsync --super
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import sys
+import tempfile
+
+from pullsnap import errors
+from pullsnap.errors import UsageError
+from pullsnap.grabber.session import binding
+
+DEFAULT_LAUNCHER = "/usr/local/lib/pullsnap/grabber-launcher"
+
+
+def authorized_keys_path(user: str) -> str:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f"no user {user!r}: create the grabber user first (README)") from None
+    return os.path.join(entry.pw_dir, ".ssh", "authorized_keys")
+
+
+def _host_of(line: str) -> str | None:
+    """The host a pullsnap line binds, or None for any other line (pure)."""
+    marker = f'command="{binding.FORCED_PREFIX} host='
+    start = line.find(marker)
+    if start < 0:
+        return None
+    rest = line[start + len(marker) :]
+    return rest.split('"', 1)[0].split(" ", 1)[0]
+
+
+def with_host(text: str, host: str, new_line: str | None) -> str:
+    """authorized_keys text without `host`'s lines, plus `new_line` (pure)."""
+    kept = [line for line in text.splitlines(keepends=True) if _host_of(line) != host]
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    return "".join(kept) + (new_line or "")
+
+
+def _replace(path: str, text: str, owner: tuple[int, int]) -> None:
+    """Write atomically: temporary file in the same directory, fsync, rename."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        # sshd reads authorized_keys as the user (sshd(8) FILES): a ~/.ssh
+        # that root made and kept would hide it.
+        if os.geteuid() == 0:
+            os.chown(directory, *owner)
+    fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o600)
+        if os.geteuid() == 0:
+            os.chown(temp, *owner)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def authorize(user: str, host: str, public_key: str, config: str | None = None) -> str:
+    """Bind `public_key` to `host` (replacing earlier lines for that host)."""
+    line = binding.authorized_keys_line(host, public_key, config)
+    path = authorized_keys_path(user)
+    entry = pwd.getpwnam(user)
+    _replace(path, with_host(_read(path), host, line), (entry.pw_uid, entry.pw_gid))
+    return line
+
+
+def deauthorize(user: str, host: str) -> bool:
+    binding.check_host_name(host)
+    path = authorized_keys_path(user)
+    before = _read(path)
+    after = with_host(before, host, None)
+    if after == before:
+        return False
+    entry = pwd.getpwnam(user)
+    _replace(path, after, (entry.pw_uid, entry.pw_gid))
+    return True
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "authorize", help="bind a backed-up host's login key to its host name",
+        description="Add (or replace) the authorized_keys line that binds KEY to HOST: "
+        "that key can then only start backups into <repository>/HOST.",
+    )  # fmt: skip
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("key", metavar="KEY", help="the public key, 'ssh-ed25519 AAAA...'")
+    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
+    p.add_argument(
+        "--bind-config", action="store_true",
+        help="name this --config in the line (when it is not the default path)",
+    )  # fmt: skip
+    p.set_defaults(handler=_authorize)
+    p = sub.add_parser("deauthorize", help="remove a host's authorized_keys lines")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
+    p.set_defaults(handler=_deauthorize)
+    p = sub.add_parser(
+        "install-launcher", help="install the capability launcher for rsync --super (root)",
+        description="Compile the launcher, give it the receiver capabilities (=p) and "
+        "CAP_SYS_ADMIN (used only to put rsync in a read-only mount namespace, then dropped), "
+        "make it mode 0750 root:<user's group>.  Then make it the user's login shell.",
+    )  # fmt: skip
+    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
+    p.add_argument("--dest", default=DEFAULT_LAUNCHER, help="where to install it")
+    p.set_defaults(handler=_install_launcher)
+
+
+def _authorize(args: argparse.Namespace) -> int:
+    config = os.path.abspath(args.config) if args.bind_config else None
+    line = authorize(args.user, args.host, args.key, config)
+    print(f"grabber: {authorized_keys_path(args.user)}: {line.strip()}")
+    return errors.OK
+
+
+def _deauthorize(args: argparse.Namespace) -> int:
+    removed = deauthorize(args.user, args.host)
+    print(f"grabber: {args.host}: " + ("removed" if removed else "had no lines"))
+    return errors.OK
+
+
+def _install_launcher(args: argparse.Namespace) -> int:
+    import grp
+
+    from pullsnap import caps
+    from pullsnap.grabber.setup.launcher import install_launcher
+
+    entry = pwd.getpwnam(args.user)
+    group = grp.getgrgid(entry.pw_gid).gr_name
+    wanted = caps.GRABBER_LAUNCHER_CAPS
+    os.makedirs(os.path.dirname(args.dest), mode=0o755, exist_ok=True)
+    install_launcher(args.dest, group, sys.executable, wanted)
+    print(f"grabber: installed {args.dest}; now: usermod --shell {args.dest} {args.user}")
+    return errors.OK

@@ -1,0 +1,81 @@
+"""`grabber list`: snapshots and attempts per host, as text (pure rendering)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from pullsnap import errors
+from pullsnap.config import load_grabber
+from pullsnap.grabber.store.repository import Attempt, HostRepo, hosts
+from pullsnap.grabber.views import readonly
+from pullsnap.units import human_duration, human_size
+
+
+def shown_state(attempt: Attempt, locked: bool = False) -> str:
+    """What `list` calls an attempt: only good snapshots read complete or partial.
+
+    A "running" record whose host lock is free belongs to a run that died
+    (the next run marks it interrupted); a finished tree a crash left
+    unpublished is published by the next run.
+    """
+    state = attempt.state
+    if attempt.record.get("suspect"):
+        return "suspect"
+    if state == "running" and not locked:
+        return "interrupted"
+    if state in ("complete", "partial") and not attempt.has_tree:
+        return "unpublished" if attempt.has_incomplete else f"{state}?"
+    return state
+
+
+def attempt_row(host: str, attempt: Attempt, locked: bool = False) -> list[str]:
+    record = attempt.record
+    stats = record.get("stats", {})
+    state = shown_state(attempt, locked)
+    note = record.get("message", "")
+    if record.get("failed_paths_total"):
+        first = record.get("failed_paths", [{}])[0].get("path", "?")
+        note = f"{record['failed_paths_total']} unreadable, e.g. {first}"
+    files = f"{stats['files']:,} files" if "files" in stats else ""
+    added = f"+{human_size(stats['transferred_size'])}" if "transferred_size" in stats else ""
+    seconds = human_duration(record["seconds"]) if "seconds" in record else ""
+    return [host, attempt.name, state, files, added, seconds, note]
+
+
+def rows(root: str, only: Sequence[str] = ()) -> list[list[str]]:
+    found = []
+    for host in hosts(root):
+        if only and host not in only:
+            continue
+        repo = HostRepo(root, host)
+        locked = repo.is_locked()
+        for attempt in repo.attempts():
+            found.append(attempt_row(host, attempt, locked))
+    return found
+
+
+def render(root: str, only: Sequence[str] = ()) -> str:
+    table = rows(root, only)
+    if not table:
+        return f"no snapshots in {root}\n"
+    header = ["HOST", "SNAPSHOT", "STATE", "FILES", "ADDED", "TIME", "NOTE"]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    lines = []
+    for row in [header, *table]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths[:-1], strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list snapshots and attempts per host")
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_grabber(args.config)
+    readonly.require_readable(cfg)
+    print(render(cfg.repository, args.hosts), end="")
+    return errors.OK

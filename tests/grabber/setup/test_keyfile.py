@@ -1,0 +1,68 @@
+"""Reading authorized_keys back: bound lines pass, everything else is named."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+
+from pullsnap.grabber.session.binding import authorized_keys_line
+from pullsnap.grabber.setup import keyfile
+
+
+def _key(kind: str = "ssh-ed25519", seed: bytes = b"k") -> str:
+    blob = struct.pack(">I", len(kind)) + kind.encode() + struct.pack(">I", 32) + seed * 32
+    return f"{kind} {base64.b64encode(blob).decode()}"
+
+
+def _audit(*lines: str) -> list[keyfile.Verdict]:
+    return keyfile.audit("".join(line if line.endswith("\n") else line + "\n" for line in lines),
+                         "/home/pullsnap/.ssh/authorized_keys")  # fmt: skip
+
+
+def test_bound_lines_pass_with_fingerprint() -> None:
+    [verdict] = _audit("# comment", "", authorized_keys_line("web1", _key() + " c"))
+    assert (verdict.line, verdict.host, verdict.problem) == (3, "web1", "")
+    assert verdict.detail.startswith("ssh-ed25519 SHA256:")
+
+
+def test_fingerprint_matches_ssh_keygen_format() -> None:
+    line = keyfile.parse_line(1, _key())
+    assert line is not None and line.fingerprint().startswith("SHA256:")
+    assert "=" not in line.fingerprint()
+
+
+def test_options_with_quoted_commas_and_escaped_quotes() -> None:
+    options, rest = keyfile.split_options('restrict,command="a, \\"b\\" c",from="10.0.0.1" k v')
+    assert options == ["restrict", 'command="a, \\"b\\" c"', 'from="10.0.0.1"'] and rest == "k v"
+    line = keyfile.parse_line(1, f'restrict,command="x \\"y\\"" {_key()}')
+    assert line is not None and line.option("command") == 'x "y"' and line.option("restrict") == ""
+    assert line.option("from") is None
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (_key(), "is not bound to a host"),
+        (f'command="sh" {_key()}', "not bound to a host (its authorized_keys line needs"),
+        (f'restrict,command="pullsnap-grabber host=../x" {_key()}', "is not allowed"),
+        (f'command="pullsnap-grabber host=web1" {_key()}', "no `restrict` option"),
+        ("ssh-ed25519 !!!", "malformed: the key is not valid base64"),
+        (f'restrict,command="unclosed {_key()}', "quotes are not closed"),
+        ("ssh-rsa " + _key().split()[1], "the key says it is 'ssh-ed25519'"),
+        ("from=x", "malformed: no key type"),
+    ],
+)  # fmt: skip
+def test_unusable_lines_are_named_with_a_fix(text: str, words: str) -> None:
+    [verdict] = _audit(text)
+    assert words in verdict.problem and verdict.fix
+    assert "line 1" in verdict.fix or "authorize" in verdict.fix
+
+
+def test_the_same_key_bound_twice_only_counts_once() -> None:
+    first = authorized_keys_line("web1", _key())
+    second = authorized_keys_line("web2", _key())
+    one, two = _audit(first, second)
+    assert one.problem == "" and one.host == "web1"
+    assert "bound on line 1 to web1 already" in two.problem

@@ -1,0 +1,91 @@
+"""The node_exporter textfile (pure rendering) and the atomic file writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+
+import pytest
+
+from pullsnap.grabber.store import atomicfile
+from pullsnap.grabber.store.repository import classify, parse_name, snapshot_name
+from pullsnap.grabber.views import health, prometheus
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
+# Prometheus text format: metric name, optional labels, a value (exposition_formats.md).
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="(?:[^"\\\n]|\\.)*"\})? -?[0-9.e+]+$')
+
+
+def _status(host: str, hours_ago: float | None, **kw) -> health.HostStatus:
+    attempts = []
+    if hours_ago is not None:
+        name = snapshot_name(NOW - dt.timedelta(hours=hours_ago))
+        stats = {"transferred_size": 300, "bytes_received": 420, "files": 9}
+        record = {"state": "complete", "seconds": 12.5, "stats": stats}
+        attempts.append(classify(name, record, True, False))
+    return health.summarize(host, attempts, now=NOW, max_age=36 * 3600, **kw)
+
+
+def test_samples_per_host() -> None:
+    good = _status("web1", 2, used=4096)
+    never = _status("web2", None)
+    text = prometheus.render([good, never], NOW, "/srv/pullsnap", free=10**12)
+    lines = text.splitlines()
+    for line in lines:
+        assert line.startswith("# ") or SAMPLE.match(line), line
+    started = parse_name(good.last_good or "")
+    assert started is not None
+    assert (
+        f'pullsnap_last_success_timestamp_seconds{{host="web1"}} {int(started.timestamp())}'
+        in lines
+    )
+    assert 'pullsnap_last_success_timestamp_seconds{host="web2"} 0' in lines
+    assert 'pullsnap_stale{host="web1"} 0' in lines and 'pullsnap_stale{host="web2"} 1' in lines
+    assert 'pullsnap_last_run_duration_seconds{host="web1"} 12.5' in lines
+    assert 'pullsnap_last_run_added_bytes{host="web1"} 300' in lines
+    assert 'pullsnap_last_run_transferred_bytes{host="web1"} 420' in lines
+    assert 'pullsnap_used_bytes{host="web1"} 4096' in lines
+    # A host that never ran has no last run: no sample rather than a made-up 0.
+    assert not any(
+        line.startswith('pullsnap_last_run_duration_seconds{host="web2"') for line in lines
+    )
+    assert 'pullsnap_repository_free_bytes{repository="/srv/pullsnap"} 1000000000000' in lines
+    assert f"pullsnap_status_timestamp_seconds {int(NOW.timestamp())}" in lines
+    types = [line.split()[2] for line in lines if line.startswith("# TYPE")]
+    assert len(types) == len(set(types))
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"), [('a"b', 'a\\"b'), ("a\\b", "a\\\\b"), ("a\nb", "a\\nb")]
+)
+def test_label_escaping(raw: str, escaped: str) -> None:
+    assert prometheus.escape(raw) == escaped
+
+
+def test_atomic_replace(tmp_path) -> None:
+    target = tmp_path / "x.prom"
+    target.write_text("old")
+    atomicfile.replace(str(target), b"new\n", 0o644)
+    assert target.read_text() == "new\n" and target.stat().st_mode & 0o777 == 0o644
+    assert os.listdir(tmp_path) == ["x.prom"]
+    with pytest.raises(FileNotFoundError):
+        atomicfile.replace(str(tmp_path / "missing" / "x.prom"), b"", 0o644)
+    atomicfile.replace_json(str(tmp_path / "s.json"), {"a": 1})
+    assert atomicfile.read_json(str(tmp_path / "s.json")) == {"a": 1}
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "bad.json").write_text("{")
+    assert atomicfile.read_json(str(tmp_path / "bad.json")) is None
+    assert atomicfile.read_json(str(tmp_path / "none.json")) is None
+
+
+@pytest.mark.security
+def test_read_json_ignores_what_a_sender_could_plant(tmp_path) -> None:
+    """Host directories are written by the receiving rsync: a FIFO or a
+    symlink named like our files must neither block nor lead elsewhere."""
+    os.mkfifo(tmp_path / "fifo.json")
+    assert atomicfile.read_json(str(tmp_path / "fifo.json")) is None
+    (tmp_path / "real.json").write_text('{"a": 1}')
+    os.symlink(tmp_path / "real.json", tmp_path / "link.json")
+    assert atomicfile.read_json(str(tmp_path / "link.json")) is None
+    assert atomicfile.read_json(str(tmp_path / "real.json")) == {"a": 1}

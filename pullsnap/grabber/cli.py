@@ -15,16 +15,6 @@ import sys
 from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
 
-# Each module adds its subcommands (register(sub), set_defaults(handler=...)).
-# Imported only to build the operator's parser: a backup (the login shell)
-# starts without them.
-COMMAND_MODULE_NAMES = (
-    "views.listing", "setup.admin", "run.admission", "run.sanity", "views.status", "views.page",
-    "views.fileversions", "views.treediff", "views.usage", "setup.check", "retention.prune",
-    "integrity.verify",
-)  # fmt: skip
-
-
 # Enough for the deepest tree rsync sends, with room for everything else.
 DESCRIPTORS = 4096
 
@@ -74,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
+    # Only the operator's parser needs the commands: a backup (the login
+    # shell) starts without importing them.
+    from pullsnap.grabber import commands
 
-    for name in COMMAND_MODULE_NAMES:
-        importlib.import_module(f"pullsnap.grabber.{name}").register(sub)
+    commands.register(sub)
     return parser
 
 

@@ -16,7 +16,6 @@ backups); a snapshot pruned meanwhile is skipped, not reported.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import random
@@ -24,13 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.integrity import manifest
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import Attempt, HostRepo, iso
-from pullsnap.grabber.views import readonly
 from pullsnap.grabber.views.treediff import show
-from pullsnap.names import check_host_name
 from pullsnap.units import human_size
 
 VERIFY_FILE = ".verify.json"
@@ -169,60 +165,37 @@ def report(host: HostRepo, outcome: Outcome, trees: Sequence[Attempt]) -> list[s
     return lines
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "verify", help="re-read stored files and compare them with the snapshots' manifests",
-        description="Each run records a BLAKE2b hash of every file it stored anew.  verify "
-        "re-reads the files of one snapshot (or all) of HOST and names every file that no "
-        "longer matches, with every snapshot sharing it.  Exit status 1 on any mismatch.  "
-        "Run it as root when the snapshots were made with --super (their files keep their "
-        "owners' modes).",
-    )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT", help="only this snapshot")
-    p.add_argument("--sample", type=_fraction, default=1.0, metavar="FRACTION",
-                   help="check only this random fraction of the files (e.g. 0.05)")  # fmt: skip
-    p.set_defaults(handler=run)
+def remember(
+    host: HostRepo, outcome: Outcome, snapshot: str | None, sample: float, now: dt.datetime
+) -> None:
+    """Write `<host>/.verify.json` for `grabber status`."""
+    atomicfile.replace_json(
+        os.path.join(host.path, VERIFY_FILE),
+        {
+            "time": iso(now),
+            "snapshot": snapshot or "all",
+            "result": "mismatch" if outcome.mismatches else "ok",
+            "checked": outcome.checked,
+            "mismatches": [m.where() for m in outcome.mismatches],
+            "sample": sample,
+        },
+        owner_of=host.path,
+    )
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 1")
-    return value
+def summary(host: HostRepo, outcome: Outcome) -> str:
+    """The last line `grabber verify` prints."""
+    return (
+        f"verify {host.host}: {outcome.checked:,} files ({human_size(outcome.checked_bytes)} read)"
+        f" in {len(outcome.snapshots)} snapshot(s): "
+        + (f"{len(outcome.mismatches)} mismatch(es)" if outcome.mismatches else "ok")
+    )
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, check_host_name(args.host))
-    outcome = verify_host(host, args.snapshot, args.sample)
-    trees = [a for a in host.attempts() if a.has_tree]
-    for line in report(host, outcome, trees):
-        print(line)
+def require_all_readable(outcome: Outcome) -> None:
+    """Unreadable files and nothing else wrong: say to run as root."""
     if outcome.unreadable and not outcome.mismatches:
         raise errors.RunFailed(
             f"{len(outcome.unreadable)} file(s) could not be read (e.g. {outcome.unreadable[0]}):"
             " run grabber verify as root"
         )
-    result = "mismatch" if outcome.mismatches else "ok"
-    atomicfile.replace_json(
-        os.path.join(host.path, VERIFY_FILE),
-        {
-            "time": iso(dt.datetime.now(dt.UTC)),
-            "snapshot": args.snapshot or "all",
-            "result": result,
-            "checked": outcome.checked,
-            "mismatches": [m.where() for m in outcome.mismatches],
-            "sample": args.sample,
-        },
-        owner_of=host.path,
-    )
-    print(
-        f"verify {host.host}: {outcome.checked:,} files ({human_size(outcome.checked_bytes)} read)"
-        f" in {len(outcome.snapshots)} snapshot(s): "
-        + (f"{len(outcome.mismatches)} mismatch(es)" if outcome.mismatches else "ok")
-    )
-    return errors.FAILED if outcome.mismatches else errors.OK

@@ -11,17 +11,15 @@ next backup.  A deletion that was interrupted is finished by the next prune
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pullsnap import errors
-from pullsnap.config import GrabberConfig, load_grabber
+from pullsnap.config import GrabberConfig
 from pullsnap.grabber.retention import guard, rules
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo, hosts, iso
-from pullsnap.grabber.views import readonly
 from pullsnap.names import check_host_name
 
 
@@ -136,19 +134,6 @@ def delete_for_space(
 # --- `grabber prune` -----------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "prune", help="apply the retention policy: say what is kept and why, remove the rest",
-        description="Applies keep_within/daily/weekly/monthly/yearly (README \"Retention\") "
-        "to each host, or to the named ones, and prints every snapshot with the rule that "
-        "keeps it or the reason it goes.  Runs after every successful backup too.  A host "
-        "with a backup in progress is skipped (exit status 4).",
-    )  # fmt: skip
-    p.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.set_defaults(handler=run)
-
-
 def prune_host(
     cfg: GrabberConfig, host: HostRepo, now: dt.datetime, dry_run: bool, say: Callable[[str], None]
 ) -> bool:
@@ -188,13 +173,14 @@ def selected_hosts(root: str, names: Sequence[str]) -> list[str]:
     return list(names) or present
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    readonly.require_readable(cfg)
-    now = dt.datetime.now(dt.UTC)
+def prune_hosts(
+    cfg: GrabberConfig, names: Sequence[str], now: dt.datetime, dry_run: bool,
+    say: Callable[[str], None],
+) -> int:  # fmt: skip
+    """`grabber prune`: each named host (all if none); LOCKED if one was skipped."""
     skipped = [
         name
-        for name in selected_hosts(cfg.repository, args.hosts)
-        if not prune_host(cfg, HostRepo(cfg.repository, name), now, args.dry_run, print)
+        for name in selected_hosts(cfg.repository, names)
+        if not prune_host(cfg, HostRepo(cfg.repository, name), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

@@ -10,16 +10,12 @@ backup host lets one run through early with `grabber allow-run HOST`.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 from collections.abc import Sequence
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt, HostRepo, iso, parse_name
-from pullsnap.grabber.views import readonly
-from pullsnap.names import check_host_name
 from pullsnap.units import human_duration
 
 ALLOW_RUN = ".allow-run"
@@ -70,24 +66,11 @@ def admit(host: HostRepo, now: dt.datetime, min_interval: float) -> str | None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "allow-run", help="let one run of HOST start before its minimum interval",
-        description="Runs of a host that make a snapshot are at least min_interval apart, so a "
-        "compromised host cannot flood retention.  This lets the next run through once.",
-    )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
-    p.set_defaults(handler=_allow_run)
-
-
-def _allow_run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, check_host_name(args.host))
+def allow_one_run(host: HostRepo) -> None:
+    """`grabber allow-run`: let the next run of `host` start before its interval."""
     path = os.path.join(host.path, ALLOW_RUN)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     os.close(fd)
     st = os.stat(host.path)
     if os.geteuid() == 0:
         os.chown(path, st.st_uid, st.st_gid)
-    print(f"grabber: the next run of {args.host} may start now")
-    return errors.OK

@@ -11,16 +11,13 @@ is not a --link-dest base, and does not count as good for retention or
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
-from pullsnap.grabber.store.repository import iso
-from pullsnap.grabber.views import readonly
-from pullsnap.names import check_host_name
+from pullsnap.grabber.store.repository import HostRepo, iso
 
 
 def suspicion(
@@ -63,31 +60,15 @@ def check(run: Any) -> None:
     run.out.log(run.message)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "accept", help="clear the suspect mark of a snapshot that shrank for a good reason",
-        description="A snapshot much smaller than the previous good one is kept but marked "
-        "suspect.  If the shrink was intended, accept it: it becomes a good snapshot.",
-    )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("snapshot", metavar="SNAPSHOT")
-    p.set_defaults(handler=_accept)
-
-
-def _accept(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, check_host_name(args.host))
-    record = host.read_record(args.snapshot)
+def accept(host: HostRepo, name: str, now: dt.datetime) -> None:
+    """`grabber accept`: a suspect snapshot becomes a good one (under the host lock)."""
+    record = host.read_record(name)
     if record is None or not record.get("suspect"):
-        raise errors.UsageError(f"{args.host}/{args.snapshot} is not a suspect snapshot")
-    holder = {"pid": os.getpid(), "since": iso(dt.datetime.now(dt.UTC)), "by": "grabber accept"}
+        raise errors.UsageError(f"{host.host}/{name} is not a suspect snapshot")
+    holder = {"pid": os.getpid(), "since": iso(now), "by": "grabber accept"}
     with host.lock(holder):
-        record["accepted_suspect"] = {**record.pop("suspect"), "at": iso(dt.datetime.now(dt.UTC))}
-        host.write_record(args.snapshot, record)
+        record["accepted_suspect"] = {**record.pop("suspect"), "at": iso(now)}
+        host.write_record(name, record)
         newest = host.newest_good()
         if newest is not None:
             host.point_latest(newest.name)
-    print(f"grabber: {args.host}/{args.snapshot} now counts as good")
-    return errors.OK

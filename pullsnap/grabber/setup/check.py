@@ -13,21 +13,20 @@ Run it as root (it reads the grabber user's files) or as the grabber user.
 
 from __future__ import annotations
 
-import argparse
 import grp
 import os
 import pwd
 import stat
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 from pullsnap import caps, errors, findings, landlock, versions
-from pullsnap.config import GrabberConfig, load_grabber
+from pullsnap.config import GrabberConfig
 from pullsnap.findings import Finding
 from pullsnap.grabber.confine import mounts, receiver
 from pullsnap.grabber.setup import filecaps, filechecks
-from pullsnap.grabber.setup.admin import DEFAULT_LAUNCHER
+from pullsnap.grabber.setup.launcher import DEFAULT_LAUNCHER
 
 DESCRIPTION = """\
 Check that this backup host is ready, and safe, to receive backups: the
@@ -211,33 +210,26 @@ CHECKS: tuple[tuple[str, Callable[[Subject], Iterator[Finding]]], ...] = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "check",
-        help="check this backup host: account, capabilities, rsync, repository, keys",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--user", help="the grabber account (default: pullsnap; yourself if not root)")
-    p.set_defaults(handler=run)
+def default_user() -> str:
+    """The grabber account `check` looks at when none is named."""
+    return "pullsnap" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    name = args.user or ("pullsnap" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name)
+def check_host(cfg: GrabberConfig, name: str, program: str, out: TextIO) -> int:
+    """Every check for user `name`, printed to `out`; FAILED if any found a problem.
+
+    `program`: how the grabber was started, for fixes that name it."""
     try:
         user = pwd.getpwnam(name)
     except KeyError:
         raise errors.UsageError(
             f"no user {name!r}: create the grabber account (README), or pass --user"
         ) from None
-    program = os.path.abspath(sys.argv[0])
+    program = os.path.abspath(program)
     grabber = program if os.path.basename(program) == "grabber" else "/opt/pullsnap/bin/grabber"
     subject = Subject(cfg, user, grabber)
-    print(f"config: {cfg.path}: ok")
+    print(f"config: {cfg.path}: ok", file=out)
     problems = 0
     for what, check in CHECKS:
-        problems += findings.print_all(
-            findings.guarded(lambda c=check: c(subject), what), sys.stdout
-        )
+        problems += findings.print_all(findings.guarded(lambda c=check: c(subject), what), out)
     return errors.OK if problems == 0 else errors.FAILED

@@ -18,14 +18,17 @@ import contextlib
 import grp
 import importlib.resources
 import os
+import pwd
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 
 from pullsnap import caps as capabilities
 from pullsnap.errors import PullsnapError
 
+DEFAULT_LAUNCHER = "/usr/local/lib/pullsnap/grabber-launcher"
 GRABBER_MODULE = "pullsnap.grabber.login"
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # The path becomes a C string literal: refuse anything that could end it.
@@ -148,3 +151,14 @@ def install_launcher(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
+
+
+def install_for(user: str, dest: str) -> None:
+    """`grabber install-launcher`: build it for `user`'s group at `dest`."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise LauncherError(f"no user {user!r}: create the grabber user first (README)") from None
+    group = grp.getgrgid(entry.pw_gid).gr_name
+    os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+    install_launcher(dest, group, sys.executable, capabilities.GRABBER_LAUNCHER_CAPS)

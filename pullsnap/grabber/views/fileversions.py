@@ -13,18 +13,15 @@ following symlinks: a snapshot holds the backed-up host's symlinks, and
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.store.repository import HostRepo
-from pullsnap.grabber.views import readonly
 from pullsnap.grabber.views.treediff import Meta, meta_of, show
 from pullsnap.units import human_size
 
@@ -127,29 +124,23 @@ def render(host: HostRepo, path: str, versions: Sequence[Version]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "versions", help="every distinct version of a file across a host's snapshots",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="PATH is the file's absolute path on the backed-up host (or its path\n"
-        "inside one snapshot).  An unchanged file is one hardlinked inode from snapshot\n"
-        "to snapshot; each new inode is a new version.  For each version: the snapshots\n"
-        "that hold it, its size, mtime, mode and owner (from rsync's fake-super xattr\n"
-        "when there is one), and the path to copy it back from (README \"The repository\n"
-        "and restoring\" says how to keep owners and modes).\n\n"
-        "example:  grabber versions web1 /etc/ssh/sshd_config",
-    )  # fmt: skip
-    p.add_argument("host", type=readonly.host_argument, metavar="HOST")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=run)
+def as_json(host: HostRepo, path: str, versions: Sequence[Version]) -> list[dict[str, Any]]:
+    """`grabber versions --json`: one object a version, oldest first."""
+    return [
+        {"snapshots": list(v.snapshots), "present": v.meta is not None,
+         "kind": v.meta.kind if v.meta else None, "size": v.meta.size if v.meta else None,
+         "mtime_ns": v.meta.mtime_ns if v.meta else None,
+         "copy_from": show(os.fsencode(host.tree(v.snapshots[-1])) + os.fsencode(path))
+         if v.meta else None}
+        for v in versions
+    ]  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, args.host)
-    parts = components(strip_snapshot_prefix(host, args.path))
-    path = os.fsdecode(b"/" + b"/".join(parts))
+def find(host: HostRepo, path: str) -> tuple[str, list[Version]]:
+    """(the path as the backed-up host names it, its versions); a UsageError
+    if no snapshot holds it, a RunFailed if the snapshots cannot be read."""
+    parts = components(strip_snapshot_prefix(host, path))
+    shown = os.fsdecode(b"/" + b"/".join(parts))
     try:
         versions = group(sightings(host, parts))
     except OSError as e:
@@ -158,17 +149,5 @@ def run(args: argparse.Namespace) -> int:
         where = show(os.fsencode(e.filename)) if e.filename else host.path
         raise errors.RunFailed(f"cannot read {where}: {e.strerror or e}") from None
     if not any(v.inode is not None for v in versions):
-        raise errors.UsageError(f"{path} is in no snapshot of {args.host}")
-    if args.json:
-        body = [
-            {"snapshots": list(v.snapshots), "present": v.meta is not None,
-             "kind": v.meta.kind if v.meta else None, "size": v.meta.size if v.meta else None,
-             "mtime_ns": v.meta.mtime_ns if v.meta else None,
-             "copy_from": show(os.fsencode(host.tree(v.snapshots[-1])) + os.fsencode(path))
-             if v.meta else None}
-            for v in versions
-        ]  # fmt: skip
-        print(json.dumps(body, indent=1))
-    else:
-        print(render(host, path, versions), end="")
-    return errors.OK
+        raise errors.UsageError(f"{shown} is in no snapshot of {host.host}")
+    return shown, versions

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.store.repository import Attempt, HostRepo, hosts
-from pullsnap.grabber.views import readonly
 from pullsnap.units import human_duration, human_size
 
 
@@ -66,16 +62,3 @@ def render(root: str, only: Sequence[str] = ()) -> str:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths[:-1], strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list snapshots and attempts per host")
-    p.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts")
-    p.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    readonly.require_readable(cfg)
-    print(render(cfg.repository, args.hosts), end="")
-    return errors.OK

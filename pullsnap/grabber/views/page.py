@@ -8,18 +8,16 @@ that writes it where a web server serves it; it is replaced atomically.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 from html import escape
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
+from pullsnap.config import GrabberConfig
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import HostRepo, iso
-from pullsnap.grabber.views import chart, readonly, status
+from pullsnap.grabber.views import chart, status
 from pullsnap.grabber.views.health import HostStatus
 from pullsnap.units import human_duration, human_size
 
@@ -135,40 +133,20 @@ run's duration, x marks a failed run and ! a suspect one; hover for details.</p>
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report", help="write a static HTML page about every host",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="One self-contained page (no scripts, nothing fetched from elsewhere):\n"
-        "a row per host with its newest good snapshot, its age (marked when stale),\n"
-        "snapshot count, space used and added, last verify, and a chart of bytes added\n"
-        "and duration of its last 60 runs.  The file is replaced atomically, so a web\n"
-        "server may serve it while it is rewritten.\n\n"
-        "example (cron, every 15 minutes, as the grabber user):\n"
-        "  */15 * * * *  pullsnap  grabber report --html /var/www/backups/index.html",
-    )  # fmt: skip
-    p.add_argument("--html", required=True, metavar="FILE", help="where to write ('-': stdout)")
-    p.add_argument(
-        "hosts", nargs="*", type=readonly.host_argument, metavar="HOST", help="only these hosts"
-    )
-    p.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    now = dt.datetime.now(dt.UTC)
-    statuses = status.collect(cfg, args.hosts, now)
+def page(cfg: GrabberConfig, hosts: Sequence[str], now: dt.datetime) -> str:
+    """The page for these hosts (all when none), read from the repository."""
+    statuses = status.collect(cfg, hosts, now)
     runs = {}
     for s in statuses:
         host = HostRepo(cfg.repository, s.host)
         runs[s.host] = chart.points(host.attempts(), locked=host.exists() and host.is_locked())
-    text = render(statuses, runs, repository=cfg.repository, backup_host=socket.gethostname(),
+    return render(statuses, runs, repository=cfg.repository, backup_host=socket.gethostname(),
                   free=status.free_space(cfg.repository), now=now)  # fmt: skip
-    if args.html == "-":
-        sys.stdout.write(text)
-        return errors.OK
+
+
+def write(path: str, text: str) -> None:
+    """Replace the page at `path` atomically (a web server may be serving it)."""
     try:
-        atomicfile.replace(args.html, text.encode("utf-8"), 0o644)
+        atomicfile.replace(path, text.encode("utf-8"), 0o644)
     except OSError as e:
-        raise errors.RunFailed(f"cannot write {args.html}: {e.strerror}") from None
-    return errors.OK
+        raise errors.RunFailed(f"cannot write {path}: {e.strerror}") from None

@@ -4,13 +4,11 @@ from the command line.  Each failure is one line that says what to do."""
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber.store.repository import HostRepo
-from pullsnap.names import check_host_name
 
 
 def require_readable(cfg: GrabberConfig) -> None:
@@ -23,14 +21,6 @@ def require_readable(cfg: GrabberConfig) -> None:
             f"cannot read the repository {cfg.repository} as this user: run as the grabber "
             "user (e.g. sudo -u pullsnap grabber ...) or as root"
         )
-
-
-def host_argument(text: str) -> str:
-    """argparse type= for a HOST argument."""
-    try:
-        return check_host_name(text)
-    except errors.PullsnapError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def existing_host(cfg: GrabberConfig, name: str) -> HostRepo:

@@ -18,17 +18,14 @@ or removed below them are.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.store.repository import LATEST, HostRepo, parse_name
-from pullsnap.grabber.views import readonly
 
 FAKE_STAT = "user.rsync.%stat"
 _ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default",
@@ -242,51 +239,21 @@ def snapshot_tree(host: HostRepo, name: str) -> str:
     return host.tree(name)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "diff", help="what changed between two snapshots of a host",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Lists the paths added (+), removed (-) or changed (M, with what\n"
-        "changed: type, size, mtime, mode, owner, device, target, acl, xattrs) from\n"
-        "snapshot A to snapshot B (default: the newest good one).  Files rsync hardlinked\n"
-        "between the two are one inode and are skipped unread, so this is quick even\n"
-        "for large trees.  Paths are as on the backed-up host; the last line counts.\n\n"
-        "examples:\n"
-        "  grabber diff web1 2026-11-24T021700Z latest\n"
-        "  grabber diff web1 2026-11-24T021700Z 2026-11-25T021700Z --json",
-    )  # fmt: skip
-    p.add_argument("host", type=readonly.host_argument, metavar="HOST")
-    p.add_argument("a", metavar="A", help="the older snapshot (a name from grabber list)")
-    p.add_argument("b", metavar="B", nargs="?", default=LATEST, help="the newer (default latest)")
-    p.add_argument(
-        "--content",
-        action="store_true",
-        help="also compare the bytes of files whose attributes all match",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object a line")
-    p.set_defaults(handler=run)  # fmt: skip
+def change_line(change: Change) -> str:
+    """One line of `grabber diff`: sign, path, what changed."""
+    what = f"  {', '.join(change.reasons)}" if change.reasons else ""
+    return f"{change.sign} {show(change.path)}{what}"
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, args.host)
-    a, b = snapshot_tree(host, args.a), snapshot_tree(host, args.b)
-    counts = {"+": 0, "-": 0, "M": 0}
-    try:
-        for change in diff_trees(a, b, args.content):
-            counts[change.sign] += 1
-            if args.json:
-                body = {"change": change.sign, "path": show(change.path), "what": change.reasons}
-                print(json.dumps(body))
-            else:
-                what = f"  {', '.join(change.reasons)}" if change.reasons else ""
-                print(f"{change.sign} {show(change.path)}{what}")
-    except OSError as e:
-        # Not readable as this user (--super snapshots keep their owners'
-        # modes), or longer than PATH_MAX below the repository: rsync stores
-        # such paths, working relative to its target.
-        where = show(os.fsencode(e.filename)) if e.filename else f"{a} or {b}"
-        raise errors.RunFailed(f"cannot read {where}: {e.strerror or e}") from None
-    if not args.json:
-        print(f"{counts['+']} added, {counts['-']} removed, {counts['M']} changed")
-    return errors.OK
+def change_json(change: Change) -> dict[str, Any]:
+    """One object of `grabber diff --json`."""
+    return {"change": change.sign, "path": show(change.path), "what": change.reasons}
+
+
+def unreadable(e: OSError, a: str, b: str) -> errors.RunFailed:
+    """What a walk that met an unreadable path says.  Not readable as this
+    user (--super snapshots keep their owners' modes), or longer than
+    PATH_MAX below the repository: rsync stores such paths, working
+    relative to its target."""
+    where = show(os.fsencode(e.filename)) if e.filename else f"{a} or {b}"
+    return errors.RunFailed(f"cannot read {where}: {e.strerror or e}")

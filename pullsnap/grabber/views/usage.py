@@ -20,17 +20,13 @@ the cache stays right until a snapshot comes or goes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from pullsnap import errors
-from pullsnap.config import load_grabber
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import HostRepo
-from pullsnap.grabber.views import readonly
 from pullsnap.units import human_size
 
 CACHE = ".usage.json"
@@ -210,32 +206,7 @@ def render(host: str, usage: HostUsage) -> str:
     return "\n".join(lines) + "\n"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "du", help="space per snapshot: what each holds, and what only it holds",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Snapshots share unchanged files as hardlinks.  For each snapshot of HOST\n"
-        "(and each leftover .incomplete tree) this shows\n\n"
-        "  SIZE    what the snapshot references, as `du -s` of it alone would\n"
-        "  UNIQUE  what only this snapshot holds: deleting it alone frees this much\n\n"
-        "and the host's total: every file counted once.  Figures are blocks on disk.\n"
-        "They are cached in <repository>/HOST/.usage.json until a snapshot comes or goes.\n\n"
-        "example:  grabber du web1",
-    )  # fmt: skip
-    p.add_argument("host", type=readonly.host_argument, metavar="HOST", help="a host name")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--no-cache", action="store_true", help="walk the snapshots even if cached")
-    p.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_grabber(args.config)
-    host = readonly.existing_host(cfg, args.host)
-    usage = measure(host, use_cache=not args.no_cache)
-    if args.json:
-        body = {"host": args.host, "total": usage.total, "unreadable": usage.unreadable,
-                "trees": [asdict(t) for t in usage.trees]}  # fmt: skip
-        print(json.dumps(body, indent=1))
-    else:
-        print(render(args.host, usage), end="")
-    return errors.OK
+def as_json(host: str, usage: HostUsage) -> dict[str, Any]:
+    """`grabber du --json`."""
+    return {"host": host, "total": usage.total, "unreadable": usage.unreadable,
+            "trees": [asdict(t) for t in usage.trees]}  # fmt: skip

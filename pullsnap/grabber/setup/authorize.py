@@ -1,23 +1,17 @@
-"""Operator commands that change the backup host's setup.
+"""Binding a backed-up host's login key to its name in authorized_keys.
 
 grabber authorize HOST 'ssh-ed25519 AAAA...'   bind a host's login key
 grabber deauthorize HOST                        remove its lines
-grabber install-launcher                        for rsync --super
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
-import sys
 import tempfile
 
-from pullsnap import errors
 from pullsnap.errors import UsageError
 from pullsnap.grabber.session import binding
-
-DEFAULT_LAUNCHER = "/usr/local/lib/pullsnap/grabber-launcher"
 
 
 def authorized_keys_path(user: str) -> str:
@@ -98,60 +92,3 @@ def deauthorize(user: str, host: str) -> bool:
     entry = pwd.getpwnam(user)
     _replace(path, after, (entry.pw_uid, entry.pw_gid))
     return True
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "authorize", help="bind a backed-up host's login key to its host name",
-        description="Add (or replace) the authorized_keys line that binds KEY to HOST: "
-        "that key can then only start backups into <repository>/HOST.",
-    )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("key", metavar="KEY", help="the public key, 'ssh-ed25519 AAAA...'")
-    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
-    p.add_argument(
-        "--bind-config", action="store_true",
-        help="name this --config in the line (when it is not the default path)",
-    )  # fmt: skip
-    p.set_defaults(handler=_authorize)
-    p = sub.add_parser("deauthorize", help="remove a host's authorized_keys lines")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
-    p.set_defaults(handler=_deauthorize)
-    p = sub.add_parser(
-        "install-launcher", help="install the capability launcher for rsync --super (root)",
-        description="Compile the launcher, give it the receiver capabilities (=p) and "
-        "CAP_SYS_ADMIN (used only to put rsync in a read-only mount namespace, then dropped), "
-        "make it mode 0750 root:<user's group>.  Then make it the user's login shell.",
-    )  # fmt: skip
-    p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
-    p.add_argument("--dest", default=DEFAULT_LAUNCHER, help="where to install it")
-    p.set_defaults(handler=_install_launcher)
-
-
-def _authorize(args: argparse.Namespace) -> int:
-    config = os.path.abspath(args.config) if args.bind_config else None
-    line = authorize(args.user, args.host, args.key, config)
-    print(f"grabber: {authorized_keys_path(args.user)}: {line.strip()}")
-    return errors.OK
-
-
-def _deauthorize(args: argparse.Namespace) -> int:
-    removed = deauthorize(args.user, args.host)
-    print(f"grabber: {args.host}: " + ("removed" if removed else "had no lines"))
-    return errors.OK
-
-
-def _install_launcher(args: argparse.Namespace) -> int:
-    import grp
-
-    from pullsnap import caps
-    from pullsnap.grabber.setup.launcher import install_launcher
-
-    entry = pwd.getpwnam(args.user)
-    group = grp.getgrgid(entry.pw_gid).gr_name
-    wanted = caps.GRABBER_LAUNCHER_CAPS
-    os.makedirs(os.path.dirname(args.dest), mode=0o755, exist_ok=True)
-    install_launcher(args.dest, group, sys.executable, wanted)
-    print(f"grabber: installed {args.dest}; now: usermod --shell {args.dest} {args.user}")
-    return errors.OK

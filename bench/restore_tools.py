@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 
 from pullsnap.config import GrabberConfig
+from pullsnap.grabber.store import usage
 from pullsnap.grabber.store.repository import HostRepo, snapshot_name
-from pullsnap.grabber.views import fileversions, status, treediff, usage
+from pullsnap.grabber.views import fileversions, status, treediff
 
 
 def _write(path: str, rng: random.Random) -> None:

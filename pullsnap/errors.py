@@ -147,6 +147,22 @@ class Partial(PullsnapError):
     exit_code = PARTIAL
 
 
+class DeletionRefused(PullsnapError):
+    """{}"""
+
+
+class NotOurSnapshot(DeletionRefused):
+    """{}/{} does not look like a pullsnap snapshot"""
+
+
+class NewestGood(DeletionRefused):
+    """{} is the newest good snapshot of {}"""
+
+
+class NotADirectory(DeletionRefused):
+    """{} is not a directory: left alone"""
+
+
 class HookFailed(PullsnapError):
     """{} hook {}"""
 

@@ -21,10 +21,11 @@ from typing import Any
 from twisted.internet import defer, error, protocol
 from twisted.python.failure import Failure
 
+from pullsnap import childenv
 from pullsnap.errors import Timeout
 
 SETPRIV = "/usr/bin/setpriv"
-CHILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+CHILD_PATH = childenv.PATH
 
 
 def with_pdeathsig(
@@ -42,11 +43,7 @@ def with_pdeathsig(
     return [setpriv, "--pdeathsig", "KILL", *drop, "--", *argv]
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """A fixed, minimal environment: children never see ours."""
-    env = {"PATH": CHILD_PATH, "LC_ALL": "C"}
-    env.update(extra)
-    return env
+child_env = childenv.child_env
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pullsnap.childenv import child_env
 from pullsnap.errors import GateRefused, PullsnapError
 from pullsnap.initiator import gate, lifeline
 
 # rsync gets nothing from the client's environment, only this.
-EXEC_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+EXEC_ENV = child_env()
 
 # linux/ioprio.h: the class sits above IOPRIO_CLASS_SHIFT, the level below.
 IOPRIO_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}

@@ -7,6 +7,7 @@ import json
 
 from pullsnap import errors
 from pullsnap.grabber.commands import arguments
+from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import LATEST
 from pullsnap.grabber.views import fileversions, readonly, treediff, usage
 
@@ -108,7 +109,7 @@ def register_du(sub: argparse._SubParsersAction) -> None:
 
 def du(args: argparse.Namespace) -> int:
     host = readonly.existing_host(arguments.config(args), args.host)
-    found = usage.measure(host, use_cache=not args.no_cache)
+    found = open_store(host).usage(use_cache=not args.no_cache)
     if args.json:
         print(json.dumps(usage.as_json(args.host, found), indent=1))
     else:

@@ -23,11 +23,9 @@ escapes for bytes that are not UTF-8), relative to the snapshot's root.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import io
 import json
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -35,17 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber.integrity import tree
+from pullsnap.grabber.integrity.tree import ALGORITHM
+from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.atomicfile import open_regular
 from pullsnap.grabber.store.repository import HostRepo
 
 FORMAT = 1
-ALGORITHM = "blake2b-256"
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
-_DIRECTORY = _READ | os.O_DIRECTORY
-
-
-def new_hash() -> Any:
-    return hashlib.blake2b(digest_size=32)
 
 
 @dataclass(frozen=True)
@@ -196,104 +190,24 @@ def parse_header(line: str) -> dict[str, Any] | None:
 
 
 def write(path: str, header: Mapping[str, Any], entries: list[Entry]) -> None:
-    """Atomically: a temporary file beside it, fsync, rename."""
-    temp = f"{path}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+    """Atomically (atomicfile): readers see the old manifest or the new one."""
+    with atomicfile.replacing(path, 0o600) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
         f.write(json.dumps({"format": FORMAT, "algorithm": ALGORITHM, **header}) + "\n")
         for entry in entries:
             f.write(entry.line() + "\n")
         f.flush()
-        os.fsync(f.fileno())
-    os.rename(temp, path)
-
-
-# --- the tree -----------------------------------------------------------------------
-
-
-def walk_files(root_fd: int, prefix: bytes = b"") -> Iterator[tuple[int, bytes, bytes, int]]:
-    """(directory fd, name, path, inode) of each regular file below `root_fd`.
-
-    Directory by directory with O_NOFOLLOW opens relative to the parent,
-    so no symlink inside the tree is ever followed; d_type and d_ino come
-    with the names (no stat).  An explicit stack of open directories, not
-    recursion: a backed-up host decides how deep its tree goes (rsync sends
-    about 1024 levels, past Python's recursion limit).
-    """
-    stack = [(root_fd, prefix, _entries(root_fd))]
-    try:
-        while stack:
-            dir_fd, base, entries = stack[-1]
-            if not entries:
-                stack.pop()
-                if dir_fd != root_fd:
-                    os.close(dir_fd)
-                continue
-            entry = entries.pop()
-            name = os.fsencode(entry.name)
-            path = base + name
-            if entry.is_file(follow_symlinks=False):
-                yield dir_fd, name, path, entry.inode()
-            elif entry.is_dir(follow_symlinks=False):
-                try:
-                    sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
-                except OSError:
-                    continue  # vanished or unreadable: the caller's count shows it
-                try:
-                    stack.append((sub, path + b"/", _entries(sub)))
-                except BaseException:
-                    os.close(sub)
-                    raise
-    finally:
-        for dir_fd, _, _ in stack:
-            if dir_fd != root_fd:
-                os.close(dir_fd)
-
-
-def _entries(dir_fd: int) -> list[os.DirEntry]:
-    """A directory's entries, sorted by name, last first (the walk pops them)."""
-    with os.scandir(dir_fd) as it:
-        return sorted(it, key=lambda e: e.name, reverse=True)
-
-
-_READ_SIZE = 1 << 18
-_buffers = threading.local()
-
-
-def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:
-    """(hex digest, size, inode) of a regular file, opened without following links.
-
-    Reads into one buffer per thread: hashlib.file_digest allocates (and
-    zeroes) 256 KiB for every file, which was a third of the time of hashing
-    a tree of small files."""
-    buffer = getattr(_buffers, "buffer", None)
-    if buffer is None:
-        buffer = _buffers.buffer = memoryview(bytearray(_READ_SIZE))
-    fd = os.open(name, _READ | os.O_NONBLOCK, dir_fd=dir_fd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{os.fsdecode(name)} is not a regular file")
-        digest = new_hash()
-        while count := os.readv(fd, (buffer,)):
-            digest.update(buffer[:count])
-    finally:
-        os.close(fd)
-    return digest.hexdigest(), st.st_size, st.st_ino
-
-
-def open_tree(path: str) -> int:
-    return os.open(path, _DIRECTORY)
+        f.detach()
 
 
 def build(
-    tree: str,
+    path: str,
     name: str,
     new_files: set[bytes],
     bases: list[Mapping[bytes, Entry]],
     prehashed: Mapping[bytes, tuple[str, int, int]] | None = None,
 ) -> tuple[list[Entry], BuildStats]:
-    """The manifest of `tree`: hash what is new, carry the rest from `bases`.
+    """The manifest of the tree at `path`: hash what is new, carry the rest from `bases`.
 
     `prehashed`: (digest, size, inode) by path, hashed while rsync ran
     (prehash.py); taken where the file still has that inode."""
@@ -302,9 +216,9 @@ def build(
     stats = BuildStats()
     entries: list[Entry] = []
     seen: dict[int, Entry] = {}  # files hard-linked to each other within this tree
-    root = open_tree(tree)
+    root = tree.open_tree(path)
     try:
-        for dir_fd, file_name, path, inode in walk_files(root):
+        for dir_fd, file_name, path, inode in tree.walk_files(root):
             stats.files += 1
             carried = None
             if path not in new_files:
@@ -325,7 +239,7 @@ def build(
                     digest, size, real_inode = early
                     stats.prehashed += 1
                 else:
-                    digest, size, real_inode = hash_file(dir_fd, file_name)
+                    digest, size, real_inode = tree.hash_file(dir_fd, file_name)
             except OSError as e:
                 stats.problems.append(f"{os.fsdecode(path)}: {e.strerror or e}")
                 continue
@@ -342,47 +256,20 @@ def build(
     return entries, stats
 
 
-@contextlib.contextmanager
-def reading_as_receiver(mode: str, held: tuple[str, ...]) -> Iterator[None]:
-    """With --super the tree holds files only their real owners may read;
-    the receiver's CAP_DAC_OVERRIDE (held, not effective) is made effective
-    in this thread for the walk only (capabilities(7): per thread)."""
-    if mode != "super" or "dac_override" not in held:
-        yield
-        return
-    import prctl
-
-    prctl.cap_effective.dac_override = True
+def make(
+    host: HostRepo,
+    name: str,
+    new_files: set[bytes],
+    bases: list[Mapping[bytes, Entry]],
+    prehashed: Mapping[bytes, tuple[str, int, int]],
+    mode: str,
+    held: tuple[str, ...],
+) -> BuildStats:
+    """Write `<name>.manifest` beside a published snapshot; its numbers."""
     try:
-        yield
-    finally:
-        prctl.cap_effective.dac_override = False
-
-
-# --- the run's step -------------------------------------------------------------------
-
-
-def record_manifest(run: Any) -> None:
-    """After-success step: write `<name>.manifest` and its numbers in the record."""
-    host: HostRepo = run.host
-    started = time.monotonic()
-    bases = run.bases  # read while rsync ran (BaseReader)
-    if bases is None:
-        bases = read_all(base_paths(host, run.link_dests))
-    new_files = run.result.new_files if run.result is not None else set()
-    try:
-        with reading_as_receiver(run.mode, run.held):
-            entries, stats = build(
-                host.tree(run.name), run.name, new_files, bases, getattr(run, "prehashed", None)
-            )
-        write(host.manifest_path(run.name), {"snapshot": run.name, "host": host.host}, entries)
+        with tree.reading_as_receiver(mode, held):
+            entries, stats = build(host.tree(name), name, new_files, bases, prehashed)
+        write(host.manifest_path(name), {"snapshot": name, "host": host.host}, entries)
     except OSError as e:
-        raise errors.RunFailed(f"no manifest for {run.name}: {e.strerror or e}") from None
-    # All of the step (reading the bases, the walk, writing), and the
-    # hasher's part after rsync ended.
-    stats.seconds = time.monotonic() - started + getattr(run, "prehash_wait", 0.0)
-    run.record["manifest"] = stats.as_record()
-    host.write_record(run.name, run.record)
-    if stats.problems:
-        run.out.log(f"warning: manifest: {len(stats.problems)} file(s) not hashed, e.g. "
-                    f"{stats.problems[0]}")  # fmt: skip
+        raise errors.RunFailed(f"no manifest for {name}: {e.strerror or e}") from None
+    return stats

@@ -39,6 +39,7 @@ import prctl
 
 from pullsnap import caps, landlock
 from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.integrity.tree import DIRECTORY, hash_file
 
 Hashed = tuple[str, int, int]  # hex digest, size, inode
 RETRY_AFTER = 0.02  # seconds before a name not yet in place is tried again
@@ -59,7 +60,7 @@ def open_beneath(root_fd: int, path: bytes) -> tuple[int, bytes]:
         for part in parents:
             if part in (b"", b".", b".."):
                 raise OSError(f"odd path {os.fsdecode(path)!r}")
-            sub = os.open(part, manifest._DIRECTORY, dir_fd=fd)
+            sub = os.open(part, DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = sub
     except BaseException:
@@ -106,7 +107,7 @@ def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
         raise OSError(f"odd path {os.fsdecode(path)!r}")
     try:
         dir_fd = dirs.get(parent)
-        return manifest.hash_file(dir_fd, name)
+        return hash_file(dir_fd, name)
     except FileNotFoundError:
         return None
 
@@ -130,7 +131,7 @@ class Prehasher:
         except landlock.LandlockError:
             prepared = None  # as unconfined as the manifest step after the run
         try:
-            tree_fd = os.open(tree, manifest._DIRECTORY)
+            tree_fd = os.open(tree, DIRECTORY)
             names_r, names_w = os.pipe2(os.O_CLOEXEC)
             results = os.memfd_create(TITLE, os.MFD_CLOEXEC)
             pid = os.fork()

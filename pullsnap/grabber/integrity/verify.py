@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pullsnap import errors
-from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.integrity import manifest, tree
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import Attempt, HostRepo, iso
 from pullsnap.grabber.views.treediff import show
@@ -73,9 +73,9 @@ def verify_snapshot(
 ) -> None:  # fmt: skip
     """Walk one tree; hash each sampled file not yet hashed (by inode)."""
     seen: set[bytes] = set()
-    root = manifest.open_tree(host.tree(name))
+    root = tree.open_tree(host.tree(name))
     try:
-        for dir_fd, file_name, path, inode in manifest.walk_files(root):
+        for dir_fd, file_name, path, inode in tree.walk_files(root):
             seen.add(path)
             entry = entries.get(path)
             if entry is None:
@@ -85,7 +85,7 @@ def verify_snapshot(
                 continue
             if inode not in cache:
                 try:
-                    digest, size, _ = manifest.hash_file(dir_fd, file_name)
+                    digest, size, _ = tree.hash_file(dir_fd, file_name)
                 except PermissionError:
                     outcome.unreadable.append(f"{name}/{show(path)}")
                     continue

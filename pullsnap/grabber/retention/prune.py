@@ -1,5 +1,4 @@
-"""Retention on disk: `grabber prune`, the step after each run, and the
-order in which the free-space guard takes snapshots.
+"""Retention on disk: `grabber prune` and the step after each run.
 
 The decisions are rules.py's (pure); this module reads the repository,
 holds locks and deletes.  Deleting is two steps: under the host's lock each
@@ -14,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.retention import guard, rules
+from pullsnap.grabber.retention import rules
+from pullsnap.grabber.store.base import Store, open_store
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo, hosts, iso
 from pullsnap.names import check_host_name
 
@@ -46,14 +45,15 @@ def decision_for(
     return decision, attempts
 
 
-def apply(host: HostRepo, decision: rules.Decision, warn: Callable[[str], None]) -> list[str]:
-    """Move what the decision removes to the trash (host lock held)."""
+def apply(store: Store, decision: rules.Decision, warn: Callable[[str], None]) -> list[str]:
+    """Move what the decision removes aside (host lock held); the trash is
+    emptied once the lock is released."""
     removed = []
     for name in decision.remove:
         try:
-            host.delete(name, remove=False)
+            store.delete(name, now=False)
         except (errors.PullsnapError, OSError) as e:
-            warn(f"warning: {host.host}/{name} not removed: {e}")
+            warn(f"warning: {store.host.host}/{name} not removed: {e}")
             continue
         removed.append(name)
     return removed
@@ -74,70 +74,30 @@ def lines(host: str, decision: rules.Decision, removing: str = "remove") -> list
 # --- after each successful run -------------------------------------------------------
 
 
-def after_success(run: Any) -> None:
-    """After-success step: apply the policy to the run's host (lock held)."""
-    host: HostRepo = run.host
-    policy = run.cfg.policy_for(host.host)
-    mine = next((a for a in host.attempts() if a.name == run.name), None)
-    if mine is None or not rules.counts_as_good(mine, policy):
-        run.out.log("retention: not applied, this run made no good snapshot")
-        return
-    decision, _ = decision_for(run.cfg, host, run.now(), fresh=run.name)
-    removed = apply(host, decision, run.out.log)
+def after_run(
+    cfg: GrabberConfig, store: Store, name: str, now: dt.datetime, log: Callable[[str], None]
+) -> list[str]:
+    """Apply the rules to the host of a run that made `name` (lock held); what went."""
+    host = store.host
+    mine = next((a for a in host.attempts() if a.name == name), None)
+    if mine is None or not rules.counts_as_good(mine, cfg.policy_for(host.host)):
+        log("retention: not applied, this run made no good snapshot")
+        return []
+    decision, _ = decision_for(cfg, host, now, fresh=name)
+    removed = apply(store, decision, log)
     if removed:
-        run.out.log(f"retention: removed {', '.join(removed)}")
-        run.record["pruned_after"] = removed
-        host.write_record(run.name, run.record)
-
-
-# --- the free-space guard ----------------------------------------------------------------
-
-
-def guard_victim(cfg: GrabberConfig, now: dt.datetime, skip: set[str]) -> guard.Candidate | None:
-    """The snapshot the policy values least, across hosts not in `skip`."""
-    ranked: dict[str, list[tuple[int, str]]] = {}
-    good: dict[str, int] = {}
-    for name in hosts(cfg.repository):
-        if name in skip:
-            continue
-        decision, attempts = decision_for(cfg, HostRepo(cfg.repository, name), now)
-        policy = cfg.policy_for(name)
-        good[name] = sum(rules.counts_as_good(a, policy) for a in attempts)
-        tiers = [(decision.guard_tier(a.name), a.name) for a in attempts]
-        ranked[name] = [(tier, n) for tier, n in tiers if tier is not None]
-    return guard.next_ranked_victim(ranked, good)
-
-
-def delete_for_space(
-    cfg: GrabberConfig, own: HostRepo, victim: guard.Candidate, now: dt.datetime
-) -> bool:
-    """Delete `victim` now (the guard needs the space); False if its host is busy.
-
-    Another host's snapshots are deleted only under that host's lock, after
-    deciding again: its running backup is never touched.
-    """
-    host = HostRepo(cfg.repository, victim.host)
-    if victim.host == own.host:
-        host.delete(victim.name)
-        return True
-    holder = {"pid": os.getpid(), "since": iso(now), "by": f"the free-space guard of {own.host}"}
-    with host.try_lock(holder) as locked:
-        if not locked:
-            return False
-        decision, _ = decision_for(cfg, host, now)
-        if decision.guard_tier(victim.name) is None:
-            return False
-        host.delete(victim.name)
-    return True
+        log(f"retention: removed {', '.join(removed)}")
+    return removed
 
 
 # --- `grabber prune` -----------------------------------------------------------------------
 
 
 def prune_host(
-    cfg: GrabberConfig, host: HostRepo, now: dt.datetime, dry_run: bool, say: Callable[[str], None]
+    cfg: GrabberConfig, store: Store, now: dt.datetime, dry_run: bool, say: Callable[[str], None]
 ) -> bool:
     """One host; False when it was skipped because a backup holds its lock."""
+    host = store.host
     if dry_run:
         decision, _ = decision_for(cfg, host, now)
         for line in lines(host.host, decision, "would remove"):
@@ -148,14 +108,14 @@ def prune_host(
             say(f"{host.host}: skipped, {host.lock_holder().split(': ', 1)[-1]}")
             return False
         decision, _ = decision_for(cfg, host, now)
-        removed = set(apply(host, decision, say))
+        removed = set(apply(store, decision, say))
     for line in lines(host.host, decision):
         say(line)
     if len(removed) < len(decision.remove):
         say(f"{host.host}: {len(decision.remove) - len(removed)} could not be removed (above)")
     # Outside the lock: a new backup of this host need not wait for this.
     try:
-        host.empty_trash()
+        store.empty_trash()
     except OSError as e:
         # Root's directories of a --super snapshot, without the launcher's
         # capabilities: a backup (through the launcher) finishes the job.
@@ -181,6 +141,6 @@ def prune_hosts(
     skipped = [
         name
         for name in selected_hosts(cfg.repository, names)
-        if not prune_host(cfg, HostRepo(cfg.repository, name), now, dry_run, say)
+        if not prune_host(cfg, open_store(HostRepo(cfg.repository, name)), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

@@ -50,18 +50,6 @@ BUCKETS: tuple[tuple[str, Callable[[dt.datetime], tuple[int, ...]]], ...] = (
     ("yearly", lambda t: (t.year,)),
 )
 
-# What the free-space guard may take, least valued first (`guard_tier`).
-# A snapshot kept for any other reason (within, newest, min_keep, protected,
-# in progress, not ours) is never a candidate.
-GUARD_TIERS: dict[str, int] = {
-    "remove": 0,
-    "inspect": 1,
-    "daily": 2,
-    "weekly": 3,
-    "monthly": 4,
-    "yearly": 5,
-}
-
 
 def local_time(when: dt.datetime) -> dt.datetime:
     """The backup host's local time (TZ and DST as the C library sees them)."""
@@ -76,19 +64,6 @@ class Decision:
     keep: Mapping[str, tuple[str, ...]]
     remove: Mapping[str, str]
     anchor: dt.datetime | None
-
-    def guard_tier(self, name: str) -> int | None:
-        """How little the policy values `name` (0 = least), or None: not for the guard."""
-        if name in self.remove:
-            return GUARD_TIERS["remove"]
-        reasons = self.keep.get(name, ())
-        if not reasons:
-            return None
-        # A reason's first word says which rule it is.
-        kinds = {reason.split(" ", 1)[0] for reason in reasons}
-        if not kinds <= set(GUARD_TIERS):
-            return None
-        return min(GUARD_TIERS[kind] for kind in kinds)
 
 
 def counts_as_good(attempt: Attempt, policy: HostPolicy) -> bool:

@@ -12,15 +12,11 @@ needed against the space there was.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber.retention.guard import free_bytes
+from pullsnap.grabber.run.context import Found, Run
 from pullsnap.units import human_size
-
-
-def free_bytes(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
 
 
 def message(host: str, name: str, root: str, free: int, received: int) -> str:
@@ -33,21 +29,21 @@ def message(host: str, name: str, root: str, free: int, received: int) -> str:
     )
 
 
-def after_failure(run: Any) -> None:
+def after_failure(run: Run) -> Found:
     """After-failure step: on a full disk, remove the tree and say what was missing."""
     if run.code != errors.NO_SPACE:
-        return
+        return Found()
     host = run.host
     root = run.cfg.repository
     before = free_bytes(root)
     if os.path.isdir(host.incomplete(run.name)):
-        host.discard_incomplete(run.name)
+        run.store.discard(run.name)
     after = free_bytes(root)
     # rsync removes the file it was writing; its progress counted the bytes.
     received = max(after - before, run.result.received if run.result else 0)
-    run.message = message(host.host, run.name, root, after, received)
-    run.record.update(
-        message=run.message, no_space={"free": after, "received": received}, tree="removed"
+    text = message(host.host, run.name, root, after, received)
+    run.out.log(text)
+    return Found(
+        {"message": text, "no_space": {"free": after, "received": received}, "tree": "removed"},
+        message=text,
     )
-    host.write_record(run.name, run.record)
-    run.out.log(run.message)

@@ -39,14 +39,14 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pullsnap import caps, errors
+from pullsnap.childenv import child_env
 from pullsnap.config import GrabberConfig
+from pullsnap.grabber.run.context import Found, Run
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.views.health import HostStatus
 
-PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_TAIL = 2000  # characters of a hook's output kept for the log
 ALERTED = ".stale-alerted.json"  # in the repository root: host -> newest good when alerted
 
@@ -64,8 +64,7 @@ def environment(event: str, facts: Mapping[str, str]) -> dict[str, str]:
         user, home = entry.pw_name, entry.pw_dir
     except KeyError:
         user, home = str(os.geteuid()), "/"
-    env = {"PATH": PATH, "LC_ALL": "C", "HOME": home, "USER": user, "LOGNAME": user,
-           "PULLSNAP_EVENT": event}  # fmt: skip
+    env = child_env(HOME=home, USER=user, LOGNAME=user, PULLSNAP_EVENT=event)
     for key, value in facts.items():
         env[f"PULLSNAP_{key.upper()}"] = value.replace("\0", "")  # execve(2) cannot carry NUL
     return env
@@ -125,8 +124,8 @@ def fire(cfg: GrabberConfig, event: str, facts: Mapping[str, str]) -> None:
 # --- after a backup (steps of backup.py) ------------------------------------------
 
 
-def run_facts(run: Any) -> dict[str, str]:
-    """What a hook learns about a finished run (`run` is a backup.Run)."""
+def run_facts(run: Run) -> dict[str, str]:
+    """What a hook learns about a finished run."""
     host, name = run.host, run.name
     errors_tail = run.result.errors[-20:] if run.result is not None else []
     return {
@@ -142,15 +141,17 @@ def run_facts(run: Any) -> dict[str, str]:
     }
 
 
-def after_success(run: Any) -> None:
+def after_success(run: Run) -> Found:
     """Last after-success step: on_success, or on_failure for a suspect snapshot."""
     event = "failure" if run.record.get("suspect") else "success"
     fire(run.cfg, event, run_facts(run))
+    return Found()
 
 
-def after_failure(run: Any) -> None:
+def after_failure(run: Run) -> Found:
     """Last after-failure step: on_failure."""
     fire(run.cfg, "failure", run_facts(run))
+    return Found()
 
 
 # --- stale hosts (grabber status) ------------------------------------------------

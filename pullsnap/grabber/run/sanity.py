@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber.run.context import Found, Run
 from pullsnap.grabber.store.repository import HostRepo, iso
 
 
@@ -40,24 +41,23 @@ def suspicion(
     return {"reason": "; ".join(reasons), "limit": drop}
 
 
-def check(run: Any) -> None:
-    """Mark `run`'s record suspect if it shrank too much (before the caller
-    writes the record and publishes)."""
+def check(run: Run) -> Found:
+    """Is the run's new snapshot suspect?  Asked before the record says it
+    finished and before it is published."""
     previous = run.host.newest_good()
     if previous is None or run.result is None:
-        return
+        return Found()
     drop = run.cfg.policy_for(run.host.host).suspect_drop
     found = suspicion(previous.record.get("stats", {}), run.result.stats, drop)
     if found is None:
-        return
+        return Found()
     found["previous"] = previous.name
-    run.record["suspect"] = found
-    run.code = errors.SUSPECT
-    run.message = (
+    text = (
         f"snapshot kept but marked suspect ({found['reason']} since {previous.name}); "
         f"if that is right: grabber accept {run.host.host} {run.name}"
     )
-    run.out.log(run.message)
+    run.out.log(text)
+    return Found({"suspect": found}, code=errors.SUSPECT, message=text)
 
 
 def accept(host: HostRepo, name: str, now: dt.datetime) -> None:

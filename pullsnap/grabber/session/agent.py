@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import prctl
 
+from pullsnap.childenv import child_env
 from pullsnap.errors import HandoffError, RunFailed
 
 SETUP_TIMEOUT = 10.0
-_AGENT_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
 
 def _read_string(blob: bytes, offset: int) -> tuple[bytes, int]:
@@ -108,7 +108,7 @@ def start_agent(private_dir: str, ssh_agent: str) -> subprocess.Popen:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=_AGENT_ENV,
+        env=child_env(),
         preexec_fn=_die_with_parent,
     )
 
@@ -142,7 +142,7 @@ def one_time_agent(
             [ssh_add, "-q", "-"],
             input=private_key.encode("ascii"),
             capture_output=True,
-            env={**_AGENT_ENV, "SSH_AUTH_SOCK": sock},
+            env=child_env(SSH_AUTH_SOCK=sock),
             timeout=SETUP_TIMEOUT,
             check=False,
         )

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from pullsnap import errors, report, versions
+from pullsnap.childenv import child_env
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
 from pullsnap.grabber.confine import receiver
 from pullsnap.grabber.session import agent, binding, intake
@@ -181,7 +182,9 @@ def pull_once(
     """Everything after a valid handoff; returns the result for the initiator."""
     from pullsnap import landlock
     from pullsnap.grabber.run import backup
+    from pullsnap.grabber.run.context import Run
     from pullsnap.grabber.session import slots
+    from pullsnap.grabber.store.base import open_store
     from pullsnap.grabber.store.repository import HostRepo, iso
     from pullsnap.grabber.transfer import pull
 
@@ -215,15 +218,15 @@ def pull_once(
                     )
                 return result
             check_repository(cfg)
-            host = HostRepo(cfg.repository, host_name)
+            store = open_store(HostRepo(cfg.repository, host_name))
             started = now()
             holder = {"pid": os.getpid(), "since": iso(started)}
             limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
             queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
-            with host.lock(holder), queue:
+            with store.host.lock(holder), queue:
                 return backup.run_backup(
-                    backup.Run(cfg=cfg, host=host, connect=connect, handoff=h,
-                               fingerprint=key.fingerprint, mode=mode, held=held, out=out, now=now)
+                    Run(cfg=cfg, store=store, connect=connect, handoff=h,
+                        fingerprint=key.fingerprint, mode=mode, held=held, out=out, now=now)
                 )  # fmt: skip
     finally:
         if own:
@@ -231,7 +234,6 @@ def pull_once(
 
 
 def _probe(cfg, connect, h, private, mode, held, out) -> dict[str, Any]:
-    from pullsnap.grabber.run import backup
     from pullsnap.grabber.transfer import pull
 
     target = os.path.join(private, "probe")
@@ -242,7 +244,7 @@ def _probe(cfg, connect, h, private, mode, held, out) -> dict[str, Any]:
         excludes=("*",), mode=mode, timeout=cfg.rsync_timeout, dry_run=True,
     )  # fmt: skip
     try:
-        result = pull.run_rsync(pull.rsync_argv(spec), backup.rsync_env(), out.progress, out.log,
+        result = pull.run_rsync(pull.rsync_argv(spec), child_env(), out.progress, out.log,
                                 jail.preexec(), cfg.rsync_timeout * 4)  # fmt: skip
     finally:
         jail.close()
@@ -278,10 +280,11 @@ def serve(
     out.emit(report.result_line(result))
     # Snapshots retention moved to the trash go now, outside the host lock:
     # the next run of this host need not wait for a large deletion.
+    from pullsnap.grabber.store.base import open_store
     from pullsnap.grabber.store.repository import HostRepo
 
     with contextlib.suppress(OSError):
-        HostRepo(cfg.repository, bound.host).empty_trash()
+        open_store(HostRepo(cfg.repository, bound.host)).empty_trash()
     sweep_private_dirs()
     return int(result["exit"])
 

@@ -18,6 +18,7 @@ from pullsnap.findings import Finding
 from pullsnap.grabber.confine import mounts
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.setup import keyfile
+from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, hosts
 from pullsnap.units import human_size
 
@@ -116,11 +117,10 @@ def _check_hardlinks(root: str) -> Iterator[Finding]:
 def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
     required = cfg.min_free_abs
     for host in hosts(cfg.repository):
-        growth = [int(a.record.get("stats", {}).get("transferred_size", 0))
-                  for a in HostRepo(cfg.repository, host).good()]  # fmt: skip
-        required = max(required, guard.required_free(cfg.min_free_abs, cfg.min_free_avg, growth))
-    st = os.statvfs(cfg.repository)
-    free = st.f_bavail * st.f_frsize
+        required = max(
+            required, guard.required_for(cfg, open_store(HostRepo(cfg.repository, host)))
+        )
+    free = guard.free_bytes(cfg.repository)
     if free >= required:
         yield Finding(
             True, f"free space {human_size(free)}; the guard needs {human_size(required)}"

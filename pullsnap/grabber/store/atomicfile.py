@@ -12,26 +12,29 @@ import contextlib
 import json
 import os
 import stat
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 
-def replace(path: str, data: bytes, mode: int = 0o644, owner_of: str | None = None) -> None:
-    """Write `data` to `path` atomically with `mode`.
+@contextlib.contextmanager
+def replacing(
+    path: str, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> Iterator[IO[bytes]]:
+    """A file to write the new content of `path` into; it replaces `path`
+    when the block ends without an exception, and is removed otherwise.
 
-    `owner_of`: when running as root, give the file the owner of this path
-    (the repository's files stay the grabber user's when root runs a command).
-    """
+    `owner`: (uid, gid) to give the file when running as root (the
+    repository's files stay the grabber user's when root runs a command)."""
     directory = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fchmod(f.fileno(), mode)  # the umask narrowed the mode open() was given
-            if owner_of is not None and os.geteuid() == 0:
-                st = os.stat(owner_of)
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(f.fileno(), *owner)
             os.fsync(f.fileno())
         os.rename(temp, path)
     except BaseException:
@@ -40,10 +43,26 @@ def replace(path: str, data: bytes, mode: int = 0o644, owner_of: str | None = No
         raise
 
 
+def ownership(path: str) -> tuple[int, int]:
+    """(uid, gid) of `path`, for `replacing`'s `owner`."""
+    st = os.stat(path)
+    return st.st_uid, st.st_gid
+
+
+def replace(
+    path: str, data: bytes, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
+    """Write `data` to `path` atomically with `mode` (see `replacing`)."""
+    with replacing(path, mode, owner) as f:
+        f.write(data)
+
+
 def replace_json(path: str, value: Any, owner_of: str | None = None) -> None:
-    """A private JSON file (0600) inside the repository."""
+    """A private JSON file (0600) inside the repository, owned like `owner_of`
+    when root writes it."""
     text = json.dumps(value, indent=1, sort_keys=True) + "\n"
-    replace(path, text.encode("utf-8"), 0o600, owner_of)
+    owner = ownership(owner_of) if owner_of is not None and os.geteuid() == 0 else None
+    replace(path, text.encode("utf-8"), 0o600, owner)
 
 
 MAX_JSON = 16 << 20

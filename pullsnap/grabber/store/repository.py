@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pullsnap import caps
-from pullsnap.errors import Locked, PullsnapError
+from pullsnap import errors
+from pullsnap.flock import try_flock
+from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.atomicfile import open_regular, read_json
-from pullsnap.grabber.store.removal import remove_tree
 
 RECORD_FORMAT = 1
 INCOMPLETE = ".incomplete"
@@ -88,6 +85,11 @@ class Attempt:
     def good(self) -> bool:
         return self.has_tree and self.state in GOOD_STATES and not self.record.get("suspect")
 
+    @property
+    def unpublished(self) -> bool:
+        """Finished (its record says so), but a crash came before the rename."""
+        return self.has_incomplete and not self.has_tree and self.state in GOOD_STATES
+
 
 def classify(name: str, record: dict[str, Any] | None, tree: bool, incomplete: bool) -> Attempt:
     """What an attempt is, from its record and which trees exist (pure)."""
@@ -130,21 +132,10 @@ class HostRepo:
         return record if isinstance(record, dict) else None
 
     def write_record(self, name: str, record: dict[str, Any]) -> None:
-        """Atomically: write a temporary file, fsync, rename over."""
+        """Atomically (atomicfile); an operator's command run as root (`grabber
+        accept`) leaves it the grabber user's, whose runs must still read it."""
         record = {"format": RECORD_FORMAT, "host": self.host, "name": name, **record}
-        final = self.record_path(name)
-        temp = final + ".tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if os.geteuid() == 0:
-                # An operator's `grabber accept`: the grabber's runs must still read it.
-                st = os.stat(self.path)
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(temp, final)
+        atomicfile.replace_json(self.record_path(name), record, owner_of=self.path)
 
     # listing
 
@@ -186,13 +177,6 @@ class HostRepo:
 
     # state changes (call with the host lock held)
 
-    def publish(self, name: str) -> None:
-        """`<name>.incomplete` becomes `<name>`; `latest` follows if it is the newest."""
-        os.rename(self.incomplete(name), self.tree(name))
-        newest = self.newest_good()
-        if newest is not None and newest.name == name:
-            self.point_latest(name)
-
     def point_latest(self, name: str) -> None:
         link = os.path.join(self.path, LATEST)
         temp = link + ".tmp"
@@ -201,53 +185,30 @@ class HostRepo:
         os.symlink(name, temp)
         os.rename(temp, link)
 
-    def recover(self, running_elsewhere: bool = False) -> list[str]:
-        """Finish or mark what a crashed run left; return what was done."""
-        done = []
-        for attempt in self.attempts():
-            if attempt.has_incomplete and not attempt.has_tree and attempt.state in GOOD_STATES:
-                self.publish(attempt.name)
-                done.append(f"published {attempt.name}, finished before a crash")
-            elif attempt.state == "running" and not running_elsewhere:
-                record = dict(attempt.record)
-                record["state"] = "interrupted"
-                record.setdefault("message", "the run ended without a verdict")
-                self.write_record(attempt.name, record)
-                done.append(f"marked {attempt.name} interrupted")
-        latest = self.newest_good()
-        if latest is not None and _readlink(os.path.join(self.path, LATEST)) != latest.name:
-            self.point_latest(latest.name)
-        return done
+    def latest_follows(self) -> None:
+        """`latest` points at the newest good snapshot (if there is one)."""
+        newest = self.newest_good()
+        if newest is not None and _readlink(os.path.join(self.path, LATEST)) != newest.name:
+            self.point_latest(newest.name)
 
-    def reusable_trees(self) -> list[str]:
-        """Trees of interrupted or failed runs, newest first: extra --link-dest."""
-        return [
-            self.incomplete(a.name)
-            for a in reversed(self.attempts())
-            if a.has_incomplete and a.state in ("interrupted", "failed")
-        ]
+    def mark_interrupted(self, attempt: Attempt) -> None:
+        """A "running" record whose run died without a verdict."""
+        record = dict(attempt.record)
+        record["state"] = "interrupted"
+        record.setdefault("message", "the run ended without a verdict")
+        self.write_record(attempt.name, record)
 
-    def discard_incomplete(self, name: str) -> None:
-        self._trash(self.incomplete(name), name + INCOMPLETE)
-
-    def delete(self, name: str, remove: bool = True) -> None:
-        """Remove a snapshot this grabber made; refuse anything else.
-
-        The trees go to `.trash` by rename (atomic, instant); `remove=False`
-        leaves emptying the trash to the caller, e.g. after it released the
-        host lock, so that a large deletion never holds up the next run.
-        """
+    def check_deletable(self, name: str) -> None:
+        """Refuse to delete what this grabber did not make, and the newest good snapshot."""
         record = self.read_record(name) if parse_name(name) is not None else None
         if record is None or record.get("host") != self.host:
-            raise PullsnapError(f"{self.path}/{name} does not look like a pullsnap snapshot")
+            raise errors.NotOurSnapshot(self.path, name)
         newest = self.newest_good()
         if newest is not None and newest.name == name:
-            raise PullsnapError(f"{name} is the newest good snapshot of {self.host}")
-        for path, label in ((self.tree(name), name), (self.incomplete(name), name + INCOMPLETE)):
-            if _is_real_dir(path):
-                self._trash(path, label, remove)
-            elif os.path.lexists(path):
-                raise PullsnapError(f"{path} is not a directory: left alone")
+            raise errors.NewestGood(name, self.host)
+
+    def forget(self, name: str) -> None:
+        """Remove a deleted snapshot's manifest and record (its trees are gone)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.manifest_path(name))
         os.unlink(self.record_path(name))
@@ -255,45 +216,23 @@ class HostRepo:
     def manifest_path(self, name: str) -> str:
         return os.path.join(self.path, name + MANIFEST)
 
-    def _trash(self, path: str, label: str, remove: bool = True) -> None:
-        trash = os.path.join(self.path, TRASH)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(trash, 0o700)
-            self._owned_by_grabber(trash)
-        target = os.path.join(trash, f"{label}.{os.getpid()}")
-        # Moving a directory to another parent rewrites its "..", which needs
-        # write permission on it (rename(2) EACCES); a tree copied from a
-        # read-only "/" (mode 0555) has none until we give it back.
-        # With --super the tree's top may be root's (a source of "/"): the
-        # receiver's capabilities, held by the grabber, do what ours cannot.
-        with caps.effective_while(("dac_override", "fowner")):
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR:
-                with contextlib.suppress(OSError):
-                    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-            os.rename(path, target)
-        if remove:
-            remove_tree(target)
+    def trash(self) -> str:
+        return os.path.join(self.path, TRASH)
 
-    def empty_trash(self) -> None:
-        trash = os.path.join(self.path, TRASH)
-        if os.path.isdir(trash):
-            for entry in os.listdir(trash):
-                remove_tree(os.path.join(trash, entry))
+    # the lock
+
+    def _lock_fd(self) -> int:
+        path = os.path.join(self.path, LOCK)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
     @contextlib.contextmanager
     def lock(self, holder: dict[str, Any]) -> Iterator[None]:
         """Hold the host's flock; refuse with Locked if a run already holds it."""
         self.ensure()
-        path = os.path.join(self.path, LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = self._lock_fd()
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                raise Locked(_lock_message(self.host, os.pread(fd, 4096, 0))) from None
+            if not try_flock(fd):
+                raise errors.Locked(_lock_message(self.host, os.pread(fd, 4096, 0)))
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
             yield
@@ -307,19 +246,14 @@ class HostRepo:
         `holder` (with "by": what holds it) replaces the last run's entry in
         the lock file while held, so a run refused meanwhile names the right
         process."""
-        path = os.path.join(self.path, LOCK)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = self._lock_fd()
         except FileNotFoundError:
             yield False
             return
-        self._owned_by_grabber(path)
+        self.owned_by_grabber(os.path.join(self.path, LOCK))
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
+            if not try_flock(fd):
                 yield False
                 return
             if holder is not None:
@@ -329,7 +263,7 @@ class HostRepo:
         finally:
             os.close(fd)
 
-    def _owned_by_grabber(self, path: str) -> None:
+    def owned_by_grabber(self, path: str) -> None:
         """When root (an operator's `grabber prune`) made `path`, give it to the
         host directory's owner: the grabber's own runs must still use it."""
         if os.geteuid() == 0:
@@ -351,12 +285,11 @@ class HostRepo:
         except FileNotFoundError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return not try_flock(fd, shared=True)
         except OSError:
-            return True
+            return True  # cannot tell: as if a run held it
         finally:
             os.close(fd)
-        return False
 
 
 def _lock_message(host: str, content: bytes) -> str:
@@ -367,14 +300,6 @@ def _lock_message(host: str, content: bytes) -> str:
         return f"{host}: already running since {holder['since']} (pid {holder['pid']})"
     except (ValueError, KeyError, TypeError):
         return f"{host}: already running"
-
-
-def _is_real_dir(path: str) -> bool:
-    """A directory, not a symlink to one (lstat)."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
 
 
 def _readlink(path: str) -> str | None:

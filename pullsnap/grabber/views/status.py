@@ -13,9 +13,11 @@ import os
 from collections.abc import Callable, Sequence
 
 from pullsnap.config import GrabberConfig
+from pullsnap.grabber.retention.guard import free_bytes
 from pullsnap.grabber.store import atomicfile
+from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, hosts
-from pullsnap.grabber.views import health, prometheus, readonly, usage
+from pullsnap.grabber.views import health, prometheus, readonly
 from pullsnap.grabber.views.health import HostStatus
 
 
@@ -41,7 +43,7 @@ def collect(
         verify = health.parse_verify(
             atomicfile.read_json(os.path.join(host.path, health.VERIFY_FILE))
         )
-        used = usage.measure(host).total if with_usage and host.exists() else None
+        used = open_store(host).usage().total if with_usage and host.exists() else None
         found.append(health.summarize(
             name, host.attempts(), now=now, locked=host.exists() and host.is_locked(),
             max_age=policy.max_age if max_age is None else max_age,
@@ -51,11 +53,11 @@ def collect(
 
 
 def free_space(path: str) -> int | None:
+    """Free bytes for the repository, None when it cannot be told."""
     try:
-        st = os.statvfs(path)
+        return free_bytes(path)
     except OSError:
         return None
-    return st.f_bavail * st.f_frsize
 
 
 def write_prometheus(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.integrity import manifest, verify
+from pullsnap.grabber.integrity import manifest, tree, verify
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.transfer import pull, rsyncout
 from pullsnap.initiator.gate import GatePolicy, parse
@@ -361,12 +361,12 @@ def test_hash_file_digests_every_byte_across_its_read_buffer(tmp_path: Path) -> 
     try:
         for name, size in sizes.items():
             data = (tmp_path / os.fsdecode(name)).read_bytes()
-            digest, got_size, inode = manifest.hash_file(fd, name)
+            digest, got_size, inode = tree.hash_file(fd, name)
             assert digest == hashlib.blake2b(data, digest_size=32).hexdigest()
             assert (got_size, inode) == (size, os.stat(tmp_path / os.fsdecode(name)).st_ino)
         os.mkfifo(tmp_path / "fifo")
         with pytest.raises(OSError, match="not a regular file"):
-            manifest.hash_file(fd, b"fifo")
+            tree.hash_file(fd, b"fifo")
     finally:
         os.close(fd)
 

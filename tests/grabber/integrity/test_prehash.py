@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from pullsnap.grabber.integrity import manifest, prehash
+from pullsnap.grabber.integrity import manifest, prehash, tree
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -27,7 +27,7 @@ def _tree(tmp_path: Path) -> Path:
 def _digest(path: Path) -> tuple[str, int, int]:
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return manifest.hash_file(fd, os.fsencode(path.name))
+        return tree.hash_file(fd, os.fsencode(path.name))
     finally:
         os.close(fd)
 

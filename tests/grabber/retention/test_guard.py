@@ -1,20 +1,18 @@
-"""The free-space guard: whom to delete, in which order, and when to stop.
-
-DESIGN "Retention" 2 and "Security properties" 6: never below `min_keep`
-good snapshots per host, never a protected one, oldest first, round-robin.
-"""
+"""The free-space guard's pure decisions: how much must be free, and whom
+to delete next (least valued first, the fullest host within a tier, oldest
+first).  On disk, across hosts and locks: tests/grabber/retention/test_prune.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullsnap.grabber.retention import guard
+from pullsnap.grabber.retention import guard, prune
 from pullsnap.grabber.retention.guard import Candidate
-from pullsnap.grabber.store.repository import snapshot_name
+from pullsnap.grabber.store.repository import HostRepo, snapshot_name
+from tests.grabber.retention.test_prune import NOW, config, days
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -43,155 +41,100 @@ def test_required_free_averages_only_the_recent_runs() -> None:
     assert guard.required_free(0, 1.0, recent + old_giant) == (100 * 9 + 10**12) // 10
 
 
-# --- next_victim ---------------------------------------------------------------------
+# --- the next victim -------------------------------------------------------------------
 
 
-def test_oldest_of_the_host_with_most_snapshots_goes_first() -> None:
-    snaps = {"a": names(5, 6, 7), "b": names(1, 2, 3, 4), "c": names(0, 9)}
-    assert guard.next_victim(snaps, min_keep=1) == Candidate("b", names(1)[0])
-
-
-def test_unsorted_input_still_gives_the_oldest() -> None:
-    snaps = {"a": names(7, 3, 5, 1)}
-    assert guard.next_victim(snaps, min_keep=1) == Candidate("a", names(1)[0])
-
-
-def test_round_robin_across_hosts_of_equal_size() -> None:
-    snaps = {"b": names(1, 2, 3), "a": names(1, 2, 3)}
-    order = guard.plan(0, 1, snaps, min_keep=1)
-    assert [(v.host, v.name) for v in order] == [
-        ("a", names(1)[0]),
-        ("b", names(1)[0]),
-        ("a", names(2)[0]),
-        ("b", names(2)[0]),
-    ]
-
-
-def test_never_below_min_keep() -> None:
-    snaps = {"a": names(1, 2, 3), "b": names(1, 2)}
-    assert guard.next_victim(snaps, min_keep=3) is None
-    assert guard.next_victim(snaps, min_keep=2) == Candidate("a", names(1)[0])
-    # min_keep below one still keeps the newest snapshot of every host.
-    assert guard.plan(0, 1, {"a": names(1, 2)}, min_keep=0) == [Candidate("a", names(1)[0])]
-
-
-def test_protected_snapshots_are_skipped() -> None:
-    snaps = {"a": names(1, 2, 3, 4)}
-    protected = [Candidate("a", names(1)[0])]
-    assert guard.next_victim(snaps, 1, protected) == Candidate("a", names(2)[0])
-    everything = [Candidate("a", n) for n in names(1, 2, 3)]
-    assert guard.next_victim(snaps, 1, everything) is None
-    # A name protected for another host does not shield this host's snapshot.
-    assert guard.next_victim(snaps, 1, [Candidate("b", names(1)[0])]) == Candidate("a", names(1)[0])
-
-
-def test_a_fully_protected_big_host_yields_to_the_next() -> None:
-    snaps = {"a": names(1, 2, 3, 4), "b": names(1, 2, 3)}
-    protected = [Candidate("a", n) for n in names(1, 2, 3)]
-    assert guard.next_victim(snaps, 1, protected) == Candidate("b", names(1)[0])
-
-
-def test_nothing_may_go() -> None:
-    assert guard.next_victim({}, 1) is None
-    assert guard.next_victim({"a": [], "b": names(1)}, 1) is None
-
-
-def test_plan_stops_when_enough_is_free() -> None:
-    snaps = {"a": names(1, 2, 3, 4, 5)}
-    frees = {Candidate("a", n): 10 for n in names(1, 2, 3, 4, 5)}
-    assert guard.plan(100, 100, snaps, 1, frees=frees) == []
-    assert guard.plan(85, 100, snaps, 1, frees=frees) == [Candidate("a", n) for n in names(1, 2)]
-    # Not enough even after everything allowed: stop at min_keep.
-    assert guard.plan(0, 10**9, snaps, 2, frees=frees) == [
-        Candidate("a", n) for n in names(1, 2, 3)
-    ]
-
-
-def test_plan_does_not_modify_its_input() -> None:
-    snaps = {"a": names(1, 2, 3)}
-    guard.plan(0, 1, snaps, 1)
-    assert snaps == {"a": names(1, 2, 3)}
-
-
-# --- properties over random histories --------------------------------------------------
+def test_ranked_victims_lowest_tier_first_then_the_fullest_host() -> None:
+    ranked = {"a": [(2, "n1"), (0, "n5")], "b": [(0, "n2"), (0, "n3")], "c": [(1, "n0")]}
+    good = {"a": 5, "b": 9, "c": 20}
+    assert guard.next_ranked_victim(ranked, good) == Candidate("b", "n2")
+    del ranked["b"]
+    assert guard.next_ranked_victim(ranked, good) == Candidate("a", "n5")
+    assert guard.next_ranked_victim({"a": []}, good) is None
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[dict[str, list[str]], set[Candidate], dict]:
+def rankings(draw: st.DrawFn) -> tuple[dict[str, list[tuple[int, str]]], dict[str, int]]:
     hosts = draw(st.lists(st.sampled_from("abcdef"), unique=True, max_size=5))
-    snaps: dict[str, list[str]] = {}
+    ranked = {}
     for host in hosts:
-        days = draw(st.lists(st.integers(0, 400), unique=True, max_size=12))
-        snaps[host] = names(*days)
-    every = [Candidate(h, n) for h, ns in snaps.items() for n in ns]
-    protected = set(draw(st.lists(st.sampled_from(every), max_size=4))) if every else set()
-    frees = {c: draw(st.integers(0, 50)) for c in every}
-    return snaps, protected, frees
+        days = draw(st.lists(st.integers(0, 400), unique=True, max_size=8))
+        ranked[host] = [(draw(st.integers(0, 5)), n) for n in names(*days)]
+    good = {host: draw(st.integers(0, 30)) for host in hosts}
+    return ranked, good
 
 
-@given(
-    history=histories(),
-    min_keep=st.integers(0, 5),
-    free=st.integers(0, 200),
-    want=st.integers(0, 400),
-)
-def test_plan_properties(
-    history: tuple[dict[str, list[str]], set[Candidate], dict],
-    min_keep: int,
-    free: int,
-    want: int,
+@given(rankings())
+def test_the_victim_is_least_valued_then_from_the_fullest_host_then_oldest(
+    case: tuple[dict[str, list[tuple[int, str]]], dict[str, int]],
 ) -> None:
-    snaps, protected, frees = history
-    order = guard.plan(free, want, snaps, min_keep, protected, frees)
-    keep = max(1, min_keep)
-
-    assert len(set(order)) == len(order)
-    for victim in order:
-        assert victim.name in snaps[victim.host]
-        # Never a host's newest `keep` snapshots, never a protected one.
-        assert victim.name not in sorted(snaps[victim.host])[-keep:]
-        assert victim not in protected
-
-    # Per host, oldest first: each victim is the oldest deletable one left.
-    for host, host_names in snaps.items():
-        taken = [v.name for v in order if v.host == host]
-        assert taken == sorted(taken)
-        unprotected = [n for n in sorted(host_names) if Candidate(host, n) not in protected]
-        assert taken == unprotected[: len(taken)]
-
-    # Stops as soon as enough is freed, and only stops early when nothing may go.
-    running = free
-    for victim in order:
-        assert running < want
-        running += frees[victim]
-    if running < want:
-        remaining = {h: [n for n in ns if Candidate(h, n) not in order] for h, ns in snaps.items()}
-        assert guard.next_victim(remaining, min_keep, protected) is None
-        for host, host_names in remaining.items():
-            deletable = [
-                n for n in sorted(host_names)[:-keep] if Candidate(host, n) not in protected
-            ]
-            assert deletable == []
-
-
-@given(history=histories(), min_keep=st.integers(1, 4))
-def test_next_victim_comes_from_a_host_with_the_most_deletable_pressure(
-    history: tuple[dict[str, list[str]], set[Candidate], dict], min_keep: int
-) -> None:
-    snaps, protected, _ = history
-    victim = guard.next_victim(snaps, min_keep, protected)
-    if victim is None:
+    ranked, good = case
+    chosen = guard.next_ranked_victim(ranked, good)
+    everything = [(rank, host, name) for host, c in ranked.items() for rank, name in c]
+    if not everything:
+        assert chosen is None
         return
-    # No other host that could give something up has more snapshots.
-    for host, host_names in snaps.items():
-        could = [n for n in sorted(host_names)[:-min_keep] if Candidate(host, n) not in protected]
-        if could:
-            assert len(host_names) <= len(snaps[victim.host])
+    assert chosen is not None
+    rank = next(r for r, n in ranked[chosen.host] if n == chosen.name)
+    for other_rank, host, name in everything:
+        assert rank <= other_rank
+        if other_rank == rank:
+            assert good[chosen.host] >= good[host]
+            if good[host] == good[chosen.host]:
+                assert chosen.name <= name
 
 
-@pytest.mark.parametrize("min_keep", [1, 3])
-def test_deleting_everything_allowed_leaves_min_keep_per_host(min_keep: int) -> None:
-    snaps = {"a": names(*range(10)), "b": names(*range(4)), "c": names(0)}
-    order = guard.plan(0, 10**9, snaps, min_keep)
-    left = {h: len(ns) - sum(v.host == h for v in order) for h, ns in snaps.items()}
-    assert left == {h: min(len(ns), min_keep) for h, ns in snaps.items()}
+def test_tier_follows_the_deciding_rule() -> None:
+    from pullsnap.grabber.retention.rules import Decision
+
+    decision = Decision(
+        keep={"k1": ("weekly 1/4",), "k2": ("daily 2/7", "monthly 1/6"), "k3": ("newest good",),
+              "k4": ("within 24h",), "k5": ("inspect (the newest suspect)",)},
+        remove={"r1": "not kept by any rule"}, anchor=None,
+    )  # fmt: skip
+    tiers = {name: guard.tier(decision, name) for name in ("k1", "k2", "k3", "k4", "k5", "r1")}
+    assert tiers == {"k1": 3, "k2": 2, "k3": None, "k4": None, "k5": 1, "r1": 0}
+    assert guard.tier(decision, "unknown") is None
+
+
+def test_free_bytes_is_what_an_unprivileged_writer_may_use(tmp_path) -> None:
+    import os
+
+    st_ = os.statvfs(tmp_path)
+    assert guard.free_bytes(str(tmp_path)) == st_.f_bavail * st_.f_frsize
+    assert guard.free_bytes(str(tmp_path)) <= st_.f_bfree * st_.f_frsize
+
+
+# --- on disk, across hosts ------------------------------------------------------------
+
+
+def test_guard_takes_what_the_policy_values_least_first(tmp_path) -> None:
+    cfg = config(str(tmp_path), keep_daily=2, keep_weekly=2)
+    one, two = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    a = days(one, 30)
+    b = days(two, 3)
+    order = []
+    skip: set[str] = set()
+    while (victim := guard.victim(cfg, NOW, skip)) is not None:
+        decision, _ = prune.decision_for(cfg, HostRepo(cfg.repository, victim.host), NOW)
+        order.append((victim.host, victim.name, guard.tier(decision, victim.name)))
+        assert guard.delete_for_space(cfg, "web1", victim, NOW)
+    tiers = [tier for _, _, tier in order]
+    assert tiers == sorted(tiers), "never a more valued snapshot before a less valued one"
+    assert tiers[0] == guard.TIERS["remove"]
+    # The newest good (min_keep 1) stays on each host.
+    assert [x.name for x in one.attempts()] == [a[-1]]
+    assert [x.name for x in two.attempts()] == [b[-1]]
+
+
+def test_guard_leaves_a_host_with_a_run_in_progress_alone(tmp_path) -> None:
+    cfg = config(str(tmp_path), keep_daily=0, keep_weekly=0)
+    mine, busy = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    days(mine, 2)
+    theirs = days(busy, 5)
+    with busy.lock({"pid": 1, "since": "x"}):
+        victim = guard.victim(cfg, NOW, set())
+        assert victim is not None and victim.host == "web2"  # more snapshots
+        assert not guard.delete_for_space(cfg, "web1", victim, NOW)
+        assert guard.victim(cfg, NOW, {"web2"}).host == "web1"
+    assert [a.name for a in busy.attempts()] == theirs

@@ -1,5 +1,5 @@
 """Retention on disk (prune.py) on a temporary repository: dry run against a
-real prune, trash-then-delete, locks, and the free-space guard's order."""
+real prune, trash-then-delete, locks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from pullsnap import errors
 from pullsnap.config import grabber_from_dict
 from pullsnap.grabber.cli import main as grabber_main
-from pullsnap.grabber.retention import prune, rules
+from pullsnap.grabber.retention import prune
 from pullsnap.grabber.store import repository
+from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, snapshot_name
 
 pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
@@ -54,7 +55,7 @@ def test_prune_keeps_with_reasons_and_removes_the_rest(tmp_path: Path) -> None:
     host = HostRepo(cfg.repository, "web1")
     names = days(host, 20)
     said: list[str] = []
-    assert prune.prune_host(cfg, host, NOW, False, said.append)
+    assert prune.prune_host(cfg, open_store(host), NOW, False, said.append)
     kept = [a.name for a in host.attempts()]
     # Wednesday the 25th: daily keeps the 25th and 24th; weekly's first week
     # is used up by them, so it keeps the newest of the week before (the 22nd).
@@ -89,15 +90,15 @@ def test_dry_run_predicts_exactly_what_prune_removes(
         make(host, T0 - dt.timedelta(hours=hours), real, tree=real != "failed", **suspect)
     before = {a.name for a in host.attempts()}
     dry: list[str] = []
-    prune.prune_host(cfg, host, NOW, True, dry.append)
+    prune.prune_host(cfg, open_store(host), NOW, True, dry.append)
     predicted = {line.split()[1] for line in dry if " would remove " in line}
     assert {a.name for a in host.attempts()} == before, "a dry run changes nothing"
-    prune.prune_host(cfg, host, NOW, False, lambda line: None)
+    prune.prune_host(cfg, open_store(host), NOW, False, lambda line: None)
     after = {a.name for a in host.attempts()}
     assert before - after == predicted
     # Idempotent on disk too.
     again: list[str] = []
-    prune.prune_host(cfg, host, NOW, False, again.append)
+    prune.prune_host(cfg, open_store(host), NOW, False, again.append)
     assert not any(" remove " in line for line in again)
 
 
@@ -108,12 +109,12 @@ def test_an_interrupted_deletion_is_finished_by_the_next_prune(tmp_path: Path) -
     decision, _ = prune.decision_for(cfg, host, NOW)
     with host.try_lock() as locked:
         assert locked
-        removed = prune.apply(host, decision, print)
+        removed = prune.apply(open_store(host), decision, print)
     # A deletion "killed" after the rename: the trees wait in the trash.
     trash = os.path.join(host.path, repository.TRASH)
     assert sorted(os.listdir(trash)) == sorted(f"{n}.{os.getpid()}" for n in removed)
     assert {a.name for a in host.attempts()}.isdisjoint(removed)
-    prune.prune_host(cfg, host, NOW, False, lambda line: None)
+    prune.prune_host(cfg, open_store(host), NOW, False, lambda line: None)
     assert os.listdir(trash) == []
 
 
@@ -124,7 +125,7 @@ def test_a_host_with_a_run_in_progress_is_skipped(tmp_path: Path) -> None:
     before = host.attempts()
     said: list[str] = []
     with host.lock({"pid": 4242, "since": "2026-11-25T03:00:00Z"}):
-        assert not prune.prune_host(cfg, host, NOW, False, said.append)
+        assert not prune.prune_host(cfg, open_store(host), NOW, False, said.append)
     assert said == ["web1: skipped, already running since 2026-11-25T03:00:00Z (pid 4242)"]
     assert host.attempts() == before
 
@@ -199,131 +200,3 @@ def test_prune_as_the_grabber_user_leaves_root_trees_to_the_trash_and_says_so() 
         )
     finally:
         shutil.rmtree(base)
-
-
-# --- the free-space guard's order ---------------------------------------------------------------
-
-
-def test_guard_takes_what_the_policy_values_least_first(tmp_path: Path) -> None:
-    cfg = config(str(tmp_path), keep_daily=2, keep_weekly=2)
-    one, two = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
-    a = days(one, 30)
-    b = days(two, 3)
-    order = []
-    skip: set[str] = set()
-    while (victim := prune.guard_victim(cfg, NOW, skip)) is not None:
-        decision, _ = prune.decision_for(cfg, HostRepo(cfg.repository, victim.host), NOW)
-        order.append((victim.host, victim.name, decision.guard_tier(victim.name)))
-        assert prune.delete_for_space(cfg, one, victim, NOW)
-    tiers = [tier for _, _, tier in order]
-    assert tiers == sorted(tiers), "never a more valued snapshot before a less valued one"
-    assert tiers[0] == rules.GUARD_TIERS["remove"]
-    # The newest good (min_keep 1) stays on each host.
-    assert [x.name for x in one.attempts()] == [a[-1]]
-    assert [x.name for x in two.attempts()] == [b[-1]]
-
-
-def test_guard_leaves_a_host_with_a_run_in_progress_alone(tmp_path: Path) -> None:
-    cfg = config(str(tmp_path), keep_daily=0, keep_weekly=0)
-    mine, busy = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
-    days(mine, 2)
-    theirs = days(busy, 5)
-    with busy.lock({"pid": 1, "since": "x"}):
-        victim = prune.guard_victim(cfg, NOW, set())
-        assert victim is not None and victim.host == "web2"  # more snapshots
-        assert not prune.delete_for_space(cfg, mine, victim, NOW)
-        assert prune.guard_victim(cfg, NOW, {"web2"}).host == "web1"
-    assert [a.name for a in busy.attempts()] == theirs
-
-
-# --- when retention runs ----------------------------------------------------------------------
-
-
-class Out:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def log(self, text: str) -> None:
-        self.lines.append(text)
-
-    def progress(self, p: object) -> None:
-        pass
-
-
-def _finished_run(tmp_path: Path, exit_code: int, errors_seen: list[str]):
-    from pullsnap.grabber.run import backup
-    from pullsnap.grabber.transfer import pull
-
-    cfg = config(str(tmp_path), keep_daily=1, keep_weekly=0)
-    host = HostRepo(cfg.repository, "web1")
-    history = days(host, 4)
-    name = snapshot_name(NOW)
-    os.makedirs(os.path.join(host.incomplete(name), "etc"))
-    Path(host.incomplete(name), "etc", "f").write_text("new")
-    run = backup.Run(cfg=cfg, host=host, connect=None, handoff=None, fingerprint="",
-                     mode="fake-super", held=(), out=Out(), now=lambda: NOW, name=name,
-                     record={"state": "running"})  # fmt: skip
-    run.result = pull.PullResult(exit_code, errors=errors_seen)
-    run.state, run.code, run.message = pull.judge(run.result)
-    backup.finish(run)
-    return run, host, history
-
-
-def test_no_retention_after_a_failed_run(tmp_path: Path) -> None:
-    run, host, history = _finished_run(tmp_path, 12, ["rsync error: protocol data stream"])
-    assert run.code == errors.FAILED
-    assert [a.name for a in host.good()] == history
-    assert os.path.isdir(host.incomplete(run.name))  # kept for the next run to reuse
-
-
-def test_retention_after_a_good_run(tmp_path: Path) -> None:
-    run, host, history = _finished_run(tmp_path, 0, [])
-    assert run.code == errors.OK
-    assert [a.name for a in host.good()] == [history[-1], run.name]
-    assert run.record["pruned_after"] == history[:-1]
-    assert run.record["manifest"]["hashed"] == 1
-
-
-def test_a_full_disk_removes_the_new_tree_and_says_why(tmp_path: Path) -> None:
-    full = 'rsync: [receiver] write failed on "x": No space left on device (28)'
-    run, host, history = _finished_run(tmp_path, 11, [full])
-    assert run.code == errors.NO_SPACE
-    assert not os.path.exists(host.incomplete(run.name))
-    assert run.message.startswith(f"web1: the repository filled up: snapshot {run.name} needs ")
-    assert host.read_record(run.name)["tree"] == "removed"
-    assert [a.name for a in host.good()] == history
-
-
-def test_a_suspect_run_is_never_on_disk_as_complete_and_unmarked(tmp_path: Path) -> None:
-    """A crash after the record said "complete" but before it said "suspect"
-    would let the next run's recovery publish the emptied snapshot as good."""
-    from pullsnap.grabber.run import backup
-    from pullsnap.grabber.transfer import pull
-
-    cfg = config(str(tmp_path))
-    host = HostRepo(cfg.repository, "web1")
-    make(host, T0 - dt.timedelta(days=1), stats={"files": 1000, "total_size": 10**6})
-    name = snapshot_name(NOW)
-    os.makedirs(host.incomplete(name))
-    written: list[dict] = []
-    write = host.write_record
-    host.write_record = lambda n, r: (written.append(dict(r)), write(n, r))[1]  # type: ignore[method-assign]
-    run = backup.Run(cfg=cfg, host=host, connect=None, handoff=None, fingerprint="",
-                     mode="fake-super", held=(), out=Out(), now=lambda: NOW, name=name,
-                     record={"state": "running"})  # fmt: skip
-    run.result = pull.PullResult(0, stats={"files": 1, "total_size": 10})
-    run.state, run.code, run.message = pull.judge(run.result)
-    backup.finish(run)
-    assert run.code == errors.SUSPECT
-    assert all(r.get("suspect") for r in written if r["state"] in repository.GOOD_STATES)
-
-
-def test_ranked_victims_lowest_tier_first_then_the_fullest_host() -> None:
-    from pullsnap.grabber.retention import guard
-
-    ranked = {"a": [(2, "n1"), (0, "n5")], "b": [(0, "n2"), (0, "n3")], "c": [(1, "n0")]}
-    good = {"a": 5, "b": 9, "c": 20}
-    assert guard.next_ranked_victim(ranked, good) == guard.Candidate("b", "n2")
-    del ranked["b"]
-    assert guard.next_ranked_victim(ranked, good) == guard.Candidate("a", "n5")
-    assert guard.next_ranked_victim({"a": []}, good) is None

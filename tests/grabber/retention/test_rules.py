@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pullsnap.config import HostPolicy
-from pullsnap.grabber.retention import rules
+from pullsnap.grabber.retention import guard, rules
 from pullsnap.grabber.store.repository import Attempt, snapshot_name
 
 pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
@@ -131,7 +131,7 @@ def test_never_removed_whatever_the_policy_says() -> None:
     assert "min_keep 2" in decision.keep[history[3].name]
     assert decision.keep[history[0].name] == ("link-dest of the running x",)
     for a in history[5:]:
-        assert a.name in decision.keep and decision.guard_tier(a.name) is None
+        assert a.name in decision.keep and guard.tier(decision, a.name) is None
 
 
 def test_suspect_is_not_good_and_the_newest_is_kept_for_inspection() -> None:
@@ -140,7 +140,7 @@ def test_suspect_is_not_good_and_the_newest_is_kept_for_inspection() -> None:
     decision = decide(good + suspects, NONE, min_keep=3)
     assert decision.keep[suspects[0].name][0].startswith("inspect")
     assert decision.remove == {suspects[1].name: "suspect"}
-    assert decision.guard_tier(suspects[0].name) == rules.GUARD_TIERS["inspect"]
+    assert guard.tier(decision, suspects[0].name) == guard.TIERS["inspect"]
     # Suspect ones are no anchor and do not count towards min_keep.
     newest_suspect = snap(T0 + dt.timedelta(hours=1), suspect={"reason": "x"})
     decision = decide([*good, newest_suspect], NONE, min_keep=1)
@@ -177,11 +177,11 @@ def test_guard_tiers_follow_the_rules() -> None:
     history = days_back(40)
     policy = replace(NONE, keep_daily=3, keep_weekly=2, keep_monthly=1)
     decision = decide(history, policy, min_keep=1)
-    tiers = {a.name: decision.guard_tier(a.name) for a in history}
+    tiers = {a.name: guard.tier(decision, a.name) for a in history}
     assert tiers[history[0].name] is None  # newest good
-    assert tiers[history[1].name] == rules.GUARD_TIERS["daily"]
+    assert tiers[history[1].name] == guard.TIERS["daily"]
     assert {tiers[n] for n in decision.remove} == {0}
-    assert rules.GUARD_TIERS["weekly"] in tiers.values()
+    assert guard.TIERS["weekly"] in tiers.values()
 
 
 # --- clocks ------------------------------------------------------------------------------

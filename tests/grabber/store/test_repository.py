@@ -16,10 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullsnap.errors import LOCKED, Locked, PullsnapError
+from pullsnap.errors import LOCKED, Locked
 from pullsnap.grabber.store import repository
 from pullsnap.grabber.store.repository import HostRepo, parse_name, snapshot_name
-from tests.trees import deep_tree
 
 # --- naming -------------------------------------------------------------------------
 
@@ -86,13 +85,6 @@ HOST = "web1"
 N1, N2, N3, N4, N5, N6 = (
     snapshot_name(dt.datetime(2026, 11, day, 2, 0, 0, tzinfo=dt.UTC)) for day in range(20, 26)
 )
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> HostRepo:
-    r = HostRepo(str(tmp_path / "repo"), HOST)
-    r.ensure()
-    return r
 
 
 def make_tree(path: str, content: str = "data") -> None:
@@ -205,164 +197,6 @@ def test_new_name_avoids_clashes(repo: HostRepo) -> None:
     assert repo.new_name(now) == snapshot_name(now + dt.timedelta(seconds=2))
 
 
-# --- publish and recover ---------------------------------------------------------------------
-
-
-def test_publish_moves_the_tree_and_latest(repo: HostRepo) -> None:
-    make_tree(repo.incomplete(N2), "second")
-    repo.write_record(N2, {"state": "complete"})
-    repo.publish(N2)
-    assert not os.path.exists(repo.incomplete(N2))
-    assert Path(repo.tree(N2), "etc", "hostname").read_text() == "second"
-    assert latest(repo) == N2
-
-    # An older attempt published later does not pull `latest` back.
-    make_tree(repo.incomplete(N1), "first")
-    repo.write_record(N1, {"state": "partial"})
-    repo.publish(N1)
-    assert os.path.isdir(repo.tree(N1))
-    assert latest(repo) == N2
-    assert [a.name for a in repo.good()] == [N1, N2]
-
-
-def test_recover_publishes_a_finished_tree_left_incomplete(repo: HostRepo) -> None:
-    # The crash came between rsync's success (record written) and the rename.
-    good(repo, N1)
-    os.symlink(N1, os.path.join(repo.path, "latest"))
-    make_tree(repo.incomplete(N2), "finished")
-    repo.write_record(N2, {"state": "complete"})
-    assert repo.newest_good() is not None and repo.newest_good().name == N1
-
-    done = repo.recover()
-    assert any(N2 in line and "published" in line for line in done)
-    assert os.path.isdir(repo.tree(N2)) and not os.path.exists(repo.incomplete(N2))
-    assert Path(repo.tree(N2), "etc", "hostname").read_text() == "finished"
-    assert latest(repo) == N2
-    assert repo.recover() == []  # idempotent
-
-
-def test_recover_marks_a_stale_running_record_interrupted(repo: HostRepo) -> None:
-    good(repo, N1)
-    make_tree(repo.incomplete(N2))
-    repo.write_record(N2, {"state": "running", "pid": 99999})
-
-    assert repo.recover(running_elsewhere=True) == []
-    assert repo.read_record(N2)["state"] == "running"
-
-    done = repo.recover()
-    assert done == [f"marked {N2} interrupted"]
-    record = repo.read_record(N2)
-    assert record["state"] == "interrupted"
-    assert record["message"]
-    assert record["pid"] == 99999  # the rest of the record is kept
-    # Not published, but reusable as an extra --link-dest.
-    assert not os.path.exists(repo.tree(N2))
-    assert repo.reusable_trees() == [repo.incomplete(N2)]
-    assert latest(repo) == N1
-
-
-def test_recover_repairs_a_missing_latest(repo: HostRepo) -> None:
-    good(repo, N1)
-    good(repo, N2)
-    repo.recover()
-    assert latest(repo) == N2
-
-
-def test_reusable_trees_are_newest_first(repo: HostRepo) -> None:
-    for name, state in ((N1, "failed"), (N2, "interrupted"), (N3, "running"), (N4, "failed")):
-        make_tree(repo.incomplete(name))
-        repo.write_record(name, {"state": state})
-    assert repo.reusable_trees() == [repo.incomplete(N4), repo.incomplete(N2), repo.incomplete(N1)]
-
-
-# --- delete ---------------------------------------------------------------------------------------
-
-
-def test_delete_refuses_the_newest_good(repo: HostRepo) -> None:
-    good(repo, N1)
-    good(repo, N2)
-    make_tree(repo.incomplete(N3))
-    repo.write_record(N3, {"state": "failed"})
-    with pytest.raises(PullsnapError, match="newest good snapshot"):
-        repo.delete(N2)
-    assert os.path.isdir(repo.tree(N2))
-
-
-def test_delete_refuses_a_directory_without_a_record(repo: HostRepo) -> None:
-    good(repo, N2)
-    make_tree(repo.tree(N1))
-    with pytest.raises(PullsnapError, match="does not look like a pullsnap snapshot"):
-        repo.delete(N1)
-    assert os.path.isdir(repo.tree(N1))
-
-
-def test_delete_refuses_a_record_for_another_host(repo: HostRepo) -> None:
-    good(repo, N2)
-    make_tree(repo.tree(N1))
-    Path(repo.record_path(N1)).write_text(json.dumps({"state": "complete", "host": "db2"}))
-    with pytest.raises(PullsnapError, match="does not look like a pullsnap snapshot"):
-        repo.delete(N1)
-    assert os.path.isdir(repo.tree(N1))
-
-
-@pytest.mark.parametrize(
-    "name", ["latest", ".lock", "..", "../web1", f"{N1}.incomplete", f"{N1}/etc", "etc"]
-)
-def test_delete_refuses_names_that_are_not_snapshots(repo: HostRepo, name: str) -> None:
-    good(repo, N1)
-    good(repo, N2)
-    os.symlink(N2, os.path.join(repo.path, "latest"))
-    # Even with a record beside it, a wrong name is refused.
-    with open(repo.record_path(name), "w") as f:
-        json.dump({"host": HOST, "state": "complete"}, f)
-    before = sorted(os.listdir(repo.path))
-    with pytest.raises(PullsnapError, match="does not look like a pullsnap snapshot"):
-        repo.delete(name)
-    assert sorted(os.listdir(repo.path)) == before
-    assert os.path.isdir(repo.tree(N1))
-
-
-def test_delete_removes_read_only_trees(repo: HostRepo) -> None:
-    good(repo, N1)
-    good(repo, N2)
-    deep = Path(repo.tree(N1), "ro", "inner")
-    deep.mkdir(parents=True)
-    (deep / "file").write_text("x")
-    (deep / "file").chmod(0o444)
-    os.symlink("/", deep / "link-to-root")
-    for path in (deep, deep.parent, Path(repo.tree(N1), "etc"), Path(repo.tree(N1))):
-        path.chmod(0o555)
-    # The interrupted tree of the same attempt goes too.
-    make_tree(repo.incomplete(N1))
-    Path(repo.incomplete(N1), "etc").chmod(0o555)
-
-    repo.delete(N1)
-    assert not os.path.lexists(repo.tree(N1))
-    assert not os.path.lexists(repo.incomplete(N1))
-    assert not os.path.lexists(repo.record_path(N1))
-    assert os.listdir(os.path.join(repo.path, repository.TRASH)) == []
-    assert [a.name for a in repo.attempts()] == [N2]
-    assert os.path.isdir("/")  # the symlink was removed, not followed
-
-
-def test_remove_tree_handles_unreadable_directories(tmp_path: Path) -> None:
-    top = tmp_path / "t"
-    (top / "a" / "b").mkdir(parents=True)
-    (top / "a" / "b" / "f").write_text("x")
-    (top / "a" / "b").chmod(0o000)
-    (top / "a").chmod(0o500)
-    repository.remove_tree(str(top))
-    assert not top.exists()
-
-
-def test_empty_trash(repo: HostRepo) -> None:
-    trash = Path(repo.path, repository.TRASH)
-    (trash / "left.123" / "d").mkdir(parents=True)
-    (trash / "left.123" / "d").chmod(0o555)
-    repo.empty_trash()
-    assert list(trash.iterdir()) == []
-
-
 # --- the lock -----------------------------------------------------------------------------------
 
 _HOLD = """
@@ -430,42 +264,6 @@ def test_a_run_refused_during_a_prune_names_the_prune(repo: HostRepo) -> None:
 def test_lock_message_without_a_readable_holder() -> None:
     assert repository._lock_message("web1", b"") == "web1: already running"
     assert repository._lock_message("web1", b'{"pid": 1}') == "web1: already running"
-
-
-def test_remove_tree_removes_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
-    """A backed-up host picks its tree's depth (rsync sends about 1024 levels);
-    a snapshot that cannot be deleted blocks retention and the space guard."""
-    top = tmp_path / "deep"
-    deep_tree(top, 1100)
-    try:
-        repository.remove_tree(str(top))
-        assert not os.path.lexists(top)
-    finally:
-        subprocess.run(["rm", "-rf", str(top)], check=True)
-
-
-_DEEP_UNDER_A_LOW_LIMIT = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-from pullsnap.grabber import cli
-from pullsnap.grabber.store import removal
-cli.enough_descriptors()
-removal.remove_tree(sys.argv[1])
-"""
-
-
-def test_the_grabber_has_descriptors_for_the_deepest_tree(tmp_path: Path) -> None:
-    """The walks hold a descriptor per directory level; a soft limit below the
-    depth (1024 is the usual one) is raised towards the hard limit first."""
-    top = tmp_path / "deep"
-    deep_tree(top, 600)
-    try:
-        done = subprocess.run([sys.executable, "-c", _DEEP_UNDER_A_LOW_LIMIT, str(top)],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-500:]
-        assert not os.path.lexists(top)
-    finally:
-        subprocess.run(["rm", "-rf", str(top)], check=True)
 
 
 def test_a_planted_fifo_or_link_is_not_read_as_a_record_manifest_or_lock(tmp_path: Path) -> None:

@@ -1,0 +1,76 @@
+"""The steps after the pull, in order, each a function of the run that
+returns what it found (context.Found); `each` merges that into the record
+(record.write) and the verdict.
+
+    after a snapshot    manifest, retention, hooks (on_success, or
+                        on_failure for a suspect one)
+    after none          a full disk's tree goes (diskfull), hooks (on_failure)
+
+A step that fails raises a PullsnapError, which is logged as a warning: the
+snapshot itself is already safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from pullsnap import errors
+from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.retention import prune
+from pullsnap.grabber.run import diskfull, hooks, record
+from pullsnap.grabber.run.context import Found, Run, Step
+
+
+def write_manifest(run: Run) -> Found:
+    """`<name>.manifest`, from the digests the hasher made while rsync ran
+    and the bases' manifests read meanwhile."""
+    assert run.target is not None and run.result is not None
+    started = time.monotonic()
+    bases = run.base_manifests
+    if bases is None:
+        bases = manifest.read_all(manifest.base_paths(run.host, list(run.target.bases)))
+    stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
+                          run.mode, run.held)  # fmt: skip
+    # All of the step (reading the bases, the walk, writing), and the
+    # hasher's part after rsync ended.
+    stats.seconds = time.monotonic() - started + run.prehash_wait
+    if stats.problems:
+        run.out.log(f"warning: manifest: {len(stats.problems)} file(s) not hashed, e.g. "
+                    f"{stats.problems[0]}")  # fmt: skip
+    return Found({"manifest": stats.as_record()})
+
+
+def apply_retention(run: Run) -> Found:
+    """The time rules, on the run's host (its lock held)."""
+    removed = prune.after_run(run.cfg, run.store, run.name, run.now(), run.out.log)
+    return Found({"pruned_after": removed} if removed else {})
+
+
+def after_success() -> list[tuple[str, Step]]:
+    return [("manifest", write_manifest), ("prune", apply_retention),
+            ("hooks", hooks.after_success)]  # fmt: skip
+
+
+def after_failure() -> list[tuple[str, Step]]:
+    return [("diskfull", diskfull.after_failure), ("hooks", hooks.after_failure)]
+
+
+def take(run: Run, found: Found) -> None:
+    """A step's change to the verdict."""
+    if found.code is not None:
+        run.code = found.code
+    if found.message is not None:
+        run.message = found.message
+
+
+def each(named: Sequence[tuple[str, Step]], run: Run) -> None:
+    for name, step in named:
+        try:
+            found = step(run)
+        except errors.PullsnapError as e:
+            run.out.log(f"warning: {name}: {e}")
+            continue
+        take(run, found)
+        if found.record:
+            record.write(run, found.record)

@@ -97,7 +97,7 @@ class Floor:
 
     def confined(self, target: str) -> Callable[[], None]:
         rules = landlock.Confinement(
-            read_only=(*landlock.RECEIVER_READ_ONLY, self.stage.src),
+            read_only=(*landlock.RUNTIME_READ_ONLY, self.stage.src),
             read_write=("/dev/null", self.stage.work),  # base and target, which links join
             executable=("/usr/bin/rsync", *landlock.ELF_INTERPRETERS),
         )

@@ -98,7 +98,8 @@ class CapState:
     no_new_privs: bool
 
 
-def _mask_names(mask: int) -> frozenset[str]:
+def mask_names(mask: int) -> frozenset[str]:
+    """The names of the capability bits set in `mask` (cap_N for bits past CAP_NAMES)."""
     return frozenset(
         CAP_NAMES[bit] if bit < len(CAP_NAMES) else f"cap_{bit}"
         for bit in range(mask.bit_length())
@@ -126,11 +127,11 @@ def parse_proc_status(text: str) -> CapState:
     except (KeyError, ValueError) as exc:
         raise CapabilityError(f"unreadable /proc status: {exc}") from exc
     return CapState(
-        inheritable=_mask_names(masks["CapInh"]),
-        permitted=_mask_names(masks["CapPrm"]),
-        effective=_mask_names(masks["CapEff"]),
-        bounding=_mask_names(masks["CapBnd"]),
-        ambient=_mask_names(masks["CapAmb"]),
+        inheritable=mask_names(masks["CapInh"]),
+        permitted=mask_names(masks["CapPrm"]),
+        effective=mask_names(masks["CapEff"]),
+        bounding=mask_names(masks["CapBnd"]),
+        ambient=mask_names(masks["CapAmb"]),
         no_new_privs=no_new_privs,
     )
 
@@ -266,6 +267,22 @@ def hold_quietly(keep: Sequence[str]) -> None:
     _verify(keep, bounding=False)
 
 
+def granted(wanted: Iterable[str]) -> tuple[str, ...]:
+    """Those of `wanted` this process holds permitted."""
+    permitted = read_state().permitted
+    return tuple(cap for cap in wanted if cap in permitted)
+
+
+def hold_at_start(wanted: Sequence[str]) -> tuple[str, ...]:
+    """First thing in a process whose capabilities may have come ambient (so
+    effective, from a launcher): keep those of `wanted` permitted only, drop
+    every other; return the ones kept.  Before any thread exists."""
+    held = granted(wanted)
+    if read_state().permitted:
+        hold_quietly(held)
+    return held
+
+
 def _ambient(op: int, cap: int) -> None:
     if _libc.prctl(_PR_CAP_AMBIENT, op, cap, 0, 0) != 0:
         err = ctypes.get_errno()
@@ -299,11 +316,6 @@ def ambient(caps: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         lower_ambient(caps)
-
-
-def set_pdeathsig(sig: int) -> None:
-    """Have the kernel send `sig` to us when our parent *thread* exits (prctl(2))."""
-    prctl.set_pdeathsig(sig)
 
 
 def set_no_new_privs() -> None:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
-from pullsnap import handoff
-from pullsnap.errors import HandoffError
+from pullsnap import ioprio, sources
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -168,8 +167,10 @@ def choice(*choices: str) -> Callable[[Any], str]:
 
 def ionice(value: Any) -> str:
     text = a_string(value)
-    if not re.match(r"^(none|idle|best-effort(:[0-7])?|realtime(:[0-7])?)$", text):
-        raise Invalid(f"{text!r} must be none, idle, best-effort[:0-7] or realtime[:0-7]")
+    try:
+        ioprio.ioprio_value(text)
+    except ValueError:
+        raise Invalid(f"{text!r} must be none, idle, best-effort[:0-7] or realtime[:0-7]") from None
     return text
 
 
@@ -191,19 +192,18 @@ def source_path(value: Any) -> str:
         raise Invalid(f"{text!r} is not normalised (write {os.path.normpath(bare)!r})")
     text = abspath(text)
     try:
-        handoff.check_source_path(text)
-    except HandoffError as e:
-        # The bare problem: "bad handoff:" would mislead in a config error.
-        raise Invalid(str(e.args[0])) from None
+        sources.check_source_path(text)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
     return text
 
 
 def exclude_pattern(value: Any) -> str:
     text = a_string(value)
     try:
-        handoff.check_exclude(text)
-    except HandoffError as e:
-        raise Invalid(str(e.args[0])) from None
+        sources.check_exclude(text)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
     return text
 
 

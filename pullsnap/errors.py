@@ -93,6 +93,14 @@ class RunFailed(PullsnapError):
     exit_code = FAILED
 
 
+class Unreadable(RunFailed):
+    """cannot read {}: {}"""
+
+
+class NoSuchHost(UsageError):
+    """no host {!r} in {} (see: grabber list)"""
+
+
 class Refused(PullsnapError):
     """{}"""
 
@@ -103,12 +111,20 @@ class HandoffError(Refused):
     """bad handoff: {}"""
 
 
+class ClientKeyError(HandoffError):
+    """bad handoff: client_key {}"""
+
+
 class GateRefused(Refused):
     """{}"""
 
 
 class BindingError(Refused):
     """{}"""
+
+
+class NotAPublicKey(BindingError):
+    """that is not an OpenSSH public key"""
 
 
 class Unreachable(PullsnapError):
@@ -121,6 +137,10 @@ class Timeout(PullsnapError):
     """{}"""
 
     exit_code = TIMEOUT
+
+
+class HandoffTimeout(Timeout):
+    """the handoff did not arrive in time"""
 
 
 class Locked(PullsnapError):
@@ -139,12 +159,6 @@ class TooSoon(PullsnapError):
     """{}"""
 
     exit_code = TOO_SOON
-
-
-class Partial(PullsnapError):
-    """{}"""
-
-    exit_code = PARTIAL
 
 
 class DeletionRefused(PullsnapError):

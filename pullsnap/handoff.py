@@ -15,11 +15,11 @@ work on bytes, the grabber's I/O layer feeds them.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import asdict, dataclass
 
+from pullsnap import sources, sshkeys
 from pullsnap.errors import HandoffError
 
 VERSION = 1
@@ -27,23 +27,13 @@ MAGIC = "PULLSNAP-HANDOFF"
 MAX_HEADER = 64
 MAX_BODY = 64 * 1024
 MAX_PATHS = 64
-MAX_PATH_LEN = 4096
 MAX_EXCLUDES = 1000
-MAX_EXCLUDE_LEN = 1024
+MAX_PATH_LEN = sources.MAX_PATH_LEN
+MAX_EXCLUDE_LEN = sources.MAX_EXCLUDE_LEN
 
 _HEADER_RE = re.compile(rb"^PULLSNAP-HANDOFF ([0-9]{1,3}) ([0-9]{1,9})\n$")
-_KEY_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-_KEY_END = "-----END OPENSSH PRIVATE KEY-----\n"
-_BASE64_LINE_RE = re.compile(r"^[A-Za-z0-9+/]{1,76}={0,2}$")
 _HOST_KEY_RE = re.compile(r"^ssh-ed25519 ([A-Za-z0-9+/]{68})\Z")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_GLOB_CHARS = frozenset("*?[")
-# `--exclude` honours rsync's old rule prefixes ("+ ", "- ", "!"), so such a
-# line would turn an exclude into an include or clear the list (rsync(1)
-# FILTER RULES, "--exclude" and "!").  Merge-rule lookalikes are refused too:
-# an exclude list never needs them.
-_RULE_LOOKALIKE_RE = re.compile(r"^(?:[-+!]|(?:merge|dir-merge|[.:])(?:[ ,_]|$))")
 
 
 @dataclass(frozen=True)
@@ -163,19 +153,7 @@ def validate(handoff: Handoff) -> None:
 
 def check_client_key(text: str) -> None:
     """An unencrypted OpenSSH private key in its armour, nothing else."""
-    if len(text) > 8192 or not text.startswith(_KEY_BEGIN) or not text.endswith(_KEY_END):
-        raise HandoffError("client_key is not an OpenSSH private key")
-    lines = text[len(_KEY_BEGIN) : -len(_KEY_END)].split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines or not all(_BASE64_LINE_RE.match(line) for line in lines):
-        raise HandoffError("client_key is not an OpenSSH private key")
-    try:
-        blob = base64.b64decode("".join(lines), validate=True)
-    except binascii.Error:
-        raise HandoffError("client_key is not an OpenSSH private key") from None
-    if not blob.startswith(b"openssh-key-v1\0"):
-        raise HandoffError("client_key is not an OpenSSH private key")
+    sshkeys.private_key_blob(text)
 
 
 def check_host_key(text: str) -> None:
@@ -190,25 +168,16 @@ def check_host_key(text: str) -> None:
 
 
 def check_source_path(path: str) -> None:
-    """Absolute, normalised, printable, no glob characters."""
-    if not path.startswith("/"):
-        raise HandoffError(f"source path {path!r} is not absolute")
-    if len(path) > MAX_PATH_LEN:
-        raise HandoffError(f"a source path is longer than {MAX_PATH_LEN} characters")
-    if _CONTROL_RE.search(path):
-        raise HandoffError(f"source path {path!r} contains control characters")
-    if _GLOB_CHARS & set(path):
-        raise HandoffError(f"source path {path!r} contains glob characters")
-    parts = path.split("/")[1:]
-    if path != "/" and any(part in ("", ".", "..") for part in parts):
-        raise HandoffError(f"source path {path!r} is not normalised")
+    """Absolute, normalised, printable, no glob characters (sources.py)."""
+    try:
+        sources.check_source_path(path)
+    except ValueError as e:
+        raise HandoffError(str(e)) from None
 
 
 def check_exclude(pattern: str) -> None:
-    """A plain exclude pattern: no control bytes, no rule prefixes."""
-    if not pattern or len(pattern) > MAX_EXCLUDE_LEN:
-        raise HandoffError("an exclude pattern is empty or too long")
-    if _CONTROL_RE.search(pattern):
-        raise HandoffError(f"exclude {pattern!r} contains control characters")
-    if _RULE_LOOKALIKE_RE.match(pattern):
-        raise HandoffError(f"exclude {pattern!r} looks like an rsync option or filter rule")
+    """A plain exclude pattern: no control bytes, no rule prefixes (sources.py)."""
+    try:
+        sources.check_exclude(pattern)
+    except ValueError as e:
+        raise HandoffError(str(e)) from None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pullsnap.errors import PullsnapError
@@ -253,21 +252,13 @@ def restrict_self(c: Confinement) -> int:
     return prepared.abi
 
 
-# --- the receiving rsync on the backup host ---------------------------------
+# --- what a dynamically linked program needs to start ------------------------
 #
-# Found by tracing (strace -f) `rsync -aHAX --super --numeric-ids -e 'ssh -F
-# /dev/null -i KEY.pub -o IdentitiesOnly=yes -o UserKnownHostsFile=... -o
-# StrictHostKeyChecking=yes -o BatchMode=yes' USER@ADDR:SRC/ DEST/` with the
-# key in an ssh-agent, then removing entries until the pull broke.  ssh reads
-# no OpenSSL configuration, host name files or /dev/urandom (getrandom(2)),
-# and connect(2) to the agent's socket is not mediated by Landlock.  Denied
-# and harmless: /proc/filesystems and /proc/mounts (libselinux probing),
-# /etc/ssh/ssh_known_hosts (pass GlobalKnownHostsFile=/dev/null to say so),
-# /usr/share (messages stay untranslated, times are UTC).  A connect-back
-# to a host *name* would need /etc/hosts, /etc/resolv.conf, /etc/gai.conf
-# and /etc/host.conf in `extra_read`; the grabber uses the numeric address.
+# Both confined programs (the grabber's receiving rsync and its ssh,
+# grabber/confine/receiverpolicy.py; the initiator's sending rsync,
+# initiator/senderpolicy.py) build their rules on these.
 
-RECEIVER_READ_ONLY: tuple[str, ...] = (
+RUNTIME_READ_ONLY: tuple[str, ...] = (
     # Shared libraries (ld.so(8)); /lib and /lib64 are the same tree on a
     # merged-/usr system, the rule then lands on /usr/lib twice.
     "/usr/lib",
@@ -275,14 +266,10 @@ RECEIVER_READ_ONLY: tuple[str, ...] = (
     "/lib",
     "/lib64",
     "/etc/ld.so.cache",  # ld.so's index: libraries outside the default dirs
-    "/etc/passwd",  # ssh looks up its uid; without it "No user exists for uid N"
+    "/etc/passwd",  # ssh looks up its uid; uid/gid names without --numeric-ids
     "/etc/group",  # rsync maps group names if ever run without --numeric-ids
     "/etc/nsswitch.conf",  # NSS as configured, not glibc's built-in defaults
 )
-# ssh opens /dev/null read-write for its unused descriptors; without write
-# access it stops with "Couldn't open /dev/null".
-RECEIVER_READ_WRITE: tuple[str, ...] = ("/dev/null",)
-RECEIVER_PROGRAMS: tuple[str, ...] = ("/usr/bin/rsync", "/usr/bin/ssh")
 # execve(2) opens the ELF interpreter (PT_INTERP) for execution too, so it
 # needs the execute right; paths per architecture from the psABIs / glibc.
 ELF_INTERPRETERS: tuple[str, ...] = (
@@ -296,70 +283,8 @@ ELF_INTERPRETERS: tuple[str, ...] = (
 )
 
 
-def receiver_confinement(
-    host_dir: str,
-    private_dir: str,
-    extra_read: Sequence[str] = (),
-    port: int | None = None,
-    *,
-    programs: Sequence[str] = RECEIVER_PROGRAMS,
-    also_writable: Sequence[str] = (),
-) -> Confinement:
-    """What the grabber's `rsync --super` and its ssh may touch.
-
-    `also_writable`: more directories with the same rights as `host_dir`
-    (the grabber passes the new snapshot's directory as `host_dir` and the
-    --link-dest trees here: a hard link may only go where the file gains no
-    rights, landlock(7) LANDLOCK_ACCESS_FS_REFER, so they must match).
-
-    Write access only to `host_dir` (this host's snapshots, also the
-    --link-dest source).  Read access to `private_dir` (known_hosts, the
-    public key file; the agent socket needs none) and to libraries, not to
-    /etc as a whole nor to other hosts' snapshots: with CAP_DAC_OVERRIDE the
-    receiver could otherwise read anything and send it over the connection.
-    `port`: allow TCP connect to it only, and no bind.
-    """
-    for path in (host_dir, private_dir, *extra_read, *programs, *also_writable):
+def absolute(*paths: str) -> None:
+    """Refuse a relative path in a policy (a rule needs a real place)."""
+    for path in paths:
         if not path.startswith("/"):
             raise LandlockError(f"{path!r} is not an absolute path")
-    return Confinement(
-        read_only=(*RECEIVER_READ_ONLY, private_dir, *extra_read),
-        read_write=(*RECEIVER_READ_WRITE, host_dir, *also_writable),
-        executable=(*programs, *ELF_INTERPRETERS),
-        connect_tcp_ports=None if port is None else (port,),
-    )
-
-
-# --- the sending rsync on the backed-up host ------------------------------------
-#
-# The gate's rsync holds CAP_DAC_READ_SEARCH, so without confinement it could
-# read any file.  The gate checks the paths it is asked for, but filter rules
-# travel inside the rsync protocol: a grabber can name a merge file outside
-# the roots and learn its lines from which files go missing (rsync(1)
-# --confine-root), and a local user could race a symlink into a checked
-# path.  Landlock bounds both: the sender reads only the roots and what rsync
-# itself needs to start, writes nothing but /dev/null and opens no socket.
-
-SENDER_READ_ONLY: tuple[str, ...] = (
-    "/usr/lib",
-    "/usr/lib64",
-    "/lib",
-    "/lib64",
-    "/etc/ld.so.cache",
-    "/etc/passwd",  # uid/gid names, if ever run without --numeric-ids
-    "/etc/group",
-    "/etc/nsswitch.conf",
-)
-
-
-def sender_confinement(roots: Sequence[str], rsync: str) -> Confinement:
-    """Read only the source roots (resolved), execute only rsync, no network."""
-    for path in (*roots, rsync):
-        if not path.startswith("/"):
-            raise LandlockError(f"{path!r} is not an absolute path")
-    return Confinement(
-        read_only=(*SENDER_READ_ONLY, *(os.path.realpath(r) for r in roots)),
-        read_write=("/dev/null",),
-        executable=(rsync, os.path.realpath(rsync), *ELF_INTERPRETERS),
-        connect_tcp_ports=(),
-    )

@@ -72,14 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, held: tuple[str, ...] | None = None) -> int:
+    """`held`: the receiver capabilities login.py kept, when it started us."""
     argv = list(sys.argv if argv is None else argv)
     if _is_login_shell(argv):
-        from pullsnap.grabber.confine import receiver
+        from pullsnap import caps
+
+        if held is None:
+            # Before any thread exists (capabilities are per thread), and
+            # before the modules a backup needs are loaded.
+            held = caps.hold_at_start(caps.GRABBER_LAUNCHER_CAPS)
         from pullsnap.grabber.session.serve import serve
 
-        # Before any thread exists: capabilities are per thread.
-        held = receiver.hold_quietly_at_start()
         enough_descriptors()
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _on_signal)

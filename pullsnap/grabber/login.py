@@ -15,13 +15,10 @@ from pullsnap import caps
 
 
 def main() -> int:
-    permitted = caps.read_state().permitted
-    held = tuple(cap for cap in caps.GRABBER_LAUNCHER_CAPS if cap in permitted)
-    if permitted:
-        caps.hold_quietly(held)
+    held = caps.hold_at_start(caps.GRABBER_LAUNCHER_CAPS)
     from pullsnap.grabber.cli import main as grabber_main
 
-    return grabber_main(sys.argv)
+    return grabber_main(sys.argv, held)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ an ordinary binary).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -209,15 +208,3 @@ def deadline(
 def pid_of(proto: protocol.ProcessProtocol) -> int | None:
     transport = proto.transport
     return getattr(transport, "pid", None) if transport is not None else None
-
-
-def still_running(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

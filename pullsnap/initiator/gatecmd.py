@@ -30,16 +30,12 @@ from dataclasses import dataclass
 from pullsnap.childenv import child_env
 from pullsnap.errors import GateRefused, PullsnapError
 from pullsnap.initiator import gate, lifeline
+from pullsnap.ioprio import ioprio_value
 
 # rsync gets nothing from the client's environment, only this.
 EXEC_ENV = child_env()
 
-# linux/ioprio.h: the class sits above IOPRIO_CLASS_SHIFT, the level below.
-IOPRIO_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}
-IOPRIO_CLASS_SHIFT = 13
 IOPRIO_WHO_PROCESS = 1
-# ionice(1) from util-linux uses level 4 when a class is given without one.
-IOPRIO_DEFAULT_LEVEL = 4
 
 # __NR_ioprio_set per architecture (the kernel's syscall tables); Python has
 # no wrapper for it.  A 32-bit userland on a 64-bit kernel reports the
@@ -76,22 +72,6 @@ class GateSettings:
     log: str | None = None
     lifeline: str | None = None
     once: str | None = None
-
-
-def ioprio_value(spec: str) -> int:
-    """`idle`, `none`, `best-effort[:0-7]` or `realtime[:0-7]` as an ioprio value."""
-    name, colon, level_text = spec.partition(":")
-    if name not in IOPRIO_CLASSES or (colon and name in ("none", "idle")):
-        raise ValueError(f"{spec!r} is not none, idle, best-effort[:0-7] or realtime[:0-7]")
-    if name in ("none", "idle"):
-        level = 0
-    elif not colon:
-        level = IOPRIO_DEFAULT_LEVEL
-    elif len(level_text) == 1 and level_text in "01234567":
-        level = int(level_text)
-    else:
-        raise ValueError(f"{spec!r}: the level must be 0-7")
-    return IOPRIO_CLASSES[name] << IOPRIO_CLASS_SHIFT | level
 
 
 def ioprio_syscall(machine: str) -> int | None:
@@ -225,16 +205,17 @@ def _append_log(path: str, environ: Mapping[str, str], entry: dict[str, object])
 
 
 def confine_sender(policy: gate.GatePolicy) -> None:
-    """Landlock the process about to become the sender (see landlock.py).
+    """Landlock the process about to become the sender (senderpolicy.py).
 
     Ambient capabilities survive the exec that follows, although confining
     sets no_new_privs (prctl(2)).  Without Landlock the gate's own path checks
     and --confine-root still hold; say so on stderr, which the grabber logs.
     """
     from pullsnap import landlock
+    from pullsnap.initiator.senderpolicy import sender_confinement
 
     try:
-        landlock.restrict_self(landlock.sender_confinement(policy.roots, policy.rsync))
+        landlock.restrict_self(sender_confinement(policy.roots, policy.rsync))
     except landlock.LandlockUnavailable as e:
         print(f"gate warning: sender not confined by Landlock ({e})", file=sys.stderr)
 

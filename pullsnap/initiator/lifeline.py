@@ -15,7 +15,8 @@ and the session, sshd and the connection follow.  When the sender ends
 first, the watcher dies with it (PR_SET_PDEATHSIG, prctl(2)).
 
 The same lock tells the next run which run directories a killed initiator
-left behind (`sweep`): those whose lifeline nobody holds.
+left behind (`sweep`): those whose lifeline nobody holds (pullsnap/rundir.py,
+the rule both roles use).
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
-import stat
 
-from pullsnap import caps
+from pullsnap import caps, rundir
 from pullsnap.errors import CapabilityError
 
 NAME = "lifeline"
@@ -37,43 +36,13 @@ WATCHER_TITLE = "pullsnap-lifeline-watcher"
 
 def hold(run_dir: str) -> int:
     """Create and lock the lifeline; the lock lasts as long as the fd (or we) do."""
-    path = os.path.join(run_dir, NAME)
-    fresh = path + ".new"
-    fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    # Named only once locked: `sweep` in another run never finds it free.
-    os.rename(fresh, path)
-    return fd
+    return rundir.hold(run_dir, NAME)
 
 
 def sweep(base: str) -> list[str]:
     """Remove the run directories in `base` whose initiator is gone without
     cleaning up (SIGKILL, a crash): ours, with a lifeline nobody holds."""
-    removed: list[str] = []
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(RUN_DIR_PREFIX):
-            continue
-        run_dir = os.path.join(base, name)
-        try:
-            st = os.lstat(run_dir)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue
-            fd = os.open(os.path.join(run_dir, NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue  # not a run directory, or one still being made
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # its initiator (or a sender's watcher) still holds it
-        shutil.rmtree(run_dir, ignore_errors=True)
-        os.close(fd)
-        removed.append(run_dir)
-    return removed
+    return rundir.sweep(base, RUN_DIR_PREFIX, NAME)
 
 
 def watch(path: str) -> int:

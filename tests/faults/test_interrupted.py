@@ -18,7 +18,7 @@ import pytest
 
 from lab import chown_tree
 from pullsnap import errors
-from pullsnap.grabber.session import serve
+from pullsnap.grabber.session import early
 from pullsnap.grabber.store.repository import HostRepo
 from tests.faults.conftest import (
     MIB,
@@ -156,13 +156,10 @@ def test_grabber_killed_and_connection_cut_then_the_next_run_resumes(site: Site)
     listing = site.lab.grabber("--config", site.grabber_config, "list")
     assert f"web1  {name}  interrupted" in listing.stdout
     # SIGKILL left the grabber's private directory (its agent died with it);
-    # made to look an hour old, the next run of the same user sweeps it.
+    # its lock died with the grabber, so the next run of the same user sweeps it.
     uid = pwd.getpwnam(site.lab.grabber_user).pw_uid
-    left = [p for p in glob.glob(f"/tmp/{serve.PRIVATE_PREFIX}*") if os.lstat(p).st_uid == uid]
+    left = [p for p in glob.glob(f"/tmp/{early.PRIVATE_PREFIX}*") if os.lstat(p).st_uid == uid]
     assert left, "the killed grabber's private directory is not where it should be"
-    an_hour_ago = time.time() - 3600
-    for path in left:
-        os.utime(path, (an_hour_ago, an_hour_ago))
 
     # The next run marks it interrupted, links from its tree, then discards it.
     again = site.run()

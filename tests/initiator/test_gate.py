@@ -699,7 +699,8 @@ def test_the_exec_is_confined_to_the_roots(tmp_path, root):
     probe.write_text(
         "import sys\n"
         "from pullsnap import landlock\n"
-        f"landlock.restrict_self(landlock.sender_confinement([{root!r}], '/usr/bin/rsync'))\n"
+        "from pullsnap.initiator.senderpolicy import sender_confinement\n"
+        f"landlock.restrict_self(sender_confinement([{root!r}], '/usr/bin/rsync'))\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"
         "        open(path).read(); print('read', path)\n"

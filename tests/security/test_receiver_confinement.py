@@ -107,7 +107,7 @@ def _run_as_grabber(pw, dirs, python, confined: bool) -> dict:
         os.close(read_end)
         try:
             caps.drop_to_user(pw.pw_name, caps.GRABBER_LAUNCHER_CAPS)
-            held = receiver.held_receiver_caps()
+            held = caps.granted(caps.GRABBER_LAUNCHER_CAPS)
             cfg = GrabberConfig(repository=os.path.dirname(dirs["web1"]), rsync=python)
             if confined:
                 jail = receiver.confine(

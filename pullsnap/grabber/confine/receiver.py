@@ -26,23 +26,9 @@ from pullsnap.errors import RunFailed
 if TYPE_CHECKING:
     from pullsnap import landlock
 
-# The login shell imports this module first thing; what only a pull needs
-# (rsync's driver, Landlock, mount namespaces) is imported when used, while
-# ssh-agent and the rsync version probe start (serve.Early).
-
-
-def held_receiver_caps() -> tuple[str, ...]:
-    """The receiver capabilities this process was started with (permitted)."""
-    permitted = caps.read_state().permitted
-    return tuple(c for c in caps.GRABBER_LAUNCHER_CAPS if c in permitted)
-
-
-def hold_quietly_at_start() -> tuple[str, ...]:
-    """Called first thing by the login shell: keep receiver caps, make none effective."""
-    held = held_receiver_caps()
-    if caps.read_state().permitted:
-        caps.hold_quietly(held)
-    return held
+# The login shell imports this module early; what only a pull needs (rsync's
+# driver, Landlock, mount namespaces) is imported when used, while ssh-agent
+# and the rsync version probe start (session/early.py).
 
 
 def suid_risk(cfg: GrabberConfig) -> str | None:
@@ -141,6 +127,7 @@ def confine(
     still write through; `grabber verify` finds such changes.)
     """
     from pullsnap import connectfd, landlock
+    from pullsnap.grabber.confine import receiverpolicy
     from pullsnap.grabber.transfer import pull
 
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
@@ -163,7 +150,7 @@ def confine(
         # reading its standard library (under /usr/lib) and that one script.
         helper = connectfd.helper_files()
         first, *more = write_dirs or (host_dir,)
-        rules = landlock.receiver_confinement(
+        rules = receiverpolicy.receiver_confinement(
             first, private_dir, extra_read=helper.read, port=port,
             programs=programs + helper.run, also_writable=more,
         )  # fmt: skip

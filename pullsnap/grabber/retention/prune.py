@@ -129,7 +129,7 @@ def selected_hosts(root: str, names: Sequence[str]) -> list[str]:
     for name in names:
         check_host_name(name)
         if name not in present:
-            raise errors.UsageError(f"no host {name!r} in {root} (see grabber list)")
+            raise errors.NoSuchHost(name, root)
     return list(names) or present
 
 

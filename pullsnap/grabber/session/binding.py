@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pullsnap.errors import BindingError
+from pullsnap.errors import BindingError, NotAPublicKey
 from pullsnap.names import check_host_name, normalise_address
 
 FORCED_PREFIX = "pullsnap-grabber"
@@ -94,8 +94,8 @@ def authorized_keys_line(host: str, public_key: str, config: str | None = None) 
     """The line `grabber authorize` writes for a host's login key."""
     fields = public_key.strip().split()
     if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
-        raise BindingError("that is not an OpenSSH public key")
+        raise NotAPublicKey()
     if not re.match(r"^[A-Za-z0-9+/]+={0,3}$", fields[1]):
-        raise BindingError("that is not an OpenSSH public key")
+        raise NotAPublicKey()
     command = forced_command(host, config)
     return f'restrict,command="{command}" {fields[0]} {fields[1]} pullsnap:{host}\n'

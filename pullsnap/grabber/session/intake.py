@@ -11,16 +11,16 @@ import select
 import time
 
 from pullsnap import handoff
-from pullsnap.errors import HandoffError, Timeout
+from pullsnap.errors import HandoffError, HandoffTimeout
 
 
 def _read_some(fd: int, limit: int, deadline: float) -> bytes:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise Timeout("the handoff did not arrive in time")
+        raise HandoffTimeout()
     ready, _, _ = select.select([fd], [], [], remaining)
     if not ready:
-        raise Timeout("the handoff did not arrive in time")
+        raise HandoffTimeout()
     return os.read(fd, limit)
 
 

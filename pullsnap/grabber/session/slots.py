@@ -12,13 +12,13 @@ them beyond chance.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
 
 from pullsnap import errors
+from pullsnap.flock import try_flock
 from pullsnap.units import human_duration
 
 SLOTS = ".pull-slots"
@@ -26,16 +26,6 @@ POLL = 0.25  # seconds between tries
 # Seconds between "queued" lines, each of which restarts the initiator's
 # connect-back deadline: well below any sensible connect_back_timeout.
 TELL_EVERY = 2.0
-
-
-def _try(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return False
-        raise
-    return True
 
 
 def _open_slots(root: str, limit: int) -> list[int]:
@@ -68,7 +58,7 @@ def pull_slot(
         started = clock()
         told = None
         while True:
-            held = next((i for i, fd in enumerate(fds) if _try(fd)), None)
+            held = next((i for i, fd in enumerate(fds) if try_flock(fd)), None)
             if held is not None:
                 for i, fd in enumerate(fds):
                     if i != held:
@@ -107,7 +97,7 @@ def busy(root: str, limit: int) -> int:
         except FileNotFoundError:
             continue
         try:
-            if _try(fd):
+            if try_flock(fd):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             else:
                 count += 1

@@ -14,7 +14,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from pullsnap.caps import CAP_NAMES
+from pullsnap.caps import mask_names
 
 XATTR = "security.capability"
 _REVISION_MASK = 0xFF000000
@@ -30,14 +30,6 @@ class FileCaps:
     effective: bool
 
 
-def _names(mask: int) -> frozenset[str]:
-    return frozenset(
-        CAP_NAMES[bit] if bit < len(CAP_NAMES) else f"cap_{bit}"
-        for bit in range(mask.bit_length())
-        if mask >> bit & 1
-    )
-
-
 def parse(raw: bytes) -> FileCaps:
     """Decode a `security.capability` value; ValueError if it is not one."""
     if len(raw) < 4:
@@ -50,7 +42,7 @@ def parse(raw: bytes) -> FileCaps:
     words = struct.unpack_from(f"<{2 * halves}I", raw, 4)
     permitted = sum(words[2 * i] << (32 * i) for i in range(halves))
     inheritable = sum(words[2 * i + 1] << (32 * i) for i in range(halves))
-    return FileCaps(_names(permitted), _names(inheritable), bool(magic & _EFFECTIVE))
+    return FileCaps(mask_names(permitted), mask_names(inheritable), bool(magic & _EFFECTIVE))
 
 
 def read(path: str) -> FileCaps | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import struct
 from dataclasses import dataclass
 
+from pullsnap import sshkeys
 from pullsnap.errors import BindingError
 from pullsnap.grabber.session import binding
 
@@ -44,9 +44,8 @@ class KeyLine:
     comment: str
 
     def fingerprint(self) -> str:
-        """As ssh-keygen -l shows it: SHA256:<base64, no padding>."""
-        digest = base64.b64encode(hashlib.sha256(self.blob).digest()).decode().rstrip("=")
-        return f"SHA256:{digest}"
+        """As ssh-keygen -l shows it."""
+        return sshkeys.fingerprint(self.blob)
 
     def option(self, name: str) -> str | None:
         """The unquoted value of `name="..."`, "" for a bare `name`, None if absent."""

@@ -1,18 +1,14 @@
 """Run one child with its stdout and stderr relayed to callbacks as they
 arrive, under a deadline: how the grabber runs its rsync.
 
-    sh.Command(rsync)(..., _bg=True, _out=pipe, _err=pipe, _preexec_fn=confine)
+    subprocess.Popen(rsync ..., stdout=pipe, stderr=pipe, preexec_fn=confine)
         stdout pipe ──> on_stdout(text chunk)      one select loop here,
         stderr pipe ──> on_stderr_line(line)        64 KiB reads
     deadline passed: SIGTERM (rsync removes its temporary file), then SIGKILL
 
-`sh` starts and ends the child (environment, the preexec confinement, exit
-status, signals).  Its own output relay is not used: with callbacks it
-either calls them per byte (`_out_bufsize=0`: 1.9 million calls for 20,000
-itemized files) or per line (and rsync's progress lines end in a carriage
-return, so a large file would show no progress until it is done), and its
-reader and timeout threads poll in 0.1 s steps.  Handing it pipe ends
-(fd-based output, no `_timeout`) costs 4 ms per run (bench/ANALYSIS.md).
+The grabber starts every child with subprocess (DESIGN.md "Children" says
+why not with `sh`, whose relay calls back per byte or per line and polls in
+0.1 s steps: bench/ANALYSIS.md).
 """
 
 from __future__ import annotations
@@ -22,12 +18,12 @@ import contextlib
 import os
 import selectors
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import sh
+from pullsnap import errors
 
 READ_SIZE = 65536
 # rsync writes one line per file; reading each as it comes costs a wakeup of
@@ -78,22 +74,30 @@ def run_piped(
     """`on_started` runs once the child is running (nothing forks after it here)."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
-    with open(os.devnull, "rb") as nothing, os.fdopen(out_write, "wb", buffering=0) as out_w, \
-            os.fdopen(err_write, "wb", buffering=0) as err_w:  # fmt: skip
-        # _close_fds=False: sh closes inherited fds after _preexec_fn, by
-        # listing /proc/self/fd, which Landlock (applied in the preexec)
-        # forbids.  Python's own fds are close-on-exec (PEP 446).
-        proc = sh.Command(argv[0])(
-            *argv[1:], _env=env, _in=nothing, _out=out_w, _err=err_w, _bg=True, _bg_exc=False,
-            _tty_out=False, _ok_code=list(range(256)), _return_cmd=True, _close_fds=False,
-            **({"_preexec_fn": preexec} if preexec is not None else {}),
+    try:
+        # close_fds=False: Python's own fds are close-on-exec (PEP 446), and
+        # nothing is left to list /proc/self/fd after the preexec's Landlock.
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write, env=env,
+            preexec_fn=preexec, close_fds=False,
         )  # fmt: skip
+    except subprocess.SubprocessError as e:  # the preexec failed in the child
+        for fd in (out_read, err_read):
+            os.close(fd)
+        raise errors.RunFailed(f"cannot start {argv[0]}: {e}") from None
+    except OSError:
+        for fd in (out_read, err_read):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
     on_started()
     return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline)
 
 
 def _relay(
-    proc: Any,
+    proc: subprocess.Popen,
     out_read: int,
     err_read: int,
     on_stdout: Callable[[str], None],
@@ -120,13 +124,13 @@ def _relay(
             if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
                 break
             if now >= end:
-                with contextlib.suppress(OSError, sh.ErrorReturnCode):
-                    proc.signal(signal.SIGKILL if timed_out else signal.SIGTERM)
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGKILL if timed_out else signal.SIGTERM)
                 timed_out = True
                 end = now + KILL_GRACE
             wait = min(end - now, 0.5 if exited_at is None else DRAIN_AFTER_EXIT)
             ready = selector.select(max(wait, 0.0))
-            if not ready and exited_at is None and not proc.is_alive():
+            if not ready and exited_at is None and proc.poll() is not None:
                 exited_at = time.monotonic()
             short = False
             for key, _ in ready:
@@ -147,8 +151,7 @@ def _relay(
         selector.close()
         os.close(out_read)
         os.close(err_read)
-    try:
-        proc.wait()
-    except sh.SignalException as e:
-        return Ended(None, -e.exit_code, timed_out)
-    return Ended(proc.exit_code, None, timed_out)
+    code = proc.wait()
+    if code < 0:
+        return Ended(None, -code, timed_out)
+    return Ended(code, None, timed_out)

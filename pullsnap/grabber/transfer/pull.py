@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pullsnap import connectfd, report
+from pullsnap import connectfd, errors, report
 from pullsnap.grabber.transfer import piperun
 from pullsnap.grabber.transfer.rsyncout import (
     ITEM_MARKER,
@@ -44,6 +44,10 @@ MAX_LINK_DESTS = 20  # rsync's limit on --link-dest/--compare-dest dirs
 # chacha20-poly1305 stays second for a peer that lacks AES-GCM.
 CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
 MAX_FAILED_PATHS = 1000
+
+
+class RemoteShellWord(errors.RunFailed):
+    """cannot pass {!r} through rsync -e"""
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,13 @@ def ssh_command(ssh: str, c: ConnectBack) -> list[str]:
     for word in argv:
         # rsync splits -e on whitespace (rsync(1) --rsh); these words have none.
         if not word or any(ch.isspace() for ch in word) or "'" in word or '"' in word:
-            raise ValueError(f"cannot pass {word!r} through rsync -e")
+            raise RemoteShellWord(word)
     # The connection itself: made with Nagle off (connectfd.py says why).
     proxy = connectfd.proxy_options(c.address, c.port, c.connect_timeout)
     for word in proxy:
         # Spaces only, and no quotes: rsh_string() quotes the word whole.
         if "'" in word or '"' in word or any(ch.isspace() and ch != " " for ch in word):
-            raise ValueError(f"cannot pass {word!r} through rsync -e")
+            raise RemoteShellWord(word)
     return argv + proxy
 
 
@@ -315,8 +319,6 @@ def judge(result: PullResult) -> tuple[str, int, str]:
     live system; 23 means some files could not be read: the snapshot is
     kept as "partial"; everything else leaves no good snapshot.
     """
-    from pullsnap import errors
-
     code = result.exit_code
     text = "\n".join(result.errors)
     if code in (RSYNC_OK, RSYNC_VANISHED):

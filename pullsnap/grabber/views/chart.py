@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from pullsnap.grabber.store.repository import Attempt
+from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.grabber.views.health import shown_state
 from pullsnap.units import human_duration, human_size
 
@@ -54,7 +54,7 @@ def points(attempts: Sequence[Attempt], locked: bool = False, limit: int = RUNS)
 
 
 def _kind(state: str) -> str:
-    if state in ("complete", "partial"):
+    if state in GOOD_STATES:
         return "good"
     return "suspect" if state == "suspect" else "failed"
 

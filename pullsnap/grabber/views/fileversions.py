@@ -147,7 +147,7 @@ def find(host: HostRepo, path: str) -> tuple[str, list[Version]]:
         # Not readable as this user (--super snapshots keep their owners'
         # modes), or longer than PATH_MAX below the repository.
         where = show(os.fsencode(e.filename)) if e.filename else host.path
-        raise errors.RunFailed(f"cannot read {where}: {e.strerror or e}") from None
+        raise errors.Unreadable(where, e.strerror or e) from None
     if not any(v.inode is not None for v in versions):
         raise errors.UsageError(f"{shown} is in no snapshot of {host.host}")
     return shown, versions

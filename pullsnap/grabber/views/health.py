@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pullsnap.grabber.store.repository import Attempt
+from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.units import human_duration, human_size
 
 VERIFY_FILE = ".verify.json"  # written by `grabber verify`
@@ -74,17 +74,22 @@ def parse_verify(value: Any) -> Verify | None:
     )
 
 
-def shown_state(attempt: Attempt, locked: bool) -> str:
-    """An attempt's state as an operator should read it.
+def shown_state(attempt: Attempt, locked: bool = False) -> str:
+    """An attempt's state as an operator should read it (`list`, `status`, the
+    report): only good snapshots read complete or partial.
 
-    A "running" record whose host lock is free belongs to a run that died;
-    the next run marks it "interrupted", status says so already.
+    A "running" record whose host lock is free belongs to a run that died
+    (the next run marks it interrupted); a finished tree a crash left
+    unpublished is published by the next run, and is no snapshot until then.
     """
-    if attempt.record.get("suspect") and attempt.has_tree:
+    state = attempt.state
+    if attempt.record.get("suspect"):
         return "suspect"
-    if attempt.state == "running" and not locked:
+    if state == "running" and not locked:
         return "interrupted"
-    return attempt.state
+    if state in GOOD_STATES and not attempt.has_tree:
+        return "unpublished" if attempt.has_incomplete else f"{state}?"
+    return state
 
 
 def _int(value: Any) -> int | None:

@@ -5,24 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pullsnap.grabber.store.repository import Attempt, HostRepo, hosts
+from pullsnap.grabber.views.health import shown_state
 from pullsnap.units import human_duration, human_size
-
-
-def shown_state(attempt: Attempt, locked: bool = False) -> str:
-    """What `list` calls an attempt: only good snapshots read complete or partial.
-
-    A "running" record whose host lock is free belongs to a run that died
-    (the next run marks it interrupted); a finished tree a crash left
-    unpublished is published by the next run.
-    """
-    state = attempt.state
-    if attempt.record.get("suspect"):
-        return "suspect"
-    if state == "running" and not locked:
-        return "interrupted"
-    if state in ("complete", "partial") and not attempt.has_tree:
-        return "unpublished" if attempt.has_incomplete else f"{state}?"
-    return state
 
 
 def attempt_row(host: str, attempt: Attempt, locked: bool = False) -> list[str]:

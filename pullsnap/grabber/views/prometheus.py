@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
-from pullsnap.grabber.store.repository import parse_name
+from pullsnap.grabber.store.repository import GOOD_STATES, parse_name
 from pullsnap.grabber.views.health import HostStatus
 
 # name -> (help text, value of a host's status; None leaves the sample out)
@@ -32,7 +32,7 @@ PER_HOST: dict[str, tuple[str, Callable[[HostStatus, dt.datetime], float | None]
     "pullsnap_max_age_seconds": ("The host's staleness threshold.", lambda s, now: s.max_age),
     "pullsnap_last_run_success": (
         "1 when the newest finished run made a good snapshot.",
-        lambda s, now: None if s.last_run is None else int(s.last_run_state in GOOD),
+        lambda s, now: None if s.last_run is None else int(s.last_run_state in GOOD_STATES),
     ),
     "pullsnap_last_run_duration_seconds": (
         "How long the newest finished run took.",
@@ -69,7 +69,6 @@ PER_HOST: dict[str, tuple[str, Callable[[HostStatus, dt.datetime], float | None]
         lambda s, now: None if s.verify is None else int(s.verify.result == "ok"),
     ),
 }
-GOOD = ("complete", "partial")
 
 
 def _started(name: str) -> float:

@@ -28,5 +28,5 @@ def existing_host(cfg: GrabberConfig, name: str) -> HostRepo:
     require_readable(cfg)
     host = HostRepo(cfg.repository, name)
     if not host.exists():
-        raise errors.UsageError(f"no host {name!r} in {cfg.repository} (see: grabber list)")
+        raise errors.NoSuchHost(name, cfg.repository)
     return host

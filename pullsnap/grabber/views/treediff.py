@@ -250,10 +250,10 @@ def change_json(change: Change) -> dict[str, Any]:
     return {"change": change.sign, "path": show(change.path), "what": change.reasons}
 
 
-def unreadable(e: OSError, a: str, b: str) -> errors.RunFailed:
+def unreadable(e: OSError, a: str, b: str) -> errors.Unreadable:
     """What a walk that met an unreadable path says.  Not readable as this
     user (--super snapshots keep their owners' modes), or longer than
     PATH_MAX below the repository: rsync stores such paths, working
     relative to its target."""
     where = show(os.fsencode(e.filename)) if e.filename else f"{a} or {b}"
-    return errors.RunFailed(f"cannot read {where}: {e.strerror or e}")
+    return errors.Unreadable(where, e.strerror or e)

@@ -121,7 +121,8 @@ if sys.argv[1:2] == ["--chain"]:
     caps.hold_quietly(caps.RECEIVER_SUPER_CAPS)
     out["held"] = status()
     base = sys.argv[2]
-    prepared = landlock.prepare(landlock.receiver_confinement(
+    from pullsnap.grabber.confine.receiverpolicy import receiver_confinement
+    prepared = landlock.prepare(receiver_confinement(
         base + "/host", base + "/private", extra_read=("/proc",), programs=("/usr/bin/cat",)))
     def confine():
         landlock.enforce(prepared)

@@ -185,14 +185,17 @@ def test_ssh_command_prefers_aes_gcm_and_no_compression() -> None:
     ],
 )
 def test_ssh_command_refuses_words_rsync_would_split(change: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match="through rsync -e"):
+    """A typed refusal (a failed run with one line), never a traceback."""
+    with pytest.raises(pull.RemoteShellWord, match="through rsync -e") as refused:
         pull.ssh_command("/usr/bin/ssh", dataclasses.replace(CONNECT, **change))
-    with pytest.raises(ValueError):
+    assert isinstance(refused.value, errors.PullsnapError)
+    assert refused.value.exit_code == errors.FAILED
+    with pytest.raises(pull.RemoteShellWord):
         pull.rsync_argv(dataclasses.replace(SPEC, connect=dataclasses.replace(CONNECT, **change)))
 
 
 def test_ssh_command_refuses_a_program_path_with_spaces() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(pull.RemoteShellWord, match="'/opt/my ssh/ssh'"):
         pull.ssh_command("/opt/my ssh/ssh", CONNECT)
 
 

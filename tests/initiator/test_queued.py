@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pullsnap import report
 from pullsnap.errors import Timeout
 from pullsnap.initiator.door import Door
 from tests.initiator.test_door import FakeReactor
-
-pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
 
 
 def test_queued_lines_are_their_own_kind() -> None:

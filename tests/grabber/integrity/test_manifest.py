@@ -21,7 +21,8 @@ from pullsnap.grabber.transfer import pull, rsyncout
 from pullsnap.initiator.gate import GatePolicy, parse
 from tests.trees import deep_tree
 
-pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
+# The tests that run rsync carry the `faults` marker (the snapshot lifecycle
+# under faults, issue 5); the pure ones do not.
 
 RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -93,6 +94,7 @@ def record(repo: HostRepo, *names: str) -> None:
 # --- itemized output -------------------------------------------------------------------------
 
 
+@pytest.mark.faults
 def test_itemized_names_exactly_the_files_stored_anew(src: str, tmp_path: Path) -> None:
     first = pull_local(src, str(tmp_path / "one"))
     assert first.new_files == {rel(src, n) for n in ("a", "b", "d/c", "h1", "h2")} | {
@@ -108,6 +110,7 @@ def test_itemized_names_exactly_the_files_stored_anew(src: str, tmp_path: Path) 
     assert unchanged.new_files == set()
 
 
+@pytest.mark.faults
 def test_item_lines_stay_out_of_the_log_and_progress_still_flows(src, tmp_path) -> None:
     logged: list[str] = []
     progress: list[object] = []
@@ -135,6 +138,7 @@ def test_parse_item(line: str, expected) -> None:
     assert rsyncout.parse_item(line) == expected
 
 
+@pytest.mark.faults
 def test_the_gate_accepts_the_command_line_with_itemized_output(tmp_path: Path) -> None:
     """--out-format stays on our side: the sender's command line is the same."""
     fake = tmp_path / "fake-ssh"
@@ -202,6 +206,7 @@ def test_an_xattr_too_large_for_the_repository_is_not_a_full_disk(line: str) -> 
 # --- building manifests -------------------------------------------------------------------------
 
 
+@pytest.mark.faults
 def test_only_new_files_are_hashed_and_the_rest_carried(src: str, repo: HostRepo) -> None:
     first = snapshot(repo, N1, src)
     assert (first.files, first.hashed, first.carried) == (6, 5, 0)  # h1/h2: one inode
@@ -216,6 +221,7 @@ def test_only_new_files_are_hashed_and_the_rest_carried(src: str, repo: HostRepo
     assert entries[os.path.join(rel(src), ODD)].size == 3
 
 
+@pytest.mark.faults
 def test_a_new_inode_rsync_did_not_name_is_hashed(src: str, repo: HostRepo) -> None:
     """rsync copies instead of linking at the link-count limit (EMLINK) and
     says nothing: the inode check catches it."""
@@ -241,6 +247,7 @@ def flip_byte(path: str) -> None:
         f.write(bytes([byte[0] ^ 0x01]))
 
 
+@pytest.mark.faults
 def test_verify_names_a_flipped_byte_in_every_snapshot_sharing_it(src, repo) -> None:
     snapshot(repo, N1, src)
     Path(src, "a").write_bytes(b"changed")
@@ -264,6 +271,7 @@ def test_verify_names_a_flipped_byte_in_every_snapshot_sharing_it(src, repo) -> 
     assert verify.sharing(repo, trees, only.mismatches[0]) == [N1, N2, N3]
 
 
+@pytest.mark.faults
 def test_verify_reports_missing_and_extra_files(src, repo) -> None:
     snapshot(repo, N1, src)
     record(repo, N1)
@@ -276,6 +284,7 @@ def test_verify_reports_missing_and_extra_files(src, repo) -> None:
     ]
 
 
+@pytest.mark.faults
 def test_verify_command_writes_the_status_file(src, repo, tmp_path, capsys) -> None:
     from pullsnap.grabber.cli import main
 
@@ -316,6 +325,7 @@ def test_a_tree_deeper_than_the_recursion_limit_gets_a_manifest_and_a_verify(rep
         subprocess.run(["rm", "-rf", repo.tree(N1)], check=True)
 
 
+@pytest.mark.faults
 def test_verify_prints_odd_names_escaped_on_one_line(src, repo, tmp_path, capsys) -> None:
     """A name with a newline or bytes that are not UTF-8 is one printable line,
     whatever the terminal's encoding (a lone surrogate would not encode)."""

@@ -6,15 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pullsnap.config import HostPolicy
 from pullsnap.grabber.retention import guard, rules
 from pullsnap.grabber.store.repository import Attempt, snapshot_name
-
-pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
 
 HOST = "web1"
 UTC = dt.UTC

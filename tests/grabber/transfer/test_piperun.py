@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 
+import pytest
+
+from pullsnap import errors
 from pullsnap.grabber.transfer import piperun
 
 ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
@@ -62,3 +67,30 @@ def test_a_stream_of_single_lines_is_read_in_batches() -> None:
     assert ended.code == 0
     assert "".join(chunks).splitlines() == [str(i) for i in range(2000)]
     assert len(chunks) < 2000 / 4, f"{len(chunks)} reads for 2000 lines"
+
+
+def test_a_child_that_cannot_be_confined_is_a_failed_run_not_a_traceback() -> None:
+    def refuse() -> None:
+        raise OSError("landlock_restrict_self: Operation not permitted")
+
+    with pytest.raises(errors.RunFailed, match="cannot start true"):
+        piperun.run_piped(["true"], ENV, print, print, refuse, 10)
+
+
+def test_a_missing_program_is_an_oserror_with_its_name() -> None:
+    with pytest.raises(FileNotFoundError) as missing:
+        piperun.run_piped(["/nonexistent/rsync"], ENV, print, print, None, 10)
+    assert missing.value.filename == "/nonexistent/rsync"
+
+
+def test_no_descriptor_is_left_open() -> None:
+    def refuse() -> None:
+        raise OSError("refused")
+
+    before = set(os.listdir("/proc/self/fd"))
+    piperun.run_piped(["true"], ENV, print, print, None, 10)
+    with contextlib.suppress(errors.RunFailed):
+        piperun.run_piped(["true"], ENV, print, print, refuse, 10)
+    with contextlib.suppress(OSError):
+        piperun.run_piped(["/nonexistent/rsync"], ENV, print, print, None, 10)
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 
 import pytest
 
-from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import classify, parse_name, snapshot_name
 from pullsnap.grabber.views import health, prometheus
 
@@ -61,31 +59,3 @@ def test_samples_per_host() -> None:
 )
 def test_label_escaping(raw: str, escaped: str) -> None:
     assert prometheus.escape(raw) == escaped
-
-
-def test_atomic_replace(tmp_path) -> None:
-    target = tmp_path / "x.prom"
-    target.write_text("old")
-    atomicfile.replace(str(target), b"new\n", 0o644)
-    assert target.read_text() == "new\n" and target.stat().st_mode & 0o777 == 0o644
-    assert os.listdir(tmp_path) == ["x.prom"]
-    with pytest.raises(FileNotFoundError):
-        atomicfile.replace(str(tmp_path / "missing" / "x.prom"), b"", 0o644)
-    atomicfile.replace_json(str(tmp_path / "s.json"), {"a": 1})
-    assert atomicfile.read_json(str(tmp_path / "s.json")) == {"a": 1}
-    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o600
-    (tmp_path / "bad.json").write_text("{")
-    assert atomicfile.read_json(str(tmp_path / "bad.json")) is None
-    assert atomicfile.read_json(str(tmp_path / "none.json")) is None
-
-
-@pytest.mark.security
-def test_read_json_ignores_what_a_sender_could_plant(tmp_path) -> None:
-    """Host directories are written by the receiving rsync: a FIFO or a
-    symlink named like our files must neither block nor lead elsewhere."""
-    os.mkfifo(tmp_path / "fifo.json")
-    assert atomicfile.read_json(str(tmp_path / "fifo.json")) is None
-    (tmp_path / "real.json").write_text('{"a": 1}')
-    os.symlink(tmp_path / "real.json", tmp_path / "link.json")
-    assert atomicfile.read_json(str(tmp_path / "link.json")) is None
-    assert atomicfile.read_json(str(tmp_path / "real.json")) == {"a": 1}

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import tempfile
 
 from pullsnap.errors import UsageError
 from pullsnap.grabber.session import binding
+from pullsnap.grabber.store import atomicfile
 
 
 def authorized_keys_path(user: str) -> str:
@@ -41,7 +41,7 @@ def with_host(text: str, host: str, new_line: str | None) -> str:
 
 
 def _replace(path: str, text: str, owner: tuple[int, int]) -> None:
-    """Write atomically: temporary file in the same directory, fsync, rename."""
+    """Write atomically (atomicfile), 0600, the user's: sshd reads it as the user."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
@@ -49,20 +49,7 @@ def _replace(path: str, text: str, owner: tuple[int, int]) -> None:
         # that root made and kept would hide it.
         if os.geteuid() == 0:
             os.chown(directory, *owner)
-    fd, temp = tempfile.mkstemp(prefix=".authorized_keys.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o600)
-        if os.geteuid() == 0:
-            os.chown(temp, *owner)
-        os.rename(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    atomicfile.replace(path, text.encode("utf-8"), 0o600, owner)
 
 
 def _read(path: str) -> str:

@@ -11,9 +11,11 @@
         .trash/                         snapshots being deleted
 
 A tree is renamed from `<name>.incomplete` to `<name>` only after rsync
-succeeded and the record says so; `recover()` finishes that rename if a
+succeeded and the record says so; `base.recover` finishes that rename if a
 crash came in between, and marks a "running" record whose run died as
-"interrupted" (its tree is reused as an extra --link-dest).
+"interrupted" (its tree is reused as an extra --link-dest).  The trees
+themselves are the store's (base.py, hardlink.py); this module keeps what
+every store shares: names, records, attempts, `latest` and the host lock.
 """
 
 from __future__ import annotations

@@ -274,5 +274,9 @@ class Box:
         try:
             self.boot(timeout)
             yield self
+        except BaseException:
+            if self.leader:  # for the failure report: what the container logged
+                print(self.run("journalctl", "--no-pager", "--lines=60", check=False).stdout)
+            raise
         finally:
             self.stop()

@@ -1,6 +1,7 @@
 """The shipped units and cron file: systemd accepts them, and what they grant
 is what the code expects (the e2e tests in tests/e2e/test_schedule.py then
-run a backup with exactly those credentials)."""
+run a backup with exactly those credentials, and tests/e2e/test_systemd_boot.py
+runs the units under a real systemd)."""
 
 from __future__ import annotations
 

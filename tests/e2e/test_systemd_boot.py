@@ -5,8 +5,9 @@ Inside the container, web1 is set up as README steps 1 and 3 leave it: the
 account `pullsnap` (the lab's initiator uid), /opt/pullsnap (this checkout's
 venv), /etc/pullsnap/initiator.toml with its login key and pinned
 known_hosts, and the backed-up tree at /srv/www.  The units are copied
-unchanged; the container shares the host's network, so the initiator
-reaches the lab's grabber on 127.0.0.1 and the grabber connects back.
+unchanged (a test that adds a drop-in says which and why); the container
+shares the host's network, so the initiator reaches the lab's grabber on
+127.0.0.1 and the grabber connects back.
 """
 
 from __future__ import annotations

@@ -56,11 +56,16 @@ def host_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def keyscan(host: str, port: int, key_type: str, known_hosts: str) -> str:
-    """The line that appends the backup host's key of `key_type` (ED25519,
-    ECDSA, RSA) to `known_hosts`."""
-    words = ["ssh-keyscan", *(["-p", str(port)] if port != 22 else []), "-t", key_type.lower()]
-    return shell_line([*words, host]) + " >> " + shlex.quote(known_hosts)
+def keyscan(host: str, port: int, key_type: str) -> str:
+    """The line that prints the backup host's key of `key_type` (ED25519,
+    ECDSA, RSA) as a known_hosts line."""
+    port_words = ["-p", str(port)] if port != 22 else []
+    return shell_line(["ssh-keyscan", *port_words, "-t", key_type.lower(), host])
+
+
+def pin(host: str, port: int, key_type: str, known_hosts: str) -> str:
+    """The line that appends that key to `known_hosts`."""
+    return f"{keyscan(host, port, key_type)} >> {shlex.quote(known_hosts)}"
 
 
 def forget(host: str, port: int, known_hosts: str) -> str:
@@ -68,9 +73,14 @@ def forget(host: str, port: int, known_hosts: str) -> str:
     return shell_line(["ssh-keygen", "-R", host_name(host, port), "-f", known_hosts])
 
 
-def compare(fingerprint: str, key_type: str) -> str:
-    """The reminder: a fingerprint is worth pinning only once the backup
-    host itself showed it."""
-    what = f"{fingerprint} " if fingerprint else "its fingerprint (ssh-keygen -lf on the file) "
+def compare(host: str, port: int, fingerprint: str, key_type: str) -> str:
+    """The reminder: a key is worth pinning only once the backup host itself
+    showed the same fingerprint.  Without one from ssh, first the line that
+    shows the offered key's fingerprint without pinning it (ssh-keygen -lf
+    reads stdin as "-", ssh-keygen(1))."""
     on_vault = HOST_KEY_FILES.get(key_type.upper(), "/etc/ssh/ssh_host_*_key.pub")
-    return f"first compare {what}with `ssh-keygen -lf {on_vault}` run on the backup host"
+    there = f"with `ssh-keygen -lf {on_vault}` run on the backup host"
+    if fingerprint:
+        return f"compare {fingerprint} {there}"
+    show = f"{keyscan(host, port, key_type)} | ssh-keygen -lf -"
+    return f"see its fingerprint: {show}; compare it {there}"

@@ -232,9 +232,7 @@ def _check_login_key(
                       f"ssh-keygen -t ed25519 -N '' -f {key}  (or: {setup})")  # fmt: skip
         return
     except PermissionError:
-        me = pwd.getpwuid(os.getuid()).pw_name
-        yield Finding(False, f"{where}: login key {key}: {me} may not look at it",
-                      f"run `{advice.initiator(cfg, 'check')}` as root or as {name}")  # fmt: skip
+        yield _hidden(cfg, f"{where}: login key {key}")
         return
     problem = key_file_problem(st, uid)
     if problem is None:
@@ -244,6 +242,13 @@ def _check_login_key(
                       f"chown {name} {key} && chmod 0600 {key}")  # fmt: skip
 
 
+def _hidden(cfg: InitiatorConfig, what: str) -> Finding:
+    """A file this check's account may not even look at: not "missing"."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    fix = f"run `{advice.initiator(cfg, 'check')}` as root or as {run_user(cfg)}"
+    return Finding(False, f"{what}: {me} may not look at it", fix)
+
+
 def check_host_key(
     cfg: InitiatorConfig, dest: Destination, where: str, probe: bool
 ) -> Iterator[Finding]:
@@ -251,8 +256,13 @@ def check_host_key(
     with `probe`, also whether that is the key the backup host offers."""
     name = advice.host_name(dest.host, dest.port)
     fetch = hostkeys.pin_fix(dest, "ED25519", "", replace=False)
-    if not os.path.isfile(dest.known_hosts):
+    try:
+        os.stat(dest.known_hosts)
+    except FileNotFoundError:
         yield Finding(False, f"{where}: {dest.known_hosts} is missing", fetch)
+        return
+    except PermissionError:
+        yield _hidden(cfg, f"{where}: known_hosts {dest.known_hosts}")
         return
     pinned = hostkeys.pinned(cfg.ssh_keygen, dest)
     if not pinned:

@@ -104,11 +104,12 @@ def accepted(pinned: list[HostKey], offered: list[HostKey]) -> tuple[HostKey | N
 
 
 def pin_fix(dest: Destination, key_type: str, fingerprint: str, replace: bool) -> str:
-    """Compare first, then (remove the old key and) fetch the offered one."""
-    fetch = advice.keyscan(dest.host, dest.port, key_type, dest.known_hosts)
+    """Compare first, then (remove the old key and) pin the offered one."""
+    fetch = advice.pin(dest.host, dest.port, key_type, dest.known_hosts)
     if replace:
         fetch = advice.forget(dest.host, dest.port, dest.known_hosts) + " && " + fetch
-    return f"{advice.compare(fingerprint, key_type)}; if they match: {fetch}"
+    compare = advice.compare(dest.host, dest.port, fingerprint, key_type)
+    return f"first {compare}; if they match: {fetch}"
 
 
 def refused_message(dest: Destination, refusal: Refusal) -> str:

@@ -125,6 +125,12 @@ def test_check_and_the_login_agree_on_known_hosts_lines(site: Site, case: str) -
         plain = _check(site)
         says_none = "has no key for" in plain.stdout
         assert not (accepted and says_none), plain.stdout
+        if says_none:
+            # Its fix shows the backup host's fingerprint, as printed, before pinning it.
+            show = re.search(r"see its fingerprint: (.*?); compare it with", plain.stdout)
+            assert show is not None, plain.stdout
+            shown = _sh(show.group(1), site)
+            assert _fingerprint(site.lab.path("sshd", "host_key.pub")) in shown.stdout
         probe = _check(site, "--probe")
         finding = [x for x in probe.stdout.splitlines() if x.startswith(("ok: destination lab: "
                    "the backup host", "problem: destination lab: the backup host",

@@ -120,3 +120,7 @@ def test_the_fix_compares_first_and_then_runs_as_printed(port: int) -> None:
     assert "SHA256:NJElZehE4adTQNmuTqCYXXpQBqTqSgh+hz5Z9KixLVg" in message and forget in message
     unknown = hostkeys.refused_message(dest, hostkeys.parse_refusal(UNKNOWN))
     assert "ssh-keygen -R" not in unknown and fetch in unknown
+    # No fingerprint from ssh: the fix first shows it, without pinning anything.
+    assert f"see its fingerprint: {scan} | ssh-keygen -lf -; compare it with `ssh-keygen" in (
+        unknown
+    )

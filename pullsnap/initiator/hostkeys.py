@@ -8,10 +8,10 @@ accepted; any other key there, of any type, is a changed key; only when
 that name has no key at all does it look again under the bare `host` (a
 line without the port), accepting only a matching key.  It asks the backup
 host for the key types known_hosts holds first (order_hostkeyalgs), else
-for its default order.  `pinned` and `accepted` follow that rule, so `initiator
-check` agrees with what the login does.  Parsing and judging are pure;
-`pinned` runs ssh-keygen -F (which also finds hashed names) and `scan`
-runs ssh-keyscan.
+for its default order.  `pinned` and `accepted` follow that rule, so
+`initiator check` agrees with what the login does.  Parsing and judging
+are pure; `pinned` runs ssh-keygen -F (which also finds hashed names) and
+`scan` runs ssh-keyscan.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Refusal:
 
     key_type: str
     fingerprint: str  # "" when ssh does not print it (a key it knows nothing of)
-    changed: bool  # known_hosts pins another key of this type
+    changed: bool  # known_hosts pins other keys under the name ssh looked up
 
 
 def key_type(algorithm: str) -> str:

@@ -1,7 +1,8 @@
 """TOML configuration for both roles, validated once into frozen dataclasses.
 
 Each dataclass field names its converter in `metadata["conv"]`; `_build`
-walks a TOML table, refuses unknown keys, converts every value and reports
+walks a TOML table, refuses unknown keys (naming the nearest known key, or
+the table a misplaced key belongs in), converts every value and reports
 problems as `ConfigError("<file>: <key>", "<problem>")`.  The rest of the
 code receives the frozen result and never looks at TOML again.
 """
@@ -9,6 +10,7 @@ code receives the frozen result and never looks at TOML again.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -166,12 +168,38 @@ class GrabberConfig:
 # --- building ----------------------------------------------------------------
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str, **extra: Any) -> Any:
+def _keys(cls: type) -> list[str]:
+    """The keys a table of `cls` accepts."""
+    return [f.name for f in dataclasses.fields(cls) if "conv" in f.metadata]
+
+
+def unknown_key_problem(key: str, known: list[str], elsewhere: Mapping[str, str]) -> str:
+    """What to say about `key`, which this table does not know (pure): the
+    table it belongs in, or the nearest known key (difflib's ratio, as
+    git's and argparse's "did you mean" do it), or where the keys are."""
+    if key in elsewhere:
+        return f"unknown key here: it belongs in {elsewhere[key]}"
+    near = difflib.get_close_matches(key, known, n=1)
+    if near:
+        return f"unknown key: did you mean {near[0]!r}?"
+    return "unknown key (see config/ for the keys)"
+
+
+def _refuse_unknown(
+    table: Mapping[str, Any], known: list[str], where: str, elsewhere: Mapping[str, str]
+) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}{key}", unknown_key_problem(key, known, elsewhere))
+
+
+def _build(
+    cls: type, table: Mapping[str, Any], where: str, elsewhere: Mapping[str, str], **extra: Any
+) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls) if "conv" in f.metadata}
+    _refuse_unknown(table, list(known), where, elsewhere)
     values: dict[str, Any] = {}
     for key, raw in table.items():
-        if key not in known:
-            raise ConfigError(f"{where}{key}", "unknown key (see config/ for the keys)")
         try:
             values[key] = known[key].metadata["conv"](raw)
         except Invalid as e:
@@ -180,6 +208,11 @@ def _build(cls: type, table: Mapping[str, Any], where: str, **extra: Any) -> Any
         if name not in values and f.default is dataclasses.MISSING:
             raise ConfigError(f"{where}{name}", "is required")
     return cls(**values, **extra)
+
+
+def _belongs(cls: type, place: str, unless: list[str]) -> dict[str, str]:
+    """Keys of `cls` tables, for a table where they are misplaced."""
+    return {key: place for key in _keys(cls) if key not in unless}
 
 
 def _load_toml(path: str) -> dict[str, Any]:
@@ -200,14 +233,19 @@ def _load_toml(path: str) -> dict[str, Any]:
 
 def initiator_from_dict(data: Mapping[str, Any], path: str = "<config>") -> InitiatorConfig:
     table = dict(data)
+    top = [*_keys(InitiatorConfig), "destination"]
+    _refuse_unknown(table, top, f"{path}: ", _belongs(Destination, "[[destination]]", top))
     raw_destinations = table.pop("destination", [])
     if not isinstance(raw_destinations, list) or not raw_destinations:
         raise ConfigError(f"{path}: destination", "add at least one [[destination]] table")
     destinations = []
+    in_destination = _belongs(InitiatorConfig, "the top level, before [[destination]]",
+                              _keys(Destination))  # fmt: skip
     for index, raw in enumerate(raw_destinations):
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: destination", "must be [[destination]] tables")
-        destinations.append(_build(Destination, raw, f"{path}: destination[{index}]."))
+        where = f"{path}: destination[{index}]."
+        destinations.append(_build(Destination, raw, where, in_destination))
     names = [d.name for d in destinations]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
@@ -215,7 +253,8 @@ def initiator_from_dict(data: Mapping[str, Any], path: str = "<config>") -> Init
     for index, dest in enumerate(destinations):
         if not dest.sources:
             raise ConfigError(f"{path}: destination[{index}].sources", "is required")
-    return _build(InitiatorConfig, table, f"{path}: ", path=path, destinations=tuple(destinations))
+    return _build(InitiatorConfig, table, f"{path}: ", {}, path=path,
+                  destinations=tuple(destinations))  # fmt: skip
 
 
 def grabber_from_dict(data: Mapping[str, Any], path: str = "<config>") -> GrabberConfig:
@@ -223,13 +262,16 @@ def grabber_from_dict(data: Mapping[str, Any], path: str = "<config>") -> Grabbe
     from pullsnap.names import check_host_name
 
     table = dict(data)
+    top = [*_keys(GrabberConfig), "policy", "hosts"]
+    _refuse_unknown(table, top, f"{path}: ", _belongs(HostPolicy, "[policy] or [hosts.NAME]", top))
     defaults = table.pop("policy", {})
     per_host = table.pop("hosts", {})
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: policy", "must be a [policy] table")
     if not isinstance(per_host, dict):
         raise ConfigError(f"{path}: hosts", "must be [hosts.NAME] tables")
-    policy = _build(HostPolicy, defaults, f"{path}: policy.")
+    in_policy = _belongs(GrabberConfig, "the top level, before [policy]", _keys(HostPolicy))
+    policy = _build(HostPolicy, defaults, f"{path}: policy.", in_policy)
     hosts: dict[str, HostPolicy] = {}
     for name, overrides in per_host.items():
         try:
@@ -238,8 +280,9 @@ def grabber_from_dict(data: Mapping[str, Any], path: str = "<config>") -> Grabbe
             raise ConfigError(f"{path}: hosts.{name}", str(e)) from None
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}: hosts.{name}", "must be a table")
-        hosts[name] = _build(HostPolicy, {**defaults, **overrides}, f"{path}: hosts.{name}.")
-    return _build(GrabberConfig, table, f"{path}: ", path=path, policy=policy, hosts=hosts)
+        where = f"{path}: hosts.{name}."
+        hosts[name] = _build(HostPolicy, {**defaults, **overrides}, where, in_policy)
+    return _build(GrabberConfig, table, f"{path}: ", {}, path=path, policy=policy, hosts=hosts)
 
 
 def load_initiator(path: str = DEFAULT_INITIATOR_CONFIG) -> InitiatorConfig:

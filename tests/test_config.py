@@ -408,3 +408,51 @@ def test_a_destination_host_is_a_host_name_or_an_address() -> None:
     for bad in ("", "-oProxyCommand=x", "vault example", "vault;reboot", "$(reboot)", "a..b"):
         with pytest.raises(ConfigError, match="host"):
             initiator_from_dict(config(bad))
+
+
+# --- unknown keys: the nearest known one, or the table it belongs in ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("reposiotry = '/srv'\n", "reposiotry", "did you mean 'repository'?"),
+        ("max_concurent_pulls = 2\n", "max_concurent_pulls",
+         "did you mean 'max_concurrent_pulls'?"),
+        ("polcy = 1\n", "polcy", "did you mean 'policy'?"),
+        ("[policy]\nkeep_dialy = 7\n", "policy.keep_dialy", "did you mean 'keep_daily'?"),
+        ("[hosts.web1]\nmin_intervall = '1h'\n", "hosts.web1.min_intervall",
+         "did you mean 'min_interval'?"),
+        ("keep_daily = 7\n", "keep_daily", "it belongs in [policy] or [hosts.NAME]"),
+        ("[policy]\nrepository = '/srv'\n", "policy.repository",
+         "it belongs in the top level, before [policy]"),
+        ("colour = 'red'\n", "colour", " (see config/ for the keys)"),
+    ],
+)  # fmt: skip
+def test_an_unknown_grabber_key_gets_the_nearest_known_one(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    message = config_error(config.load_grabber, path)
+    assert message.startswith(f"{path}: {key}: unknown key") and message.endswith(problem), message
+
+
+@pytest.mark.parametrize(
+    ("top", "dest", "key", "problem"),
+    [
+        ({}, {"soruces": ["/etc"]}, "destination[0].soruces", "did you mean 'sources'?"),
+        ({}, {"exclude": ["*.tmp"]}, "destination[0].exclude", "did you mean 'excludes'?"),
+        ({"listen_adress": "::"}, {}, "listen_adress", "did you mean 'listen_address'?"),
+        ({"destinaton": "vault"}, {}, "destinaton", "did you mean 'destination'?"),
+        ({"sources": ["/etc"]}, {}, "sources", "it belongs in [[destination]]"),
+        ({}, {"nice": 5}, "destination[0].nice",
+         "it belongs in the top level, before [[destination]]"),
+        ({}, {"colour": "red"}, "destination[0].colour", " (see config/ for the keys)"),
+    ],
+)  # fmt: skip
+def test_an_unknown_initiator_key_gets_the_nearest_known_one(
+    tmp_path: Path, top: dict, dest: dict, key: str, problem: str
+) -> None:
+    path = write(tmp_path, _toml({**top, **minimal_initiator(**dest)}))
+    message = config_error(config.load_initiator, path)
+    assert message.startswith(f"{path}: {key}: unknown key") and message.endswith(problem), message

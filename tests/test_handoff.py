@@ -499,3 +499,157 @@ def test_body_over_the_limit_is_refused_by_encode(valid: Handoff) -> None:
     long_paths = tuple(f"/{i:02d}" + "/x" * 1000 for i in range(40))
     with pytest.raises(HandoffError, match="over the"):
         handoff.encode(replace(valid, paths=long_paths))
+
+
+# --- hostile bodies: a HandoffError, never another exception ---------------------------
+
+# Text as JSON can spell it: any character, lone surrogates (U+D800..U+DFFF) often.
+_ANY_TEXT = st.lists(
+    st.one_of(st.characters(blacklist_categories=()), st.integers(0xD800, 0xDFFF).map(chr)),
+    max_size=12,
+).map("".join)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ANY_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _decoded_or_refused(data: bytes) -> Handoff | None:
+    """decode's whole contract: a valid Handoff, or a HandoffError."""
+    try:
+        h = handoff.decode(data)
+    except HandoffError as e:
+        assert str(e).startswith("bad handoff: ")
+        str(e).encode("utf-8")  # the refusal itself can be printed and sent
+        return None
+    handoff.validate(h)
+    for text in (h.client_key, h.host_key, h.user, *h.paths, *h.excludes):
+        text.encode("utf-8")
+    return h
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("paths", ["/srv/\ud800"]),
+        ("paths", ["/srv", "/home/\udcff"]),
+        ("excludes", ["*.\ud800"]),
+        ("excludes", ["\udfff"]),
+    ],
+)
+def test_lone_surrogates_are_refused(valid: Handoff, name: str, value: list[str]) -> None:
+    fields = body_fields(valid)
+    fields[name] = value
+    data = wire(fields)
+    assert b"\\ud" in data.lower()  # json.dumps escapes them: valid UTF-8 on the wire
+    refused(data, "not UTF-8 text", "lone surrogate")
+    with pytest.raises(HandoffError, match="lone surrogate"):
+        handoff.encode(replace(valid, **{name: tuple(value)}))
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted(valid: Handoff) -> None:
+    fields = body_fields(valid)
+    fields["paths"] = ["/srv/\U0001f600"]
+    body = json.dumps(fields).encode()  # spelled "\ud83d\ude00"
+    assert b"\\ud83d\\ude00" in body
+    h = handoff.decode(f"PULLSNAP-HANDOFF 1 {len(body)}\n".encode() + body)
+    assert h.paths == ("/srv/\U0001f600",)
+
+
+@pytest.mark.parametrize("body", [b"[" * 60000, b'{"a":' * 12000, b"[{" * 30000 + b"]"])
+def test_deep_nesting_is_refused_without_recursion(body: bytes) -> None:
+    refused(b"PULLSNAP-HANDOFF 1 %d\n" % len(body) + body, "nests deeper")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(valid: Handoff) -> None:
+    deep = "[" * 500 + '\\"{' * 100
+    h = replace(valid, excludes=(deep,))
+    assert handoff.decode(handoff.encode(h)).excludes == (deep,)
+    fields = body_fields(valid)
+    fields["paths"] = [[[["/etc"]]]]  # shallow enough to be named by its type
+    refused(wire(fields), "'paths'", "list of strings")
+
+
+def test_a_repeated_field_is_refused(valid: Handoff) -> None:
+    """Parsers disagree on which of two values counts; none does here."""
+    body = json.dumps(body_fields(valid))[:-1] + ', "paths": ["/root"]}'
+    refused(wire_text(body), "field 'paths' appears twice")
+    nested = json.dumps(body_fields(valid))[:-1] + ', "x": {"k": 1, "k": 2}}'
+    refused(wire_text(nested), "appears twice")
+
+
+def wire_text(body: str) -> bytes:
+    data = body.encode()
+    return f"PULLSNAP-HANDOFF 1 {len(data)}\n".encode() + data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe{}",
+        b'{"user": "\xc3"}',
+        b'{"user": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes: invalid
+        b"{\x00}",
+        b'{"port": NaN}',
+        b'{"port": Infinity}',
+        b'{"port": 1' + b"0" * 5000 + b"}",
+        b"\x00" * 100,
+    ],
+)
+def test_bytes_that_are_not_a_json_object_of_text_are_refused(body: bytes) -> None:
+    refused(b"PULLSNAP-HANDOFF 1 %d\n" % len(body) + body, "body is not")
+
+
+def test_validate_checks_types_for_encode_too(valid: Handoff) -> None:
+    for bad in [
+        replace(valid, port="22"),
+        replace(valid, paths=("/etc", 7)),
+        replace(valid, paths="/etc"),
+        replace(valid, excludes=(None,)),
+        replace(valid, probe=1),
+        replace(valid, user=b"backup"),
+    ]:
+        with pytest.raises(HandoffError, match="field '"):
+            handoff.encode(bad)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(handoff.Handoff.__dataclass_fields__)), value=_JSON)
+def test_any_value_in_any_field_is_decoded_or_refused(valid: Handoff, name: str, value) -> None:
+    fields = body_fields(valid)
+    fields[name] = value
+    h = _decoded_or_refused(wire(fields))
+    if h is not None:
+        assert getattr(h, name) == (tuple(value) if isinstance(value, list) else value)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.sampled_from(["paths", "excludes"]),
+    items=st.lists(st.one_of(_ANY_TEXT, _JSON), min_size=1, max_size=4),
+)
+def test_any_list_items_are_decoded_or_refused(valid: Handoff, which: str, items: list) -> None:
+    fields = body_fields(valid)
+    fields[which] = ["/srv" if which == "paths" else "*.tmp", *items]
+    _decoded_or_refused(wire(fields))
+
+
+@settings(max_examples=200)
+@given(body=_JSON)
+def test_any_json_body_is_decoded_or_refused(body) -> None:
+    assert _decoded_or_refused(wire(body)) is None
+
+
+@settings(max_examples=200)
+@given(depth=st.integers(1, 5000), opener=st.sampled_from(["[", '{"k":', '{"paths":[']))
+def test_any_nesting_is_decoded_or_refused(depth: int, opener: str) -> None:
+    closer = {"[": "]", '{"k":': "}", '{"paths":[': "]}"}[opener]
+    assert _decoded_or_refused(wire_text(opener * depth + "0" + closer * depth)) is None
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=300))
+def test_any_bytes_are_decoded_or_refused(data: bytes) -> None:
+    assert _decoded_or_refused(data) is None
+    assert _decoded_or_refused(b"PULLSNAP-HANDOFF 1 %d\n" % len(data) + data) is None

@@ -128,3 +128,30 @@ def parse_cron_d(text: str) -> list[CronJob]:
 
 def command_words(command: str) -> list[str]:
     return shlex.split(command)
+
+
+def cron_shell_command(command: str) -> tuple[str, str]:
+    """What cron hands to /bin/sh for a job's command, and the job's standard
+    input (crontab(5)): `\\%` is a plain "%"; the first other "%" ends the
+    command, and what follows it, each "%" a newline, is the input."""
+    out: list[str] = []
+    i = 0
+    while i < len(command):
+        if command.startswith("\\%", i):
+            out.append("%")
+            i += 2
+        elif command[i] == "%":
+            return "".join(out), command[i + 1 :].replace("%", "\n")
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out), ""
+
+
+def cron_delay(shell_command: str) -> tuple[str, str]:
+    """Split the shipped job's `sleep EXPRESSION; COMMAND` into the shell
+    expression of its delay and the command that follows it."""
+    head, sep, rest = shell_command.partition(";")
+    if not sep or not head.startswith("sleep "):
+        raise ValueError(f"the job does not start with a sleep: {shell_command!r}")
+    return head.removeprefix("sleep ").strip(), rest.strip()

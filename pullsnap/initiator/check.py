@@ -16,8 +16,9 @@ import sys
 from collections.abc import Callable, Iterator
 
 from pullsnap import caps, errors, findings, landlock, versions
-from pullsnap.config import InitiatorConfig
+from pullsnap.config import Destination, InitiatorConfig
 from pullsnap.findings import Finding
+from pullsnap.initiator import advice, hostkeys
 from pullsnap.versions import MIN_RSYNC, parse_version
 
 
@@ -72,7 +73,7 @@ def check_tools(cfg: InitiatorConfig) -> Iterator[Finding]:
 
 
 def check_user(cfg: InitiatorConfig) -> Iterator[Finding]:
-    name = cfg.user if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+    name = run_user(cfg)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -92,6 +93,15 @@ def check_user(cfg: InitiatorConfig) -> Iterator[Finding]:
         )
     else:
         yield Finding(True, f"runs as {name} (shell {entry.pw_shell})")
+    me = pwd.getpwuid(os.getuid()).pw_name if os.geteuid() != 0 else name
+    if me != name:
+        # What this account may read says nothing about the one backups run as.
+        yield Finding(
+            False,
+            f"this check runs as {me}, but backups run as {name} (`user` in {cfg.path}: root "
+            "drops to it, the systemd unit runs as it)",
+            f"run `{advice.initiator(cfg, 'check')}` as root or as {name}",
+        )
 
 
 def check_caps() -> Iterator[Finding]:
@@ -130,8 +140,9 @@ def check_landlock() -> Iterator[Finding]:
 
 
 def run_user(cfg: InitiatorConfig) -> str:
-    """Who the run is: the configured user when started as root, else ourselves."""
-    return cfg.user if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+    """The account backups run as: the configured user (root drops to it,
+    and the shipped systemd unit starts the initiator as it)."""
+    return cfg.user
 
 
 def key_file_problem(st: os.stat_result, uid: int) -> str | None:
@@ -163,7 +174,8 @@ def check_runtime(cfg: InitiatorConfig) -> Iterator[Finding]:
         yield Finding(
             False,
             f"runtime directory {cfg.runtime_dir} does not exist",
-            f"install -d -o {name} -m 0700 {cfg.runtime_dir}  (or: initiator setup)",
+            f"install -d -o {name} -m 0700 {cfg.runtime_dir}  "
+            f"(or: {advice.initiator(cfg, 'setup')})",
         )
         return
     try:
@@ -185,7 +197,7 @@ def check_runtime(cfg: InitiatorConfig) -> Iterator[Finding]:
         yield Finding(True, f"runtime directory {cfg.runtime_dir}")
 
 
-def check_destinations(cfg: InitiatorConfig) -> Iterator[Finding]:
+def check_destinations(cfg: InitiatorConfig, probe: bool = False) -> Iterator[Finding]:
     name = run_user(cfg)
     try:
         uid = pwd.getpwnam(name).pw_uid
@@ -193,80 +205,122 @@ def check_destinations(cfg: InitiatorConfig) -> Iterator[Finding]:
         uid = -1  # check_user says so
     for dest in cfg.destinations:
         where = f"destination {dest.name}"
-        if os.path.isfile(dest.identity_file):
-            problem = key_file_problem(os.stat(dest.identity_file), uid)
-            if problem is None:
-                yield Finding(True, f"{where}: login key {dest.identity_file}")
-            else:
-                yield Finding(
-                    False,
-                    f"{where}: login key {dest.identity_file}: {problem}",
-                    f"chown {name} {dest.identity_file} && chmod 0600 {dest.identity_file}",
-                )
-        else:
-            yield Finding(
-                False,
-                f"{where}: login key {dest.identity_file} is missing",
-                f"ssh-keygen -t ed25519 -N '' -f {dest.identity_file}",
-            )
-        scan = (f"ssh-keyscan -p {dest.port} -t ed25519 {dest.host} > {dest.known_hosts}, then "
-                "compare ssh-keygen -lf of it with the backup host's own key")  # fmt: skip
-        if not os.path.isfile(dest.known_hosts):
-            yield Finding(False, f"{where}: {dest.known_hosts} is missing", scan)
-        elif not _knows(cfg.ssh_keygen, dest.known_hosts, dest.host, dest.port):
-            yield Finding(False, f"{where}: {dest.known_hosts} has no key for {dest.host}", scan)
-        else:
-            yield Finding(True, f"{where}: known_hosts {dest.known_hosts} pins {dest.host}")
+        yield from _check_login_key(cfg, dest, where, name, uid)
+        yield from check_host_key(cfg, dest, where, probe)
         for source in dest.sources:
             if not os.path.exists(source):
                 yield Finding(
-                    False, f"{where}: source {source} does not exist", "fix `sources` in the config"
+                    False,
+                    f"{where}: source {source} does not exist",
+                    f"fix `sources` in {cfg.path}",
                 )
         for phase, argv, timeout in (("before", dest.before, dest.before_timeout),
                                      ("after", dest.after, dest.after_timeout)):  # fmt: skip
             if argv:
-                yield from _check_hook(f"{where}: {phase} hook", argv, timeout)
+                yield from _check_hook(cfg, f"{where}: {phase} hook", argv, timeout)
 
 
-def _knows(ssh_keygen: str, known_hosts: str, host: str, port: int) -> bool:
-    """Whether known_hosts has a key for host:port (ssh-keygen -F, which also
-    finds hashed names; a port other than 22 is written [host]:port, sshd(8))."""
-    name = host if port == 22 else f"[{host}]:{port}"
+def _check_login_key(
+    cfg: InitiatorConfig, dest: Destination, where: str, name: str, uid: int
+) -> Iterator[Finding]:
+    key = dest.identity_file
     try:
-        done = subprocess.run([ssh_keygen, "-F", name, "-f", known_hosts],
-                              capture_output=True, timeout=10, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        st = os.stat(key)
+    except FileNotFoundError:
+        setup = advice.initiator(cfg, "setup")
+        yield Finding(False, f"{where}: login key {key} is missing",
+                      f"ssh-keygen -t ed25519 -N '' -f {key}  (or: {setup})")  # fmt: skip
+        return
+    except PermissionError:
+        yield _hidden(cfg, f"{where}: login key {key}")
+        return
+    problem = key_file_problem(st, uid)
+    if problem is None:
+        yield Finding(True, f"{where}: login key {key}")
+    else:
+        yield Finding(False, f"{where}: login key {key}: {problem}",
+                      f"chown {name} {key} && chmod 0600 {key}")  # fmt: skip
 
 
-def _check_hook(where: str, argv: tuple[str, ...], timeout: float) -> Iterator[Finding]:
+def _hidden(cfg: InitiatorConfig, what: str) -> Finding:
+    """A file this check's account may not even look at: not "missing"."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    fix = f"run `{advice.initiator(cfg, 'check')}` as root or as {run_user(cfg)}"
+    return Finding(False, f"{what}: {me} may not look at it", fix)
+
+
+def check_host_key(
+    cfg: InitiatorConfig, dest: Destination, where: str, probe: bool
+) -> Iterator[Finding]:
+    """What known_hosts pins for the backup host, by ssh's own lookup rule;
+    with `probe`, also whether that is the key the backup host offers."""
+    name = advice.host_name(dest.host, dest.port)
+    fetch = hostkeys.pin_fix(dest, "ED25519", "", replace=False)
+    try:
+        os.stat(dest.known_hosts)
+    except FileNotFoundError:
+        yield Finding(False, f"{where}: {dest.known_hosts} is missing", fetch)
+        return
+    except PermissionError:
+        yield _hidden(cfg, f"{where}: known_hosts {dest.known_hosts}")
+        return
+    pinned = hostkeys.pinned(cfg.ssh_keygen, dest)
+    if not pinned:
+        also = f" (nor, without the port, for {dest.host.lower()})" if dest.port != 22 else ""
+        yield Finding(False, f"{where}: {dest.known_hosts} has no key for {name}{also}", fetch)
+        return
+    if probe:
+        offered = hostkeys.scan(os.path.join(os.path.dirname(cfg.ssh), "ssh-keyscan"), dest)
+        shown, known = hostkeys.accepted(pinned, offered)
+        if shown is not None and known:
+            offers = f"the backup host's {shown.key_type} key {shown.fingerprint}"
+            yield Finding(True, f"{where}: {offers} is the one {dest.known_hosts} pins")
+            return
+        if shown is not None:
+            # A key under the bare host stays: a line for host:port goes before it.
+            replace = any(k.name == name for k in pinned)
+            yield Finding(
+                False,
+                f"{where}: the backup host offers {shown.key_type} key {shown.fingerprint}, "
+                f"which {dest.known_hosts} does not pin for {name}",
+                hostkeys.pin_fix(dest, shown.key_type, shown.fingerprint, replace),
+            )
+            return
+    pins = ", ".join(f"{k.key_type} {k.fingerprint}" for k in pinned)
+    bare = [k for k in pinned if k.name == dest.host.lower()] if dest.port != 22 else []
+    note = f"; from its line without the port, which ssh uses for port {dest.port}" if bare else ""
+    unasked = " (ssh-keyscan got no answer: the probe below tells)" if probe else ""
+    yield Finding(True, f"{where}: known_hosts {dest.known_hosts} pins {name}: {pins}{note}"
+                        f"{unasked}")  # fmt: skip
+
+
+def _check_hook(
+    cfg: InitiatorConfig, where: str, argv: tuple[str, ...], timeout: float
+) -> Iterator[Finding]:
     from pullsnap.initiator.children import CHILD_PATH
 
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=CHILD_PATH)
     if program is None or not os.access(program, os.X_OK):
         yield Finding(False, f"{where}: {argv[0]} is not an executable program",
-                      "fix `before`/`after` in the config")  # fmt: skip
+                      f"fix `before`/`after` in {cfg.path}")  # fmt: skip
     else:
         shown = argv[2] if argv[:2] == ("/bin/sh", "-c") else " ".join(argv)
         yield Finding(True, f"{where}: {shown} (timeout {timeout:g} s)")
 
 
-CHECKS: tuple[Callable[[InitiatorConfig], Iterator[Finding]], ...] = (
-    check_tools,
-    lambda cfg: check_landlock(),
-    check_user,
-    lambda cfg: check_caps(),
-    check_runtime,
-    check_destinations,
-)
-
-
-def run(cfg: InitiatorConfig) -> int:
+def run(cfg: InitiatorConfig, probe: bool = False) -> int:
+    """Print every finding; with `probe`, the host key is asked of the backup
+    host too (`initiator check --probe`)."""
+    checks: tuple[Callable[[], Iterator[Finding]], ...] = (
+        lambda: check_tools(cfg),
+        check_landlock,
+        lambda: check_user(cfg),
+        check_caps,
+        lambda: check_runtime(cfg),
+        lambda: check_destinations(cfg, probe),
+    )
     print(f"config: {cfg.path}: ok ({len(cfg.destinations)} destination(s))")
     problems = 0
-    for check in CHECKS:
-        problems += findings.print_all(
-            findings.guarded(lambda check=check: check(cfg), "check"), sys.stdout
-        )
+    for check in checks:
+        problems += findings.print_all(findings.guarded(check, "check"), sys.stdout)
     return errors.OK if problems == 0 else errors.FAILED

@@ -42,7 +42,7 @@ exit status (README "Exit codes"): {codes}
 
 MISSING_CAP_WARNING = (
     "warning: CAP_DAC_READ_SEARCH is missing: files only root can read will be skipped "
-    "(start initiator as root, or give it AmbientCapabilities=CAP_DAC_READ_SEARCH)"
+    "(start `{command}` as root, or give it AmbientCapabilities=CAP_DAC_READ_SEARCH)"
 )
 
 
@@ -140,7 +140,9 @@ def take_privileges(cfg: InitiatorConfig, warn: Any) -> None:
     elif caps.have(caps.INITIATOR_CAPS):
         caps.hold_quietly(caps.INITIATOR_CAPS)
     else:
-        warn(MISSING_CAP_WARNING)
+        from pullsnap.initiator import advice
+
+        warn(MISSING_CAP_WARNING.format(command=advice.initiator(cfg)))
 
 
 def _select(cfg: InitiatorConfig, names: list[str]) -> list[Any]:
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             from pullsnap.initiator import check
 
-            checked = check.run(cfg)
+            checked = check.run(cfg, probe=args.probe)
             if not args.probe:
                 return checked
         take_privileges(cfg, lambda text: print(text, file=sys.stderr))

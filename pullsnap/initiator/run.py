@@ -32,7 +32,7 @@ from twisted.python import failure
 
 from pullsnap import caps, errors, handoff, report
 from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import children, keys, lifeline, sshd, wiring
+from pullsnap.initiator import advice, children, hostkeys, keys, lifeline, sshd, wiring
 from pullsnap.initiator.door import Door
 from pullsnap.names import normalise_address
 
@@ -262,23 +262,26 @@ class _Run:
             self.outcome.code = errors.FAILED
             self.outcome.message = (
                 f"this host's login key {self.dest.identity_file}: {key_problem} "
-                "(`initiator check` says how to fix it)"
+                f"(`{advice.initiator(self.cfg, 'check')}` says how to fix it)"
             )
         elif finished.code == 255 and "Permission denied (publickey" in tail:
             # ssh(1) exits 255 for its own errors; this one is the backup host
             # not knowing our login key, a refusal with a known fix.
             self.outcome.code = errors.REFUSED
+            setup = advice.initiator(self.cfg, "setup")
             self.outcome.message = (
-                f"{tail} (the backup host does not accept this host's login "
-                "key: its operator runs the `grabber authorize` line `initiator setup` prints)"
+                f"{tail} (the backup host does not accept this host's login key: its "
+                f"operator runs the `grabber authorize` line `{setup}` prints)"
             )
         elif finished.code == 255 and "Host key verification failed" in tail:
             # StrictHostKeyChecking=yes: the key is not the one pinned for it.
             self.outcome.code = errors.REFUSED
-            self.outcome.message = (
-                f"{tail} (the backup host's key is not the one {self.dest.known_hosts} pins "
-                "for it: `initiator check` says how to fix it)"
-            )
+            refusal = hostkeys.parse_refusal(finished.stderr.decode("utf-8", "replace"))
+            self.outcome.message = f"{tail} " + (
+                f"({hostkeys.refused_message(self.dest, refusal)})" if refusal else
+                f"(the backup host's key is not the one {self.dest.known_hosts} pins for it: "
+                f"`{advice.initiator(self.cfg, 'check', '--probe')}` shows both)"
+            )  # fmt: skip
         elif finished.code == 255:
             self.outcome.code = errors.UNREACHABLE
             self.outcome.message = tail or "ssh to the backup host failed"

@@ -7,7 +7,8 @@
     each destination's login key:              the runtime directory
       ssh-keygen -t ed25519 -N '' (0600, the user's; .pub 0644)
 
-then prints, per backup host, the exact command its operator runs there:
+then prints, per backup host, the exact command its operator runs there
+(and how to run it when that host's grabber configuration is elsewhere):
 
     grabber authorize web1 'ssh-ed25519 AAAA... pullsnap@web1'
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shlex
 import socket
 import subprocess
 import sys
@@ -28,21 +28,13 @@ from collections.abc import Iterator
 from pullsnap import errors, findings
 from pullsnap.config import Destination, InitiatorConfig
 from pullsnap.findings import Finding
-from pullsnap.initiator import check
+from pullsnap.initiator import advice, check
 from pullsnap.names import check_host_name
 
 
 def default_host_name(hostname: str) -> str:
     """The repository name for this host: its short name, lowercased (pure)."""
     return hostname.split(".", 1)[0].lower()
-
-
-def authorize_command(host: str, public_key: str, grabber_user: str) -> str:
-    """The line the backup host's operator runs (pure)."""
-    words = ["grabber", "authorize", host, " ".join(public_key.split()[:3])]
-    if grabber_user != "pullsnap":
-        words[2:2] = ["--user", grabber_user]
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def _ensure_dir(path: str, mode: int, owner: pwd.struct_passwd | None) -> Iterator[Finding]:
@@ -112,7 +104,7 @@ def prepare(cfg: InitiatorConfig, host: str, out: list[str]) -> Iterator[Finding
                           "fine for ssh; setup makes ed25519 keys", note=True)  # fmt: skip
         for dest in dests:
             out.append(f"# on {dest.host} (destination {dest.name}), as root:")
-            out.append(authorize_command(host, public, dest.user))
+            out.extend(advice.grabber_authorize(host, public, dest.user))
 
 
 def run(cfg: InitiatorConfig, name: str | None) -> int:
@@ -129,7 +121,7 @@ def run(cfg: InitiatorConfig, name: str | None) -> int:
         for line in lines:
             print(f"    {line}")
         print("\nOnce that line was run there, check end to end from here: "
-              "initiator check --probe\n")  # fmt: skip
-    print("initiator check:")
+              f"{advice.initiator(cfg, 'check', '--probe')}\n")  # fmt: skip
+    print(f"{advice.initiator(cfg, 'check')}:")
     checked = check.run(cfg)
     return errors.FAILED if problems else checked

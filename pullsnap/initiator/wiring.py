@@ -26,9 +26,12 @@ def runtime_base(cfg: InitiatorConfig, environ: dict[str, str] | None = None) ->
     wanted = cfg.runtime_dir
     if wanted and not (os.path.isdir(wanted) and os.access(wanted, os.W_OK | os.X_OK)):
         # Configured means meant: no silent fallback to a shared directory.
+        from pullsnap.initiator import advice
+
         raise errors.RunFailed(
             f"runtime_dir {cfg.runtime_dir} is not a directory this user can write "
-            "(`initiator setup` makes it, `initiator check` says what is wrong)"
+            f"(`{advice.initiator(cfg, 'setup')}` makes it, `{advice.initiator(cfg, 'check')}` "
+            "says what is wrong)"
         )
     for candidate in (
         cfg.runtime_dir,

@@ -4,7 +4,9 @@ The systemd case runs the initiator under setpriv with the credentials the
 shipped unit asks for (parsed from the file, not repeated here), with the
 unit's runtime directory and a journal-like output stream.  The cron case
 runs the shipped cron line the way cron does: as root, through /bin/sh,
-with cron's small environment and nothing on a terminal.
+with cron's small environment and nothing on a terminal, except that the
+line's per-host delay is recorded rather than waited.  The shipped units
+under a real systemd: tests/e2e/test_systemd_boot.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from lab import free_port
 from pullsnap import caps, errors, logfmt
 from tests.e2e.conftest import Site
 from tests.trees import make_rich_tree
-from tests.unitfile import parse_cron_d, parse_unit, setpriv_argv
+from tests.unitfile import cron_shell_command, parse_cron_d, parse_unit, setpriv_argv
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -108,10 +110,22 @@ def test_backup_under_the_units_credentials(site: Site) -> None:
 
 
 def _cron_job(site: Site) -> list[str]:
+    """The shipped job's command as cron hands it to /bin/sh, but for its
+    delay: a `sleep` function stands in for sleep(1) and writes down the
+    seconds instead of waiting them (up to an hour; see _slept)."""
     [job] = parse_cron_d((UNITS / "pullsnap.cron").read_text())
     assert job.user == "root"
-    command = job.command.replace(INSTALLED_INITIATOR, os.path.join(site.lab.venv_bin, "initiator"))
-    return ["/bin/sh", "-c", f"{command} -c {site.initiator_config}"]
+    command, _ = cron_shell_command(job.command)
+    command = command.replace(INSTALLED_INITIATOR, os.path.join(site.lab.venv_bin, "initiator"))
+    record = f'sleep() {{ echo "$@" > {os.path.join(site.root, "slept")}; }}'
+    return ["/bin/sh", "-c", f"{record}; {command} -c {site.initiator_config}"]
+
+
+def _slept(site: Site) -> int:
+    """The delay the job would have waited before the initiator started."""
+    with open(os.path.join(site.root, "slept"), encoding="ascii") as f:
+        [seconds] = f.read().split()
+    return int(seconds)
 
 
 def test_cron_line_is_quiet_on_success_and_drops_to_the_user(site: Site) -> None:
@@ -122,6 +136,7 @@ def test_cron_line_is_quiet_on_success_and_drops_to_the_user(site: Site) -> None
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == errors.OK, done.stderr
     assert (done.stdout, done.stderr) == ("", ""), "nothing for cron to mail"
+    assert 0 <= _slept(site) < 3600, "the host's own delay came first"
     [name] = site.snapshots()
     assert os.path.exists(os.path.join(site.in_snapshot(name), "etc", "shadow"))
     _assert_dropped_to_user_with_only_dac_read_search(site, out)

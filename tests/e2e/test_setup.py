@@ -36,11 +36,16 @@ def test_setup_prints_the_line_that_authorizes_it_and_the_probe_passes(site: Sit
     words = _authorize_words(done.stdout)
     assert words == ["grabber", "authorize", "--user", site.lab.grabber_user, "web1",
                      f"{public[0]} {public[1]} pullsnap@web1"]  # fmt: skip
-    # The backup host's operator runs exactly that (this lab's grabber
-    # config is not at the default path, so the line names it).
-    grabber_args = [*words[1:], "--bind-config"]
-    bound = site.lab.grabber("--config", site.grabber_config, *grabber_args)
+    # This lab's grabber configuration is not the default file: the
+    # backup host's operator runs the printed line for that case, with its
+    # file for FILE, and nothing else.
+    [other] = [x.strip() for x in done.stdout.splitlines() if "grabber --config FILE" in x]
+    assert other.startswith("# grabber --config FILE authorize --bind-config ")
+    line = other.removeprefix("# ").replace("FILE", shlex.quote(site.grabber_config), 1)
+    bound = site.lab.grabber(*shlex.split(line)[1:])
     assert bound.returncode == errors.OK, bound.stderr
+    assert f"config={site.grabber_config}" in bound.stdout
+    assert f"initiator -c {site.initiator_config} check --probe" in done.stdout
     probe = site.lab.initiator("-c", site.initiator_config, "check", "--probe")
     assert probe.returncode == errors.OK, probe.stdout + probe.stderr
     assert "problem:" not in probe.stdout

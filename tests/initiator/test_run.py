@@ -1,23 +1,13 @@
-"""One run (run.py): its pure parts, and _Run itself driven through
-run_destination with a fake reactor that records what it spawns."""
+"""One run (run.py): its pure parts, and its seams on a fake reactor."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import subprocess
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from twisted.internet import error
-from twisted.python import failure
-
-from pullsnap import errors, handoff, report
-from pullsnap.config import Destination, InitiatorConfig
-from pullsnap.initiator import children, lifeline, run, wiring
 from pullsnap.initiator.run import login_key_problem
-from tests.initiator.test_door import FakeReactor
 
 DENIED = "pullsnap@vault: Permission denied (publickey).\n"
 
@@ -88,159 +78,194 @@ def test_when_ssh_cannot_say_the_operators_setup_is_left_alone(tmp_path) -> None
     assert wiring.own_proxy(InitiatorConfig(ssh=str(tmp_path / "absent")), dest) is True
 
 
-# --- one run, with a fake reactor (_Run through run_destination) ----------------------------
+# --- the run's seams, on a fake reactor ---------------------------------------------
+#
+# _Run drives five children and the door through the reactor it is given.
+# SpawningReactor (the door tests' FakeReactor, plus spawnProcess) records
+# each spawn and hands the protocol a FakeProcess; the test plays the
+# children's part (ssh-keygen writes its files and the FIFO, ssh prints the
+# grabber's lines) and moves task.Clock for the deadlines.
 
 
-class SpawningReactor(FakeReactor):
-    """FakeReactor (a clock and a reader registry) that records each spawn and
-    connects its protocol to a transport that records what it is told."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spawned: list[tuple[Any, list[str], dict[str, str], Any]] = []
-
-    def spawnProcess(self, proto, executable, args, env=None, path=None, childFDs=None):
-        transport = FakeTransport(4000 + len(self.spawned))
-        self.spawned.append((proto, list(args), dict(env or {}), childFDs))
-        proto.makeConnection(transport)
-        return transport
-
-    def find(self, word: str) -> tuple[Any, list[str], dict[str, str], Any]:
-        return next(s for s in self.spawned if any(word in arg for arg in s[1]))
+_PIDS = itertools.count(40000)
 
 
-class FakeTransport:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.written = b""
+class FakeProcess:
+    """The transport a spawned protocol writes to; the test ends it."""
+
+    def __init__(self, proto, args: list[str], env: dict, path, child_fds) -> None:
+        self.proto, self.args, self.env, self.path, self.child_fds = (
+            proto, args, env, path, child_fds
+        )  # fmt: skip
+        self.pid = next(_PIDS)
+        self.stdin = b""
         self.stdin_closed = False
-        self.signals: list[object] = []
+        self.signals: list[int] = []
+
+    @property
+    def program(self) -> str:
+        """The command after the `setpriv ... --` prefix."""
+        return self.args[self.args.index("--") + 1]
 
     def write(self, data: bytes) -> None:
-        self.written += data
+        assert not self.stdin_closed
+        self.stdin += data
 
     def closeStdin(self) -> None:
         self.stdin_closed = True
 
-    def signalProcess(self, sig: object) -> None:
+    def signalProcess(self, sig: int) -> None:
         self.signals.append(sig)
 
+    def end(self, code: int = 0, signal: int | None = None, stdout: bytes = b"") -> None:
+        from twisted.internet import error
+        from twisted.python.failure import Failure
 
-def _end(proto, code: int = 0) -> None:
-    if code == 0:
-        proto.processEnded(failure.Failure(error.ProcessDone(0)))
-    else:
-        proto.processEnded(failure.Failure(error.ProcessTerminated(exitCode=code)))
-
-
-@pytest.fixture(scope="module")
-def one_time_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
-    key = tmp_path_factory.mktemp("k") / "key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return key.read_bytes(), (key.parent / "key.pub").read_text()
+        if stdout:
+            self.proto.outReceived(stdout)
+        reason = error.ProcessDone(0) if code == 0 and signal is None else (
+            error.ProcessTerminated(exitCode=code if signal is None else None, signal=signal)
+        )  # fmt: skip
+        self.proto.processEnded(Failure(reason))
 
 
-def _keygens_done(reactor: SpawningReactor, one_time_key: tuple[bytes, str]) -> None:
-    """Be ssh-keygen for both keys: the host key's public half in its file, the
-    one-time private key through the FIFO the initiator reads."""
-    host, host_argv, _, _ = reactor.find("pullsnap-host")
-    host_path = host_argv[host_argv.index("-f") + 1]
-    with open(host_path + ".pub", "w") as f:
-        f.write(one_time_key[1])
-    _end(host)
-    client, client_argv, _, _ = reactor.find("pullsnap-once")
-    fifo = client_argv[client_argv.index("-f") + 1]
-    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    os.write(writer, one_time_key[0])
-    os.close(writer)
-    with open(fifo + ".pub", "w") as f:
-        f.write(one_time_key[1])
-    assert client.transport.written == b"y\n"  # "Overwrite (y/n)?"
-    _end(client)
+def _spawning_reactor():
+    from tests.initiator.test_door import FakeReactor
+
+    class SpawningReactor(FakeReactor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.spawned: list[FakeProcess] = []
+
+        def spawnProcess(self, proto, executable, args, env=None, path=None, childFDs=None):
+            assert executable == args[0]
+            process = FakeProcess(proto, list(args), dict(env or {}), path, childFDs)
+            self.spawned.append(process)
+            proto.makeConnection(process)
+            return process
+
+    return SpawningReactor()
 
 
-def _setup(tmp_path: Path) -> tuple[InitiatorConfig, Destination]:
-    cfg = InitiatorConfig(runtime_dir=str(tmp_path), listen_address="127.0.0.1",
-                          connect_back_timeout=30, run_timeout=600)  # fmt: skip
-    dest = Destination(name="vault", host="127.0.0.1", allow_from=("127.0.0.1",),
-                       sources=("/etc", "/home"), excludes=("*.tmp",))  # fmt: skip
-    return cfg, dest
+def _keypair(directory, name: str) -> tuple[bytes, str]:
+    import subprocess
+
+    path = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.read_bytes(), path.with_suffix(".pub").read_text()
 
 
-def test_a_run_hands_off_and_takes_the_grabbers_verdict(
-    tmp_path: Path, one_time_key: tuple[bytes, str]
-) -> None:
-    cfg, dest = _setup(tmp_path)
-    reactor = SpawningReactor()
-    seen: list[tuple[str, str]] = []
-    hooks = run.Hooks(progress=lambda d, p: seen.append((d, f"{p.percent}%")),
-                      log=lambda d, text: seen.append((d, text)))  # fmt: skip
-    done = run.run_destination(reactor, cfg, dest, hooks)
-    # The call to the backup host starts before the keys are made.
-    ssh, ssh_argv, ssh_env, _ = reactor.spawned[0]
-    assert ssh_argv[:4] == [children.SETPRIV, "--pdeathsig", "KILL", "--inh-caps=-all"]
-    assert ssh_argv[-2:] == ["127.0.0.1", wiring.LOGIN_COMMAND]
-    assert set(ssh_env) == {"PATH", "LC_ALL", "HOME"}  # nothing of ours
-    assert ssh.transport.written == b"" and not ssh.transport.stdin_closed
-    [run_dir] = [p for p in tmp_path.iterdir() if p.name.startswith(lifeline.RUN_DIR_PREFIX)]
-    assert (run_dir / lifeline.NAME).exists()
-
-    _keygens_done(reactor, one_time_key)
-    # The handoff went out on ssh's stdin: the sources, the door's port, the one-time key.
-    sent = handoff.decode(ssh.transport.written)
-    assert ssh.transport.stdin_closed
-    assert sent.paths == dest.sources and sent.excludes == dest.excludes and not sent.probe
-    assert sent.client_key.encode() == one_time_key[0] and 0 < sent.port < 65536
-    assert sent.host_key == " ".join(one_time_key[1].split()[:2])
-    assert (run_dir / "sshd_config").exists() and (run_dir / "authorized_keys").exists()
-
-    ssh.outReceived(report.progress_line(report.Progress(1 << 20, 50, "1MB/s", "0:00:01")).encode()
-                    + b"\n" + report.log_line("pulling /etc").encode() + b"\n")  # fmt: skip
-    result = {
-        "status": "complete",
-        "exit": errors.OK,
-        "message": "",
-        "snapshot": "2026-11-25T021700Z",
-    }
-    ssh.outReceived(report.result_line(result).encode() + b"\n")
-    _end(ssh, 255)  # sshd -i as non-root: 255 even after a good session
-    outcome = done.result
-    assert outcome.code == errors.OK and outcome.result["snapshot"] == "2026-11-25T021700Z"
-    assert ("vault", "50%") in seen and ("vault", "grabber: pulling /etc") in seen
-    assert not run_dir.exists()  # the run directory goes with the run
-    assert reactor.getDelayedCalls() == []  # no deadline left behind
+@dataclass
+class Started:
+    reactor: Any
+    cfg: Any
+    dest: Any
+    run_dir: Path
+    outcomes: list
+    progress: list
+    ssh: FakeProcess
+    client_private: bytes
+    host_public: str
 
 
-def test_without_a_verdict_a_refused_login_is_a_refusal(
-    tmp_path: Path, one_time_key: tuple[bytes, str]
-) -> None:
-    cfg, dest = _setup(tmp_path)
-    key = tmp_path / "id"
-    key.write_bytes(one_time_key[0])
-    key.chmod(0o600)
-    dest = dataclasses.replace(dest, identity_file=str(key))
-    reactor = SpawningReactor()
-    done = run.run_destination(reactor, cfg, dest)
-    _keygens_done(reactor, one_time_key)
-    ssh = reactor.spawned[0][0]
-    ssh.errReceived(b"pullsnap@127.0.0.1: Permission denied (publickey).\n")
-    _end(ssh, 255)
-    assert done.result.code == errors.REFUSED
-    assert "Permission denied (publickey)" in done.result.message
+def _start(tmp_path: Path) -> Started:
+    """A run of one destination, up to the point where both keys exist."""
+    import os
+
+    from pullsnap.config import Destination, InitiatorConfig
+    from pullsnap.initiator import run
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    dest = Destination(name="vault", host="vault.example", allow_from=("127.0.0.1",),
+                       sources=("/etc", "/srv"), excludes=("*.tmp",))  # fmt: skip
+    cfg = InitiatorConfig(runtime_dir=str(runtime), listen_address="127.0.0.1",
+                          connect_back_timeout=120, run_timeout=3600,
+                          destinations=(dest,))  # fmt: skip
+    reactor = _spawning_reactor()
+    progress: list = []
+    hooks = run.Hooks(progress=lambda name, p: progress.append((name, p)))
+    outcomes: list = []
+    run.run_destination(reactor, cfg, dest, hooks).addCallback(outcomes.append)
+    ssh, host_keygen, client_keygen = reactor.spawned
+    [run_dir] = runtime.iterdir()
+    _, host_public = _keypair(tmp_path, "host")
+    client_private, client_public = _keypair(tmp_path, "client")
+    # ssh-keygen's part: the host key's files, the one-time key into the FIFO.
+    (run_dir / "host_key.pub").write_text(host_public)
+    host_keygen.end(0)
+    fifo = os.open(run_dir / "client_key", os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fifo, client_private)
+    os.close(fifo)
+    (run_dir / "client_key.pub").write_text(client_public)
+    client_keygen.end(0)
+    return Started(reactor, cfg, dest, run_dir, outcomes, progress, ssh, client_private,
+                   host_public)  # fmt: skip
 
 
-def test_the_whole_run_ends_at_its_deadline_and_kills_what_it_started(
-    tmp_path: Path, one_time_key: tuple[bytes, str]
-) -> None:
-    cfg, dest = _setup(tmp_path)
-    cfg = dataclasses.replace(cfg, run_timeout=60, connect_back_timeout=300)
-    reactor = SpawningReactor()
-    done = run.run_destination(reactor, cfg, dest)
-    _keygens_done(reactor, one_time_key)
-    ssh = reactor.spawned[0][0]
-    reactor.advance(61)
-    assert ssh.transport.signals  # killed
-    _end(ssh, 137)
-    assert done.result.code == errors.TIMEOUT
-    assert "took longer than 60 s" in done.result.message
-    assert not any(p.name.startswith(lifeline.RUN_DIR_PREFIX) for p in tmp_path.iterdir())
+def test_the_happy_path_spawns_ssh_two_keygens_then_sshd_and_takes_the_verdict(tmp_path) -> None:
+    import os
+    import socket
+
+    from pullsnap import errors, handoff, report
+
+    run = _start(tmp_path)
+    reactor, cfg, dest, ssh, run_dir = run.reactor, run.cfg, run.dest, run.ssh, str(run.run_dir)
+    # The call to the backup host started first; the keygens overlap it.
+    programs = [p.program for p in reactor.spawned]
+    assert programs == [cfg.ssh, cfg.ssh_keygen, cfg.ssh_keygen]
+    assert ssh.args[-3:] == ["--", "vault.example", "pullsnap"]
+    assert ssh.env == {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C",
+                       "HOME": os.environ.get("HOME", "/")}  # fmt: skip
+    assert reactor.spawned[2].stdin == b"y\n"  # "Overwrite (y/n)?" of the FIFO
+    # Once both keys exist, the handoff goes to ssh's stdin, whole, and stdin closes.
+    assert ssh.stdin_closed
+    sent = handoff.decode(ssh.stdin)
+    assert (sent.paths, sent.excludes, sent.probe) == (dest.sources, dest.excludes, False)
+    assert sent.client_key.encode() == run.client_private
+    assert sent.host_key == " ".join(run.host_public.split()[:2])
+    assert sorted(os.listdir(run_dir)) == ["authorized_keys", "lifeline", "sshd_config"]
+
+    # The grabber connects back: sshd -i gets the socket as its stdin and stdout.
+    with socket.create_connection(("127.0.0.1", sent.port), timeout=5):
+        [door] = reactor.readers
+        door.doRead()
+    sshd = reactor.spawned[3]
+    assert sshd.program == cfg.sshd and sshd.args[-4:] == [
+        "-i", "-e", "-f", os.path.join(run_dir, "sshd_config")]  # fmt: skip
+    assert sshd.child_fds[0] == sshd.child_fds[1] and isinstance(sshd.child_fds[0], int)
+    assert reactor.readers == set()  # the door admits no one else
+
+    # rsync is done: sshd ends, then ssh with the grabber's lines.
+    sshd.end(255)  # sshd -i as non-root ends 255 even after a good session
+    result = {"status": "ok", "exit": 0, "snapshot": "2026-11-25T021700Z", "host": "web1"}
+    lines = report.progress_line(report.Progress(1024, 50, "1.0MB/s", "0:00:01", 3)) + "\n"
+    ssh.end(0, stdout=(lines + report.result_line(result) + "\n").encode())
+    [outcome] = run.outcomes
+    assert (outcome.code, outcome.result) == (errors.OK, result)
+    assert run.progress == [("vault", report.Progress(1024, 50, "1.0MB/s", "0:00:01", 3))]
+    assert all(p.signals == [] for p in reactor.spawned), "nothing needed killing"
+    assert not os.path.exists(run_dir)
+    assert reactor.getDelayedCalls() == []  # every deadline was cancelled
+
+
+def test_no_connect_back_ends_the_call_at_the_deadline(tmp_path) -> None:
+    import signal
+
+    from pullsnap import errors
+
+    run = _start(tmp_path)
+    reactor, cfg, ssh = run.reactor, run.cfg, run.ssh
+    reactor.advance(cfg.connect_back_timeout - 1)
+    assert run.outcomes == [] and ssh.signals == []
+    reactor.advance(2)
+    # The door gave up: ssh to the backup host is killed, and its end is the verdict.
+    assert ssh.signals == [signal.SIGKILL]
+    assert run.outcomes == []
+    ssh.end(signal=signal.SIGKILL)
+    [outcome] = run.outcomes
+    assert outcome.code == errors.TIMEOUT
+    assert outcome.message == "the backup host did not connect back within 120 s"
+    assert [p.program for p in reactor.spawned] == [cfg.ssh, cfg.ssh_keygen, cfg.ssh_keygen]
+    assert not run.run_dir.exists()
+    assert reactor.readers == set() and reactor.getDelayedCalls() == []

@@ -7,15 +7,32 @@ import shlex
 
 import pytest
 
-from pullsnap.initiator import check, setup
+from pullsnap.initiator import advice, check, setup
 
 
-def test_authorize_command_is_one_shell_line() -> None:
+def test_authorize_lines_run_as_printed_with_the_default_or_another_grabber_config() -> None:
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB pullsnap@web1 extra words"
-    line = setup.authorize_command("web1", key, "pullsnap")
+    line, hint, other = advice.grabber_authorize("web1", key, "pullsnap")
     assert line == "grabber authorize web1 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB pullsnap@web1'"
-    other = setup.authorize_command("web1", key, "backup")
-    assert shlex.split(other)[:5] == ["grabber", "authorize", "--user", "backup", "web1"]
+    assert "/etc/pullsnap/grabber.toml" in hint and hint.startswith("# ")
+    # The other line is a comment until FILE is filled in; then it is one command.
+    words = shlex.split(other.removeprefix("# ").replace("FILE", "/srv/g.toml"))
+    assert words == ["grabber", "--config", "/srv/g.toml", "authorize", "--bind-config", "web1",
+                     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB pullsnap@web1"]  # fmt: skip
+    line, _, other = advice.grabber_authorize("web1", key, "backup")
+    assert shlex.split(line)[:5] == ["grabber", "authorize", "--user", "backup", "web1"]
+    assert "authorize --bind-config --user backup web1 " in other
+
+
+def test_initiator_commands_name_a_config_that_is_not_the_default() -> None:
+    from pullsnap.config import InitiatorConfig
+
+    assert advice.initiator(InitiatorConfig(path="/etc/pullsnap/initiator.toml"), "check") == (
+        "initiator check"
+    )
+    assert advice.initiator(InitiatorConfig(path="/srv/my conf.toml"), "check", "--probe") == (
+        "initiator -c '/srv/my conf.toml' check --probe"
+    )
 
 
 @pytest.mark.parametrize("hostname, name", [("web1", "web1"), ("Web1.Example.ORG", "web1")])

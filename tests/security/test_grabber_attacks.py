@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
-from pullsnap import errors, handoff
+from pullsnap import errors, handoff, report
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
@@ -64,16 +66,86 @@ HOSTILE = {
                                     "-----END OPENSSH PRIVATE KEY-----\n"},
     "rsa-host-key": {"host_key": "ssh-rsa AAAAB3NzaC1yc2E="},
     "user-with-slash": {"user": "../root"},
+    # JSON spells a lone surrogate in ASCII; no file name or argv can hold it.
+    "path-with-lone-surrogate": {"paths": ["/etc/\ud800"]},
+    "exclude-with-lone-surrogate": {"excludes": ["*.\udfff"]},
+    # Wrong types at every level: the fields, their items, inside the items.
+    "body-field-as-object": {"client_key": {"-----BEGIN": "x"}},
+    "host-key-as-number": {"host_key": 25519},
+    "user-as-list": {"user": ["nobody"]},
+    "port-as-float": {"port": 22.0},
+    "port-beyond-64-bits": {"port": 10**30},
+    "probe-as-string": {"probe": "false"},
+    "paths-as-object": {"paths": {"/etc": True}},
+    "path-as-list": {"paths": [["/etc"]]},
+    "path-as-null": {"paths": [None]},
+    "exclude-as-number": {"excludes": [1]},
+    "exclude-as-object": {"excludes": [{"pattern": "*"}]},
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE))
+def _deep(opener: str, closer: str, depth: int) -> bytes:
+    return (opener * depth + closer * depth).encode()
+
+
+def _with_body(body: bytes) -> bytes:
+    return f"PULLSNAP-HANDOFF 1 {len(body)}\n".encode() + body
+
+
+def _repeated_paths(fields: dict) -> bytes:
+    """paths twice: which one a parser keeps is its own choice."""
+    text = json.dumps(fields)
+    return _with_body((text[:-1] + ', "paths": ["/root"]}').encode())
+
+
+def _invalid_utf8(fields: dict) -> bytes:
+    return _with_body(
+        json.dumps(fields).replace("/etc", "/etc\udcff").encode("utf-8", "surrogateescape")
+    )
+
+
+# Whole messages, built from a valid body where they need one.
+RAW: dict[str, Callable[[dict], bytes]] = {
+    "deep-nesting-arrays": lambda fields: _with_body(b"[" * 60000),
+    "deep-nesting-objects": lambda fields: _with_body(_deep('{"a":', "}", 10000)),
+    "deep-nesting-in-a-field": lambda fields: _with_body(
+        json.dumps({**fields, "paths": 0}).replace('"paths": 0', '"paths": %s').encode()
+        % _deep("[", "]", 20000)
+    ),
+    "nul-bytes-body": lambda fields: _with_body(b"\0" * 1000),
+    "nul-byte-in-json": lambda fields: _with_body(json.dumps(fields).encode()[:-1] + b"\0}"),
+    "nul-byte-in-header": lambda fields: b"PULLSNAP-HANDOFF\0 1 2\n{}",
+    "junk-5-mib": lambda fields: random.Random(15).randbytes(5 << 20),
+    "junk-body-under-a-header": lambda fields: _with_body(
+        random.Random(16).randbytes(handoff.MAX_BODY)
+    ),
+    "invalid-utf-8": _invalid_utf8,
+    "repeated-field": _repeated_paths,
+    "nan-port": lambda fields: _with_body(json.dumps(fields).replace('"port": 1', '"port": NaN')
+                                          .encode()),
+}  # fmt: skip
+
+
+def _hostile(keypair: tuple[str, str], name: str) -> bytes:
+    if name in RAW:
+        return RAW[name](_body(keypair))
+    return _wire(_body(keypair, **HOSTILE[name]))
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE) + sorted(RAW))
 def test_hostile_handoff_is_refused_and_changes_nothing(site: Site, keypair, name) -> None:
+    """One result line for the initiator, one line on stderr, exit 6, and the
+    repository as it was: no record, no .incomplete tree, no traceback."""
     before = site.repo_state()
-    done = site.lab.ssh_to_backup_host(_wire(_body(keypair, **HOSTILE[name])))
+    done = site.lab.ssh_to_backup_host(_hostile(keypair, name))
     assert done.returncode == errors.REFUSED, done.stderr
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("grabber error: bad handoff: "), lines
+    [line] = done.stdout.decode().splitlines()
+    kind, result = report.parse_line(line)
+    assert kind == report.RESULT, line
+    assert result == {"status": "refused", "exit": errors.REFUSED,
+                      "message": lines[0].removeprefix("grabber error: ")}  # fmt: skip
     assert site.repo_state() == before
 
 

@@ -94,6 +94,8 @@ class InitiatorConfig:
 
 # --- grabber -----------------------------------------------------------------
 
+INODES = integer(0, 1 << 62)  # a number of inodes
+
 
 @dataclass(frozen=True)
 class HostPolicy:
@@ -115,6 +117,10 @@ class HostPolicy:
     keep_weekly: int = conv(integer(0, 100000), default=4)
     keep_monthly: int = conv(integer(0, 100000), default=6)
     keep_yearly: int = conv(integer(0, 100000), default=1)
+    # The free-space guard (README "Retention"): what this host may hold when
+    # space is short; 0: an equal part of what is left after the set shares.
+    share: int = conv(parse_size, default=0)
+    share_inodes: int = conv(INODES, default=0)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class GrabberConfig:
     run_timeout: float = conv(positive_duration, default=12 * 3600.0)
     compress: bool = conv(boolean, default=False)
     min_free_abs: int = conv(parse_size, default=1 << 30)
+    min_free_inodes: int = conv(INODES, default=10_000)
     min_free_avg: float = conv(number(0, 1000), default=2.0)
     min_keep: int = conv(integer(1, 100000), default=3)
     # At most this many pulls at once across hosts (0: no cap); a run beyond

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.units import human_duration, human_size
 
@@ -47,7 +48,8 @@ class HostStatus:
     last_run: str | None = None
     last_run_state: str = ""
     last_seconds: float | None = None
-    last_added: int | None = None  # bytes of new or changed files (rsync's transferred size)
+    last_added: int | None = None  # bytes the newest run's snapshot took on disk (measured)
+    last_added_inodes: int | None = None  # and inodes
     last_received: int | None = None  # bytes that came over the wire
     last_files: int | None = None
     good_added: int | None = None  # what the newest good snapshot added
@@ -120,6 +122,7 @@ def summarize(
     stats = run.record.get("stats", {}) if run else {}
     if not isinstance(stats, dict):
         stats = {}
+    added = recorded_added(run.record) if run and (stats or "added" in run.record) else None
     last = attempts[-1] if attempts else None
     return HostStatus(
         host=host,
@@ -133,10 +136,11 @@ def summarize(
         last_run=run.name if run else None,
         last_run_state=shown_state(run, locked) if run else "",
         last_seconds=float(run.record["seconds"]) if run else None,
-        last_added=_int(stats.get("transferred_size")),
+        last_added=None if added is None else added.bytes,
+        last_added_inodes=None if added is None else added.inodes,
         last_received=_int(stats.get("bytes_received")),
         last_files=_int(stats.get("files")),
-        good_added=_int(newest.record.get("stats", {}).get("transferred_size")) if newest else None,
+        good_added=recorded_added(newest.record).bytes if newest else None,
         snapshots=len(good),
         suspect=tuple(a.name for a, s in zip(attempts, states, strict=True) if s == "suspect"),
         failed=states.count("failed"),
@@ -161,6 +165,7 @@ def as_json(s: HostStatus) -> dict[str, Any]:
         "last_run_state": s.last_run_state,
         "last_seconds": s.last_seconds,
         "last_added": s.last_added,
+        "last_added_inodes": s.last_added_inodes,
         "last_received": s.last_received,
         "last_files": s.last_files,
         "good_added": s.good_added,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pullsnap.configvalues import (
     Invalid,
+    Threshold,
     abspath,
     boolean,
     choice,
@@ -37,6 +38,7 @@ from pullsnap.configvalues import (
     parse_size,
     positive_duration,
     source_path,
+    threshold,
     user_name,
 )
 from pullsnap.errors import ConfigError
@@ -94,6 +96,9 @@ class InitiatorConfig:
 
 # --- grabber -----------------------------------------------------------------
 
+# `grabber status`: the repository's filesystem is low below these.
+WARN_BELOW = Threshold(10, percent=True)
+CRIT_BELOW = Threshold(5, percent=True)
 INODES = integer(0, 1 << 62)  # a number of inodes
 
 
@@ -164,6 +169,13 @@ class GrabberConfig:
     hook_timeout: float = conv(positive_duration, default=60.0)
     # node_exporter textfile that `grabber status` rewrites; "" for none.
     prometheus_file: str = conv(optional_abspath, default="")
+    # `grabber status` warns, then calls it critical, below this much free in
+    # the repository's filesystem: a percentage of it, or an amount.  (A
+    # Threshold is frozen; ruff's RUF009 cannot know it.)
+    free_warn: Threshold = conv(threshold(parse_size), default=WARN_BELOW)  # noqa: RUF009
+    free_crit: Threshold = conv(threshold(parse_size), default=CRIT_BELOW)  # noqa: RUF009
+    free_inodes_warn: Threshold = conv(threshold(INODES), default=WARN_BELOW)  # noqa: RUF009
+    free_inodes_crit: Threshold = conv(threshold(INODES), default=CRIT_BELOW)  # noqa: RUF009
     policy: HostPolicy = HostPolicy()
     hosts: Mapping[str, HostPolicy] = dataclasses.field(default_factory=dict)
 

@@ -190,26 +190,33 @@ def as_json(s: HostStatus) -> dict[str, Any]:
 NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
 
 
-def nagios(statuses: Sequence[HostStatus]) -> tuple[int, str]:
+def nagios(
+    statuses: Sequence[HostStatus], room: Sequence[str] = (), room_level: str = "ok"
+) -> tuple[int, str]:
     """(plugin exit code, the one line Nagios/Icinga show) for these hosts (pure).
 
-    CRITICAL: a host is stale.  WARNING: a suspect snapshot or a failed
-    verify.  Performance data: each host's age and its threshold, in seconds.
+    CRITICAL: a host is stale, or the repository is below free_crit or
+    free_inodes_crit (`room`: what is below, `room_level` "critical").
+    WARNING: a suspect snapshot, a failed verify, or the repository below
+    free_warn or free_inodes_warn.  Performance data: each host's age and
+    its threshold, in seconds.
     """
     stale = [s for s in statuses if s.stale]
     worried = [s for s in statuses if s.suspect or (s.verify and s.verify.result != "ok")]
     perf = " ".join(
         f"{s.host}_age={-1 if s.age is None else int(s.age)}s;;{int(s.max_age)}" for s in statuses
     )
+    full = [f"repository ({'; '.join(room)})"] if room else []
     if not statuses:
         return NAGIOS_UNKNOWN, "PULLSNAP UNKNOWN - no hosts in the repository or the config"
-    if stale:
-        detail = ", ".join(f"{s.host} ({_age_text(s)})" for s in stale)
-        return NAGIOS_CRITICAL, f"PULLSNAP CRITICAL - stale: {detail} | {perf}"
-    if worried:
-        detail = ", ".join(
-            f"{s.host} ({'suspect snapshot' if s.suspect else 'verify mismatch'})" for s in worried
-        )
+    if stale or (full and room_level == "critical"):
+        named = ", ".join(f"{s.host} ({_age_text(s)})" for s in stale)
+        detail = ", ".join([*([f"stale: {named}"] if stale else []), *full])
+        return NAGIOS_CRITICAL, f"PULLSNAP CRITICAL - {detail} | {perf}"
+    if worried or full:
+        detail = ", ".join([
+            *(f"{s.host} ({'suspect snapshot' if s.suspect else 'verify mismatch'})"
+              for s in worried), *full])  # fmt: skip
         return NAGIOS_WARNING, f"PULLSNAP WARNING - {detail} | {perf}"
     return NAGIOS_OK, f"PULLSNAP OK - {len(statuses)} hosts fresh | {perf}"
 

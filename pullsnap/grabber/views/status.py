@@ -17,7 +17,7 @@ from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, hosts
 from pullsnap.grabber.store.space import Filesystem, filesystem
-from pullsnap.grabber.views import health, prometheus, readonly
+from pullsnap.grabber.views import health, prometheus, readonly, repospace
 from pullsnap.grabber.views.health import HostStatus
 
 
@@ -58,6 +58,14 @@ def filesystem_of(path: str) -> Filesystem | None:
         return filesystem(path)
     except OSError:
         return None
+
+
+def room(cfg: GrabberConfig) -> repospace.RepoSpace | None:
+    """The repository's room, bytes and inodes, against the status thresholds."""
+    fs = filesystem_of(cfg.repository)
+    limits = repospace.Limits(cfg.free_warn, cfg.free_crit, cfg.free_inodes_warn,
+                              cfg.free_inodes_crit)  # fmt: skip
+    return None if fs is None else repospace.assess(fs, limits)
 
 
 def write_prometheus(

@@ -160,6 +160,11 @@ def _kernel_caps() -> list[int]:
         return list(range(min(int(last.read()), len(CAP_NAMES) - 1) + 1))
 
 
+def kernel_cap_names() -> tuple[str, ...]:
+    """The names of every capability this kernel knows."""
+    return tuple(CAP_NAMES[cap] for cap in _kernel_caps())
+
+
 def missing(caps: Iterable[str]) -> list[str]:
     """Those of `caps` not both permitted and inheritable (so not raisable ambient)."""
     caps = tuple(caps)

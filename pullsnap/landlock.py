@@ -258,18 +258,21 @@ def restrict_self(c: Confinement) -> int:
 # grabber/confine/receiverpolicy.py; the initiator's sending rsync,
 # initiator/senderpolicy.py) build their rules on these.
 
-RUNTIME_READ_ONLY: tuple[str, ...] = (
+LIBRARIES: tuple[str, ...] = (
     # Shared libraries (ld.so(8)); /lib and /lib64 are the same tree on a
     # merged-/usr system, the rule then lands on /usr/lib twice.
     "/usr/lib",
     "/usr/lib64",
     "/lib",
     "/lib64",
-    "/etc/ld.so.cache",  # ld.so's index: libraries outside the default dirs
-    "/etc/passwd",  # ssh looks up its uid; uid/gid names without --numeric-ids
-    "/etc/group",  # rsync maps group names if ever run without --numeric-ids
-    "/etc/nsswitch.conf",  # NSS as configured, not glibc's built-in defaults
 )
+# ld.so's index of libraries outside its default directories.  A rule on a
+# single file follows its inode: once ldconfig renames a new cache into
+# place the rule denies it, and ld.so falls back to its default directories
+# (where every library the confined programs use lives on Debian).  Nothing
+# else of /etc: rsync with --numeric-ids reads none of it (strace -f -e
+# openat); the receiver's ssh gets its own /etc (grabber/confine/etcview.py).
+RUNTIME_READ_ONLY: tuple[str, ...] = (*LIBRARIES, "/etc/ld.so.cache")
 # execve(2) opens the ELF interpreter (PT_INTERP) for execution too, so it
 # needs the execute right; paths per architecture from the psABIs / glibc.
 ELF_INTERPRETERS: tuple[str, ...] = (

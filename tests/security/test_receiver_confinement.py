@@ -24,6 +24,7 @@ from lab import make_user, remove_user
 from pullsnap import caps
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber.confine import receiver
+from tests.forked import in_child
 
 pytestmark = [pytest.mark.root, pytest.mark.security]
 
@@ -50,6 +51,9 @@ attempt("file caps outside", lambda: os.setxattr(
     os.path.join(outside, "victim"), "security.capability",
     bytes.fromhex("0000000202000000000000000000000000000000")))
 attempt("read /etc/shadow", lambda: open("/etc/shadow").read())
+attempt("read a secret outside", lambda: open(os.path.join(outside, "secret")).read())
+attempt("read its /etc/passwd", lambda: open("/etc/passwd").read())
+results["its /etc"] = sorted(os.listdir("/etc"))
 # /proc is out of reach under Landlock: ask the kernel directly (capget(2), prctl(2)).
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
@@ -85,6 +89,10 @@ def scene():
             with open(path, "w") as f:
                 f.write("{}")
             os.chown(path, pw.pw_uid, pw.pw_gid)
+        secret = os.path.join(dirs["outside"], "secret")
+        with open(secret, "w") as f:
+            f.write("root's only\n")
+        os.chmod(secret, 0o600)
         victim = os.path.join(dirs["outside"], "victim")
         shutil.copy("/bin/true", victim)
         os.chmod(victim, 0o755)  # root-owned: only capabilities let anyone touch it
@@ -101,39 +109,29 @@ def scene():
 
 def _run_as_grabber(pw, dirs, python, confined: bool) -> dict:
     """Fork; become the grabber user holding the launcher's caps; spawn the payload."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            caps.drop_to_user(pw.pw_name, caps.GRABBER_LAUNCHER_CAPS)
-            held = caps.granted(caps.GRABBER_LAUNCHER_CAPS)
-            cfg = GrabberConfig(repository=os.path.dirname(dirs["web1"]), rsync=python)
-            if confined:
-                jail = receiver.confine(
-                    cfg, "super", held, dirs["web1"], dirs["private"], 1, print,
-                    write_dirs=[dirs["new.incomplete"], dirs["base"]],
-                )  # fmt: skip
-                preexec = jail.preexec()
-            else:
-                ambient = tuple(c for c in held if c != receiver.NAMESPACE_CAP)
 
-                def preexec() -> None:
-                    caps.raise_ambient(ambient)
+    def body() -> dict:
+        caps.drop_to_user(pw.pw_name, caps.GRABBER_LAUNCHER_CAPS)
+        held = caps.granted(caps.GRABBER_LAUNCHER_CAPS)
+        cfg = GrabberConfig(repository=os.path.dirname(dirs["web1"]), rsync=python)
+        if confined:
+            jail = receiver.confine(
+                cfg, "super", held, dirs["web1"], dirs["private"], 1, print,
+                write_dirs=[dirs["new.incomplete"], dirs["base"]],
+            )  # fmt: skip
+            preexec = jail.preexec()
+        else:
+            ambient = tuple(c for c in held if c != receiver.NAMESPACE_CAP)
 
-            argv = [python, "-I", "-c", PAYLOAD, dirs["web1"], dirs["web2"], dirs["outside"]]
-            done = subprocess.run(argv, preexec_fn=preexec, capture_output=True, text=True,
-                                  env={"PATH": "/usr/bin:/bin"}, check=False)  # fmt: skip
-            os.write(write_end, (done.stdout or json.dumps({"error": done.stderr})).encode())
-        except BaseException as e:  # report anything to the parent, never run pytest on
-            os.write(write_end, json.dumps({"error": repr(e)}).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        text = f.read()
-    os.waitpid(pid, 0)
-    return json.loads(text)
+            def preexec() -> None:
+                caps.raise_ambient(ambient)
+
+        argv = [python, "-I", "-c", PAYLOAD, dirs["web1"], dirs["web2"], dirs["outside"]]
+        done = subprocess.run(argv, preexec_fn=preexec, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin"}, check=False)  # fmt: skip
+        return json.loads(done.stdout) if done.stdout else {"error": done.stderr}
+
+    return in_child(body)
 
 
 def test_subverted_receiver_cannot_touch_anything_outside_its_host(scene) -> None:
@@ -151,7 +149,15 @@ def test_subverted_receiver_cannot_touch_anything_outside_its_host(scene) -> Non
     assert got["chmod u+s outside"] == "Read-only file system"  # the mount namespace
     assert got["chown outside"] == "Read-only file system"
     assert got["file caps outside"] == "Read-only file system"
-    assert got["read /etc/shadow"] == "Permission denied"  # Landlock, despite DAC_OVERRIDE
+    assert got["read a secret outside"] == "Permission denied"  # Landlock, despite DAC_OVERRIDE
+    # /etc is the run's own: the backup host's shadow is not even there.
+    assert got["read /etc/shadow"] == "No such file or directory"
+    assert got["read its /etc/passwd"] == "ok"
+    assert (
+        {"group", "nsswitch.conf", "passwd"}
+        <= set(got["its /etc"])
+        <= {"group", "ld.so.cache", "nsswitch.conf", "passwd"}
+    )
     status = {"CapInh": "0", "CapBnd": "0", **got["status"]}
     held = caps.parse_proc_status("".join(f"{k}:\t{v}\n" for k, v in status.items()))
     assert held.effective == frozenset(caps.RECEIVER_SUPER_CAPS)
@@ -168,5 +174,5 @@ def test_control_without_confinement_the_same_attempts_succeed(scene) -> None:
     assert "error" not in got, got
     assert got["create in sibling host"] == "ok" and got["rewrite own record"] == "ok"
     assert got["chmod u+s outside"] == "ok"
-    assert got["read /etc/shadow"] == "ok"
+    assert got["read /etc/shadow"] == "ok" and got["read a secret outside"] == "ok"
     assert got["chown outside"] == "ok" and got["file caps outside"] == "ok"

@@ -1,17 +1,20 @@
 """The receiving rsync's privileges and confinement.
 
     grabber (login shell, via the launcher: receiver caps permitted, not effective)
-      fork ── child: pdeathsig, Landlock (write only <repo>/<host>/), caps ambient
+      fork ── child: pdeathsig, mount namespace (read-only but <repo>/<host>/,
+              its own /etc), Landlock (write only <repo>/<host>/), caps ambient
               exec rsync --super ...      (ambient caps survive no_new_privs)
               └─ exec ssh (same confinement, connect only to the handoff's port)
 
 Without the launcher the grabber holds nothing and rsync uses --fake-super;
-Landlock still applies, because a sender that subverts the receiver would
-otherwise reach every other host's snapshots (they belong to the same user).
+the namespace (built in a user namespace of its own) and Landlock still
+apply, because a sender that subverts the receiver would otherwise reach
+every other host's snapshots (they belong to the same user).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ import prctl
 
 from pullsnap import caps
 from pullsnap.config import GrabberConfig
-from pullsnap.errors import RunFailed
+from pullsnap.errors import PullsnapError, RunFailed
 
 if TYPE_CHECKING:
     from pullsnap import landlock
@@ -79,38 +82,96 @@ NAMESPACE_CAP = "sys_admin"
 
 
 @dataclass(frozen=True)
+class Namespace:
+    """The receiver's mount namespace: read-only but for `writable`, the
+    run's own /etc (etcview.py), built with CAP_SYS_ADMIN or, without it,
+    in a user namespace of its own (userns.py)."""
+
+    writable: tuple[str, ...]
+    etc: str
+    own_user: bool
+    drop: tuple[str, ...] = ()  # what the user namespace gave, dropped before exec
+
+
+@dataclass(frozen=True)
 class Confined:
     """What the rsync child does between fork and exec, in this order:
-    parent-death signal, read-only mount namespace (then CAP_SYS_ADMIN is
-    dropped for good), Landlock (sets no_new_privs), receiver caps ambient."""
+    parent-death signal, mount namespace (then CAP_SYS_ADMIN, or every
+    capability of its own user namespace, is dropped for good), Landlock
+    (sets no_new_privs), receiver caps ambient."""
 
     prepared: landlock.Prepared | None
     ambient: tuple[str, ...]
-    writable: tuple[str, ...] = ()  # a mount namespace read-only but for these
+    namespace: Namespace | None = None
 
     def preexec(self) -> Callable[[], None]:
-        prepared, ambient, writable = self.prepared, self.ambient, self.writable
+        prepared, ambient, ns = self.prepared, self.ambient, self.namespace
 
         from pullsnap import landlock
         from pullsnap.grabber.confine import mountns
 
-        def run_in_child() -> None:
+        def confine_self() -> None:
             # SIGTERM lets rsync remove its temporary file before it goes.
             prctl.set_pdeathsig(signal.SIGTERM)
-            if writable:
+            if ns is not None and ns.own_user:
+                mountns.read_only_except(ns.writable, ns.etc, own_user_namespace=True)
+                caps.drop_entirely(ns.drop)
+            elif ns is not None:
                 caps.set_effective([NAMESPACE_CAP], True)
-                mountns.read_only_except(writable)
+                mountns.read_only_except(ns.writable, ns.etc, own_user_namespace=False)
                 caps.drop_entirely([NAMESPACE_CAP])
             if prepared is not None:
                 landlock.enforce(prepared)  # sets no_new_privs first
             if ambient:
                 caps.raise_ambient(ambient)
 
+        def run_in_child() -> None:
+            try:
+                confine_self()
+            except PullsnapError as e:
+                # subprocess only says "Exception occurred in preexec_fn";
+                # stderr is already rsync's pipe (piperun.py reads it).
+                os.write(2, f"{e}\n".encode(errors="replace"))
+                raise
+
         return run_in_child
 
     def close(self) -> None:
         if self.prepared is not None:
             self.prepared.close()
+
+
+def namespace(
+    cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
+    warn: Callable[[str], None],
+) -> Namespace | None:  # fmt: skip
+    """The receiver's mount namespace, or None for an unconfined --super the
+    operator allowed; refuses when neither CAP_SYS_ADMIN nor a user
+    namespace can build it."""
+    from pullsnap.grabber.confine import etcview, mountns, userns
+
+    own_user = NAMESPACE_CAP not in held
+    if own_user and mode == "super":
+        if not cfg.allow_unconfined_super:
+            raise RunFailed(
+                "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
+                "read-only mount namespace: reinstall it (grabber install-launcher) or set "
+                "allow_unconfined_super = true to accept the risk"
+            )
+        warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
+             "are not prevented")  # fmt: skip
+        return None
+    if own_user:
+        problem = userns.why_unavailable(userns.read_switches())
+        if problem is not None:
+            what, fix = problem
+            raise RunFailed(
+                f"the receiving rsync needs a mount namespace and {what}: {fix}, or install "
+                "the launcher (grabber install-launcher), which builds it with CAP_SYS_ADMIN"
+            )
+    etc = etcview.write_etc(private_dir)
+    mountns.check_paths((host_dir,), etc)
+    return Namespace((host_dir,), etc, own_user, caps.kernel_cap_names() if own_user else ())
 
 
 def confine(
@@ -131,19 +192,7 @@ def confine(
     from pullsnap.grabber.transfer import pull
 
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
-    writable: tuple[str, ...] = ()
-    if mode == "super":
-        if NAMESPACE_CAP in held:
-            writable = (host_dir,)
-        elif not cfg.allow_unconfined_super:
-            raise RunFailed(
-                "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
-                "read-only mount namespace: reinstall it (grabber install-launcher) or set "
-                "allow_unconfined_super = true to accept the risk"
-            )
-        else:
-            warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
-                 "are not prevented")  # fmt: skip
+    ns = namespace(cfg, mode, held, host_dir, private_dir, warn)
     try:
         programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
         # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
@@ -153,8 +202,9 @@ def confine(
         rules = receiverpolicy.receiver_confinement(
             first, private_dir, extra_read=helper.read, port=port,
             programs=programs + helper.run, also_writable=more,
+            etc=ns.etc if ns is not None else None,
         )  # fmt: skip
-        return Confined(landlock.prepare(rules), ambient, writable)
+        return Confined(landlock.prepare(rules), ambient, ns)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:
             raise RunFailed(
@@ -162,4 +212,4 @@ def confine(
                 "set allow_unconfined_super = true to accept the risk"
             ) from None
         warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
-        return Confined(None, ambient, writable)
+        return Confined(None, ambient, ns)

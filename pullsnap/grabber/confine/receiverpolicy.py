@@ -17,12 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pullsnap.landlock import ELF_INTERPRETERS, RUNTIME_READ_ONLY, Confinement, absolute
+from pullsnap.landlock import (
+    ELF_INTERPRETERS,
+    LIBRARIES,
+    RUNTIME_READ_ONLY,
+    Confinement,
+    absolute,
+)
 
 # ssh opens /dev/null read-write for its unused descriptors; without write
 # access it stops with "Couldn't open /dev/null".
 READ_WRITE: tuple[str, ...] = ("/dev/null",)
 PROGRAMS: tuple[str, ...] = ("/usr/bin/rsync", "/usr/bin/ssh")
+# Without a mount namespace (an unconfined --super the operator allowed) ssh
+# reads the backup host's own files: its passwd entry, as NSS is configured.
+# Rules on single files follow their inodes; useradd renames a new passwd
+# into place, and a rule taken before that denies the new one.
+HOST_ETC: tuple[str, ...] = ("/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
 
 
 def receiver_confinement(
@@ -33,6 +44,7 @@ def receiver_confinement(
     *,
     programs: Sequence[str] = PROGRAMS,
     also_writable: Sequence[str] = (),
+    etc: str | None = None,
 ) -> Confinement:
     """What the grabber's `rsync --super` and its ssh may touch.
 
@@ -46,11 +58,16 @@ def receiver_confinement(
     public key file; the agent socket needs none) and to libraries, not to
     /etc as a whole nor to other hosts' snapshots: with CAP_DAC_OVERRIDE the
     receiver could otherwise read anything and send it over the connection.
-    `port`: allow TCP connect to it only, and no bind.
+    `port`: allow TCP connect to it only, and no bind.  `etc`: the run's own
+    /etc (etcview.py), bound over /etc in the receiver's mount namespace; a
+    rule on it holds there, because Landlock checks the directories a path
+    walk passes through, and a bind mount's root is that very directory.
+    None: no namespace, the backup host's own files (HOST_ETC).
     """
-    absolute(host_dir, private_dir, *extra_read, *programs, *also_writable)
+    start_up = (*LIBRARIES, etc) if etc is not None else (*RUNTIME_READ_ONLY, *HOST_ETC)
+    absolute(host_dir, private_dir, *start_up, *extra_read, *programs, *also_writable)
     return Confinement(
-        read_only=(*RUNTIME_READ_ONLY, private_dir, *extra_read),
+        read_only=(*start_up, private_dir, *extra_read),
         read_write=(*READ_WRITE, host_dir, *also_writable),
         executable=(*programs, *ELF_INTERPRETERS),
         connect_tcp_ports=None if port is None else (port,),

@@ -3,6 +3,7 @@
     user and login shell     the account exists, password "*", shell = grabber or launcher
     capabilities (--super)   the launcher's file capabilities vs what --super needs
     Landlock                 the receiving rsync's confinement
+    mount namespace          CAP_SYS_ADMIN from the launcher, or user namespaces
     rsync                    >= 3.4.0 (CVE-2024-12084..12088) or explicitly allowed
     repository               owner and 0700, hardlinks, nosuid,nodev, free space and inodes
     authorized_keys          modes sshd accepts; every line well-formed and bound
@@ -24,7 +25,7 @@ from typing import TextIO
 from pullsnap import caps, errors, findings, landlock, versions
 from pullsnap.config import GrabberConfig
 from pullsnap.findings import Finding
-from pullsnap.grabber.confine import mounts, receiver
+from pullsnap.grabber.confine import mountns, mounts, receiver, userns
 from pullsnap.grabber.setup import filecaps, filechecks
 from pullsnap.grabber.setup.launcher import DEFAULT_LAUNCHER
 
@@ -172,6 +173,27 @@ def check_landlock(s: Subject) -> Iterator[Finding]:
         )
 
 
+def check_namespace(s: Subject) -> Iterator[Finding]:
+    """The receiving rsync's mount namespace: built with the launcher's
+    CAP_SYS_ADMIN, or else in a user namespace of its own (confine/userns.py)."""
+    held = launcher_caps(s.user.pw_shell)
+    if held is not None and receiver.NAMESPACE_CAP in held.permitted:
+        yield Finding(True, "the receiving rsync's mount namespace: built with CAP_SYS_ADMIN")
+        return
+    launcher = f"or install the launcher (grabber install-launcher --user {s.user.pw_name})"
+    problem = userns.why_unavailable(userns.read_switches())
+    if problem is None and os.geteuid() in (0, s.user.pw_uid):
+        failed = mountns.probe_as(s.user.pw_uid, s.user.pw_gid)
+        if failed is not None:
+            problem = (f"{s.user.pw_name} cannot build a user namespace ({failed})",
+                       "allow unprivileged user namespaces")  # fmt: skip
+    if problem is None:
+        yield Finding(True, "the receiving rsync's mount namespace: built in a user namespace")
+    else:
+        what, fix = problem
+        yield Finding(False, f"runs are refused: {what}", f"{fix}, {launcher}")
+
+
 def check_rsync(s: Subject) -> Iterator[Finding]:
     version = versions.rsync_version(s.cfg.rsync)
     risk = versions.rsync_risk(version)
@@ -199,6 +221,7 @@ CHECKS: tuple[tuple[str, Callable[[Subject], Iterator[Finding]]], ...] = (
     ("login shell", check_shell),
     ("--super", check_super),
     ("Landlock", check_landlock),
+    ("mount namespace", check_namespace),
     ("rsync", check_rsync),
     (
         "repository",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -88,9 +89,10 @@ def run_piped(
             preexec_fn=preexec, close_fds=False,
         )  # fmt: skip
     except subprocess.SubprocessError as e:  # the preexec failed in the child
+        said = _what_the_child_said(err_read)
         for fd in (out_read, err_read):
             os.close(fd)
-        raise errors.RunFailed(f"cannot start {argv[0]}: {e}") from None
+        raise errors.RunFailed(f"cannot start {argv[0]}: {said or e}") from None
     except OSError:
         for fd in (out_read, err_read):
             os.close(fd)
@@ -101,6 +103,15 @@ def run_piped(
     on_started()
     return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline,
                   watch, watch_every)  # fmt: skip
+
+
+def _what_the_child_said(err_read: int) -> str:
+    """The last line a child wrote to stderr before it failed, if any (it
+    has ended: subprocess waited for it)."""
+    ready, _, _ = select.select([err_read], [], [], 0)
+    text = os.read(err_read, 4096).decode(errors="replace") if ready else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _relay(

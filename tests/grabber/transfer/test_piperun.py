@@ -70,6 +70,19 @@ def test_preexec_runs_in_the_child(tmp_path) -> None:
     assert ended.code == 0 and marker.read_text() == "child"
 
 
+def test_a_failing_preexec_is_reported_with_what_it_wrote() -> None:
+    def preexec() -> None:
+        os.write(2, b"mount namespace: bind /etc: Operation not permitted\n")
+        raise RuntimeError("in the child")
+
+    with pytest.raises(errors.RunFailed) as caught:
+        piperun.run_piped(["true"], ENV, print, print, preexec, 10)
+    assert (
+        str(caught.value)
+        == "cannot start true: mount namespace: bind /etc: Operation not permitted"
+    )
+
+
 def test_a_stream_of_single_lines_is_read_in_batches() -> None:
     # rsync writes each itemized name on its own; reading each write as it
     # comes cost the grabber a wakeup per line (bench/ANALYSIS.md).

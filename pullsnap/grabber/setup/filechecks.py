@@ -121,11 +121,11 @@ def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
     need = guard.largest_need(cfg, reserve)
     free = free_space(cfg.repository)
     if free.covers(need):
-        yield Finding(True, f"free {show(free)}; the guard needs up to {show(need)}")
+        yield Finding(True, f"free space {show(free)}; the guard needs up to {show(need)}")
     else:
         yield Finding(
             False,
-            f"free {show(free)}, below the {show(need)} the guard needs for a run with the "
+            f"free space {show(free)}, below the {show(need)} the guard needs for a run with the "
             "other hosts' reservations: runs that do not fit prune what retention removes "
             "anyway, or their own older snapshots while their host holds more than its "
             "share, or are refused with no-space",

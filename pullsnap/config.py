@@ -18,6 +18,7 @@ from typing import Any
 
 from pullsnap.configvalues import (
     Invalid,
+    Threshold,
     abspath,
     boolean,
     choice,
@@ -37,6 +38,7 @@ from pullsnap.configvalues import (
     parse_size,
     positive_duration,
     source_path,
+    threshold,
     user_name,
 )
 from pullsnap.errors import ConfigError
@@ -94,6 +96,11 @@ class InitiatorConfig:
 
 # --- grabber -----------------------------------------------------------------
 
+# `grabber status`: the repository's filesystem is low below these.
+WARN_BELOW = Threshold(10, percent=True)
+CRIT_BELOW = Threshold(5, percent=True)
+INODES = integer(0, 1 << 62)  # a number of inodes
+
 
 @dataclass(frozen=True)
 class HostPolicy:
@@ -115,6 +122,10 @@ class HostPolicy:
     keep_weekly: int = conv(integer(0, 100000), default=4)
     keep_monthly: int = conv(integer(0, 100000), default=6)
     keep_yearly: int = conv(integer(0, 100000), default=1)
+    # The free-space guard (README "Retention"): what this host may hold when
+    # space is short; 0: an equal part of what is left after the set shares.
+    share: int = conv(parse_size, default=0)
+    share_inodes: int = conv(INODES, default=0)
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ class GrabberConfig:
     run_timeout: float = conv(positive_duration, default=12 * 3600.0)
     compress: bool = conv(boolean, default=False)
     min_free_abs: int = conv(parse_size, default=1 << 30)
+    min_free_inodes: int = conv(INODES, default=10_000)
     min_free_avg: float = conv(number(0, 1000), default=2.0)
     min_keep: int = conv(integer(1, 100000), default=3)
     # At most this many pulls at once across hosts (0: no cap); a run beyond
@@ -157,6 +169,13 @@ class GrabberConfig:
     hook_timeout: float = conv(positive_duration, default=60.0)
     # node_exporter textfile that `grabber status` rewrites; "" for none.
     prometheus_file: str = conv(optional_abspath, default="")
+    # `grabber status` warns, then calls it critical, below this much free in
+    # the repository's filesystem: a percentage of it, or an amount.  (A
+    # Threshold is frozen; ruff's RUF009 cannot know it.)
+    free_warn: Threshold = conv(threshold(parse_size), default=WARN_BELOW)  # noqa: RUF009
+    free_crit: Threshold = conv(threshold(parse_size), default=CRIT_BELOW)  # noqa: RUF009
+    free_inodes_warn: Threshold = conv(threshold(INODES), default=WARN_BELOW)  # noqa: RUF009
+    free_inodes_crit: Threshold = conv(threshold(INODES), default=CRIT_BELOW)  # noqa: RUF009
     policy: HostPolicy = HostPolicy()
     hosts: Mapping[str, HostPolicy] = dataclasses.field(default_factory=dict)
 

@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pullsnap import ioprio, sources
@@ -107,6 +107,40 @@ def parse_size(value: Any) -> int:
     if isinstance(value, str) and (match := _SIZE_RE.match(value.strip())):
         return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
     raise Invalid(f"{value!r} is not a size (use bytes or e.g. '512M', '10G')")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An amount, or a percentage of a whole ("10%"): a monitoring limit."""
+
+    amount: float
+    percent: bool = False
+
+    def of(self, whole: int) -> int:
+        return int(whole * self.amount / 100) if self.percent else int(self.amount)
+
+    def __str__(self) -> str:
+        return f"{self.amount:g}%" if self.percent else f"{int(self.amount):,}"
+
+
+_PERCENT_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*%$")
+
+
+def threshold(parse: Callable[[Any], int]) -> Callable[[Any], Threshold]:
+    """A percentage ("5%", of the filesystem) or what `parse` reads."""
+
+    def convert(value: Any) -> Threshold:
+        if isinstance(value, str) and (match := _PERCENT_RE.match(value.strip())):
+            percent = float(match.group(1))
+            if percent > 100:
+                raise Invalid(f"{value!r} is more than 100%")
+            return Threshold(percent, True)
+        try:
+            return Threshold(parse(value))
+        except Invalid:
+            raise Invalid(f"{value!r} is neither a percentage ('5%') nor an amount") from None
+
+    return convert
 
 
 def host_label(value: Any) -> str:

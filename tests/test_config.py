@@ -192,6 +192,22 @@ def test_sizes(text: object, size: int) -> None:
     assert config.parse_size(text) == size
 
 
+@pytest.mark.parametrize(
+    ("value", "whole", "limit"),
+    [("10%", 4096, 409), ("0.5%", 1000, 5), ("100%", 7, 7), (5000, 10**9, 5000)],
+)
+def test_thresholds_are_a_percentage_or_an_amount(value: object, whole: int, limit: int) -> None:
+    cfg = config.grabber_from_dict({"free_inodes_warn": value})
+    assert cfg.free_inodes_warn.of(whole) == limit
+    assert config.grabber_from_dict({"free_warn": "2G"}).free_warn.of(1) == 2 << 30
+
+
+@pytest.mark.parametrize("value", ["101%", "-1%", "lots", True, "5 %%"])
+def test_a_threshold_that_is_neither_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match="free_inodes_crit: "):
+        config.grabber_from_dict({"free_inodes_crit": value})
+
+
 def test_defaults_are_sane() -> None:
     grabber = config.grabber_from_dict({})
     assert grabber.repository.startswith("/")

@@ -138,11 +138,16 @@ def test_prometheus_textfile(past: history.History, tmp_path) -> None:
     record = HostRepo(past.repo, "web2").read_record(HostRepo(past.repo, "web2").good()[0].name)
     assert record is not None
     stats = record["stats"]
-    assert samples['pullsnap_last_run_added_bytes{host="web2"}'] == stats["transferred_size"]
+    # What the snapshot took on disk (its directories too), not rsync's figure.
+    added = record["added"]
+    assert added["bytes"] > stats["transferred_size"] and added["inodes"] > 1
+    assert samples['pullsnap_last_run_added_bytes{host="web2"}'] == added["bytes"]
+    assert samples['pullsnap_last_run_added_inodes{host="web2"}'] == added["inodes"]
     assert samples['pullsnap_last_run_transferred_bytes{host="web2"}'] == stats["bytes_received"]
     assert samples['pullsnap_last_run_duration_seconds{host="web2"}'] == record["seconds"]
-    free = [v for k, v in samples.items() if k.startswith("pullsnap_repository_free_bytes")]
-    assert len(free) == 1 and free[0] > 0
+    for gauge in ("pullsnap_repository_free_bytes", "pullsnap_repository_free_inodes"):
+        free = [v for k, v in samples.items() if k.startswith(gauge + "{")]
+        assert len(free) == 1 and free[0] > 0, gauge
     # Each family is announced once, before its samples (exposition format).
     families = re.findall(r"^# TYPE (\S+) gauge$", text, re.M)
     assert len(families) == len(set(families))

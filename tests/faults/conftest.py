@@ -130,10 +130,12 @@ def fabricate(site: Site, when: dt.datetime, host: str = "web1", **extra) -> str
 
 
 @contextlib.contextmanager
-def tmpfs_repository(site: Site, size: str) -> Iterator[str]:
-    """A small tmpfs as the site's repository (nosuid,nodev), unmounted after."""
+def tmpfs_repository(site: Site, size: str, inodes: int = 0) -> Iterator[str]:
+    """A small tmpfs as the site's repository (nosuid,nodev), unmounted after;
+    `inodes`: at most that many files, directories and links (nr_inodes)."""
     g = site.lab.grabber_pw()
     options = f"size={size},mode=0700,uid={g.pw_uid},gid={g.pw_gid},nosuid,nodev"
+    options += f",nr_inodes={inodes}" if inodes else ""
     subprocess.run(["mount", "-t", "tmpfs", "-o", options, "pullsnap-test", site.repo],
                    check=True)  # fmt: skip
     try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pullsnap import errors
 from pullsnap.grabber.commands import arguments
 from pullsnap.grabber.run import hooks
-from pullsnap.grabber.views import health, page, status
+from pullsnap.grabber.views import health, page, repospace, status
 
 HELP = """\
 Per host: the newest good snapshot and its age, the newest run and its
@@ -21,10 +21,14 @@ they use, and the last `grabber verify`.
 A host is STALE when its newest good snapshot began longer ago than
 --max-age, or the host's max_age in the config ([policy] / [hosts.NAME],
 default 36h), or when it has none.  Hosts are those in the repository and
-those named in [hosts.NAME]; name some to check only those.
+those named in [hosts.NAME]; name some to check only those.  A last line
+says how much room, in bytes and in inodes, the repository's filesystem has
+left: WARNING or CRITICAL below free_warn / free_crit or free_inodes_warn /
+free_inodes_crit.
 
-exit status:  0  every host fresh
+exit status:  0  every host fresh, the repository above free_crit and free_inodes_crit
              11  a host is stale (--nagios: 2 CRITICAL, 1 WARNING, 3 UNKNOWN)
+              5  the repository is below free_crit or free_inodes_crit
               2  bad command line or configuration
 
 examples:
@@ -83,20 +87,26 @@ def _run_status(args: argparse.Namespace, warn: Callable[[str], None]) -> int:
     cfg = arguments.config(args)
     now = dt.datetime.now(dt.UTC)
     statuses = status.collect(cfg, args.hosts, now, args.max_age, with_usage=not args.no_usage)
+    room = status.room(cfg)
     code = errors.STALE if any(s.stale for s in statuses) else errors.OK
+    if code == errors.OK and room is not None and room.level == repospace.CRITICAL:
+        code = errors.NO_SPACE
     target = args.prometheus or cfg.prometheus_file
     if target and not status.write_prometheus(cfg, statuses, now, target, warn):
         code = code or errors.FAILED
     if not args.no_hooks:
         hooks.alert_stale(cfg, statuses, warn)
     if args.nagios:
-        nagios_code, line = health.nagios(statuses)
+        nagios_code, line = health.nagios(statuses, room.problems if room else (),
+                                          room.level if room else repospace.OK)  # fmt: skip
         print(line)
         return nagios_code
     if args.json:
         print(json.dumps([health.as_json(s) for s in statuses], indent=1))
     elif not args.quiet:
         print(health.render(statuses), end="")
+        if room is not None:
+            print(repospace.render(room, cfg.repository), end="")
     return code
 
 

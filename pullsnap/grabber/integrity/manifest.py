@@ -38,6 +38,7 @@ from pullsnap.grabber.integrity.tree import ALGORITHM
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.atomicfile import open_regular
 from pullsnap.grabber.store.repository import HostRepo
+from pullsnap.grabber.store.space import is_no_space
 
 FORMAT = 1
 
@@ -206,11 +207,14 @@ def build(
     new_files: set[bytes],
     bases: list[Mapping[bytes, Entry]],
     prehashed: Mapping[bytes, tuple[str, int, int]] | None = None,
+    meter: tree.Shown | None = None,
 ) -> tuple[list[Entry], BuildStats]:
     """The manifest of the tree at `path`: hash what is new, carry the rest from `bases`.
 
     `prehashed`: (digest, size, inode) by path, hashed while rsync ran
-    (prehash.py); taken where the file still has that inode."""
+    (prehash.py); taken where the file still has that inode.  `meter` (the
+    store's, measuring what the tree took) sees every directory and every
+    entry not carried from a base."""
     prehashed = prehashed or {}
     started = time.monotonic()
     stats = BuildStats()
@@ -218,7 +222,7 @@ def build(
     seen: dict[int, Entry] = {}  # files hard-linked to each other within this tree
     root = tree.open_tree(path)
     try:
-        for dir_fd, file_name, path, inode in tree.walk_files(root):
+        for dir_fd, file_name, path, inode in tree.walk_files(root, shown=meter):
             stats.files += 1
             carried = None
             if path not in new_files:
@@ -229,6 +233,8 @@ def build(
                 entries.append(carried)
                 stats.carried += 1
                 continue
+            if meter is not None:
+                meter.entry(dir_fd, file_name, inode)
             if inode in seen:
                 twin = seen[inode]
                 entries.append(Entry(path, twin.digest, twin.size, twin.inode, twin.origin))
@@ -264,12 +270,15 @@ def make(
     prehashed: Mapping[bytes, tuple[str, int, int]],
     mode: str,
     held: tuple[str, ...],
+    meter: tree.Shown | None = None,
 ) -> BuildStats:
-    """Write `<name>.manifest` beside a published snapshot; its numbers."""
+    """Write `<name>.manifest` beside a published snapshot; its numbers.
+    No room for it is NoSpace (the run's no-space outcome)."""
     try:
         with tree.reading_as_receiver(mode, held):
-            entries, stats = build(host.tree(name), name, new_files, bases, prehashed)
+            entries, stats = build(host.tree(name), name, new_files, bases, prehashed, meter)
         write(host.manifest_path(name), {"snapshot": name, "host": host.host}, entries)
     except OSError as e:
-        raise errors.RunFailed(f"no manifest for {name}: {e.strerror or e}") from None
+        error = errors.NoSpace if is_no_space(e) else errors.RunFailed
+        raise error(f"no manifest for {name}: {e.strerror or e}") from None
     return stats

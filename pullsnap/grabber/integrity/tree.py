@@ -13,26 +13,40 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 ALGORITHM = "blake2b-256"
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 DIRECTORY = READ | os.O_DIRECTORY
 
 
+class Shown(Protocol):
+    """What a walk shows besides regular files (store.base.Meter is one)."""
+
+    def directory(self, fd: int) -> None: ...
+
+    def entry(self, dir_fd: int, name: bytes, inode: int) -> None: ...
+
+
 def new_hash() -> Any:
     return hashlib.blake2b(digest_size=32)
 
 
-def walk_files(root_fd: int, prefix: bytes = b"") -> Iterator[tuple[int, bytes, bytes, int]]:
+def walk_files(
+    root_fd: int, prefix: bytes = b"", shown: Shown | None = None
+) -> Iterator[tuple[int, bytes, bytes, int]]:
     """(directory fd, name, path, inode) of each regular file below `root_fd`.
 
     Directory by directory with O_NOFOLLOW opens relative to the parent,
     so no symlink inside the tree is ever followed; d_type and d_ino come
     with the names (no stat).  An explicit stack of open directories, not
     recursion: a backed-up host decides how deep its tree goes (rsync sends
-    about 1024 levels, past Python's recursion limit).
+    about 1024 levels, past Python's recursion limit).  `shown` also sees
+    each directory once it is open (`root_fd` first) and every entry that
+    is neither a directory nor a regular file.
     """
+    if shown is not None:
+        shown.directory(root_fd)
     stack = [(root_fd, prefix, _entries(root_fd))]
     try:
         while stack:
@@ -53,10 +67,14 @@ def walk_files(root_fd: int, prefix: bytes = b"") -> Iterator[tuple[int, bytes, 
                 except OSError:
                     continue  # vanished or unreadable: the caller's count shows it
                 try:
+                    if shown is not None:
+                        shown.directory(sub)
                     stack.append((sub, path + b"/", _entries(sub)))
                 except BaseException:
                     os.close(sub)
                     raise
+            elif shown is not None:
+                shown.entry(dir_fd, name, entry.inode())
     finally:
         for dir_fd, _, _ in stack:
             if dir_fd != root_fd:

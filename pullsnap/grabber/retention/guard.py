@@ -1,48 +1,55 @@
-"""The free-space guard: before each run, make room or refuse.
+"""The free-space guard: before each run, make room by the fair rule or refuse.
 
-Before a run the repository's filesystem must have
+The rule is share.py's (pure); this module weighs the repository and acts.
+Before a run of H, in bytes and in inodes alike (statvfs f_bavail, f_favail):
 
-    required = max(min_free_abs, min_free_avg × average growth of the host)
+    1  free >= H's need + what is protected for the other hosts' next runs
+       (their full reservations): go ahead.  Most runs stop here, having
+       read a few records of each host and nothing else.
+    2  H's interrupted deletions (its trash) are finished; measure again.
+    3  Each host's holdings (the store's usage, cached until its snapshots
+       change) give the shares; a host already over its share gets nothing
+       protected; measure again.
+    4  Plan what to delete, with what each snapshot holds alone (the store's
+       per-snapshot unique figure), least valued first:
 
-bytes free, where a host's growth is what its recent good runs added (the
-store says how much: for hardlinked snapshots rsync's "Total transferred
-file size", everything else being a hard link).  While it has not, the
-guard first finishes interrupted deletions of this host (the trash), then
-deletes, one at a time and measuring again after each, the snapshot the time
-rules value least, across hosts:
+           tier 0  what its host's retention removes anyway, any host's
+                   (another host's under that host's lock, after deciding
+                   again; none of a host with a run in progress)
+                1  H's newest suspect (or uncounted partial) one, kept for inspection
+                2  H's snapshots kept only by keep_daily, then 3 weekly,
+                   4 monthly, 5 yearly: only while H holds more than its share
 
-    tier 0  what a prune would remove anyway
-         1  the newest suspect (or uncounted partial) one, kept for inspection
-         2  kept only by keep_daily, then 3 weekly, 4 monthly, 5 yearly
+       and carry it out only if it reaches the target.  Otherwise nothing
+       is deleted and the run is refused (NoSpace, exit 5) with a message
+       naming the host that is growing.
 
-Within a tier the host with the most good snapshots gives up its oldest, so
-equal hosts take turns.  A snapshot kept for any other reason (the newest
-good one, min_keep, keep_within, the base of a running backup, not ours) is
-never taken, and another host's snapshots go only under that host's lock,
-after deciding again.  When nothing more may go the run is refused
-(NoSpace, exit 5).  How much a deletion frees is unknowable in advance
-(hard links), hence one victim at a time.
+Never a candidate: the newest good snapshot, the newest min_keep good ones,
+anything within keep_within, the base of a running backup, anything not
+ours, and anything another host's retention keeps.  The run then goes ahead
+with a `Budget`: what it must leave free, watched while it runs (watch.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.retention import prune, rules
-from pullsnap.grabber.store.base import Store, open_store
-from pullsnap.grabber.store.repository import HostRepo, hosts, iso
-from pullsnap.units import human_size
-
-AVERAGE_OVER = 10  # recent good runs the growth is averaged over
+from pullsnap.grabber.retention import prune, rules, share
+from pullsnap.grabber.retention.share import Candidate
+from pullsnap.grabber.store.base import HostUsage, Store, open_store
+from pullsnap.grabber.store.repository import INCOMPLETE, HostRepo, hosts, iso
+from pullsnap.grabber.store.space import Space, free_space, show
 
 # What the guard may take, least valued first.  A snapshot kept for any
 # other reason (within, newest, min_keep, protected, in progress, not ours)
-# is never a candidate.
+# is never a candidate; of another host, only tier 0 is.
 TIERS: dict[str, int] = {
     "remove": 0,
     "inspect": 1,
@@ -54,28 +61,17 @@ TIERS: dict[str, int] = {
 
 
 @dataclass(frozen=True)
-class Candidate:
-    host: str
-    name: str  # snapshot name; names sort by time
+class Budget:
+    """What a run must leave free while it runs: the other hosts' reservations."""
+
+    keep: Space = field(default_factory=Space)
+    hosts: tuple[str, ...] = ()  # whose next runs that is for
 
 
-def free_bytes(path: str) -> int:
-    """Bytes an unprivileged writer may still use on `path`'s filesystem (f_bavail)."""
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def required_free(min_free_abs: int, min_free_avg: float, recent_growth: Sequence[int]) -> int:
-    """Bytes that must be free before a run of a host with this growth history."""
-    recent = list(recent_growth)[-AVERAGE_OVER:]
-    average = sum(recent) / len(recent) if recent else 0.0
-    return max(min_free_abs, int(min_free_avg * average))
-
-
-def required_for(cfg: GrabberConfig, store: Store) -> int:
-    """What must be free before a run of `store`'s host."""
-    growth = [store.added(a) for a in store.host.good()]
-    return required_free(cfg.min_free_abs, cfg.min_free_avg, growth)
+@dataclass(frozen=True)
+class Room:
+    deleted: list[str] = field(default_factory=list)  # HOST/NAME
+    budget: Budget = field(default_factory=Budget)
 
 
 def tier(decision: rules.Decision, name: str) -> int | None:
@@ -92,41 +88,80 @@ def tier(decision: rules.Decision, name: str) -> int | None:
     return min(TIERS[kind] for kind in kinds)
 
 
-def next_ranked_victim(
-    ranked: Mapping[str, Sequence[tuple[int, str]]], good_counts: Mapping[str, int]
-) -> Candidate | None:
-    """The next victim (pure): `ranked` maps host -> (tier, name) of what the
-    guard may take.  The lowest tier goes first, across hosts; within a tier
-    the host with the most good snapshots gives up its oldest."""
-    best: tuple[int, int, str, str] | None = None
-    for host, candidates in ranked.items():
-        for rank, name in candidates:
-            key = (rank, -good_counts.get(host, 0), name, host)
-            if best is None or key < best:
-                best = key
-    return None if best is None else Candidate(best[3], best[2])
+# --- weighing -------------------------------------------------------------------------------
 
 
-def victim(cfg: GrabberConfig, now: dt.datetime, skip: set[str]) -> Candidate | None:
-    """The snapshot the rules value least, across hosts not in `skip`."""
-    ranked: dict[str, list[tuple[int, str]]] = {}
-    good: dict[str, int] = {}
-    for name in hosts(cfg.repository):
-        if name in skip:
-            continue
-        decision, attempts = prune.decision_for(cfg, HostRepo(cfg.repository, name), now)
-        policy = cfg.policy_for(name)
-        good[name] = sum(rules.counts_as_good(a, policy) for a in attempts)
-        tiers = [(tier(decision, a.name), a.name) for a in attempts]
-        ranked[name] = [(rank, n) for rank, n in tiers if rank is not None]
-    return next_ranked_victim(ranked, good)
+def floor(cfg: GrabberConfig) -> Space:
+    """The least a run needs free, whatever its history."""
+    return Space(cfg.min_free_abs, cfg.min_free_inodes)
+
+
+def reservation(cfg: GrabberConfig, store: Store) -> Space:
+    """What `store`'s host's next run may add (share.reservation)."""
+    growth = [store.added(a) for a in store.host.recent_good(share.AVERAGE_OVER)]
+    return share.reservation(growth, cfg.min_free_avg)
+
+
+def reservations(cfg: GrabberConfig, own: Store) -> dict[str, Space]:
+    """Every host's reservation (the running host's from its own store)."""
+    found = {}
+    for name in {*hosts(cfg.repository), own.host.host}:
+        store = own if name == own.host.host else open_store(HostRepo(cfg.repository, name))
+        found[name] = reservation(cfg, store)
+    return found
+
+
+def largest_need(cfg: GrabberConfig, reserve: Mapping[str, Space]) -> Space:
+    """What a run needs free, with what it keeps for the others, for the host
+    that needs most (each side on its own): what `grabber check` compares."""
+    needs = [r.at_least(floor(cfg)) + share.protected(reserve, h) for h, r in reserve.items()]
+    found = floor(cfg)
+    for need in needs:
+        found = found.at_least(need)
+    return found
+
+
+def with_reserves(reserve: Mapping[str, Space]) -> tuple[str, ...]:
+    return tuple(sorted(h for h, r in reserve.items() if r != Space()))
+
+
+def candidates(
+    cfg: GrabberConfig, own: str, usages: Mapping[str, HostUsage], now: dt.datetime
+) -> list[Candidate]:
+    """What the guard could delete, in the order it would (see the module docstring)."""
+    zero_own, zero_others, kept_own = [], [], []
+    for host in sorted(usages):
+        repo = HostRepo(cfg.repository, host)
+        if host != own and repo.is_locked():
+            continue  # a run of its own is in progress: its snapshots are not ours to take
+        decision, attempts = prune.decision_for(cfg, repo, now)
+        alone = {t.name: t.alone for t in usages[host].trees}
+        good = sum(rules.counts_as_good(a, cfg.policy_for(host)) for a in attempts)
+        for a in attempts:
+            rank = tier(decision, a.name)
+            if rank is None or (rank > 0 and host != own):
+                continue
+            frees = alone.get(a.name, Space()) + alone.get(a.name + INCOMPLETE, Space())
+            c = Candidate(host, a.name, rank, frees)
+            if rank > 0:
+                kept_own.append(c)
+            elif host == own:
+                zero_own.append(c)
+            else:
+                zero_others.append((-good, a.name, c))
+    kept_own.sort(key=lambda c: (c.tier, c.name))
+    return zero_own + [c for _, _, c in sorted(zero_others, key=lambda x: x[:2])] + kept_own
+
+
+# --- acting ---------------------------------------------------------------------------------
 
 
 def delete_for_space(cfg: GrabberConfig, own: str, chosen: Candidate, now: dt.datetime) -> bool:
-    """Delete `chosen` now (the guard needs the space); False if its host is busy.
+    """Delete `chosen` now (the guard needs the space); False if it may not go after all.
 
-    Another host's snapshots are deleted only under that host's lock, after
-    deciding again: its running backup is never touched.
+    Another host's snapshot is deleted only under that host's lock, after
+    deciding again that its own retention removes it: a running backup of
+    that host, or a change of its history meanwhile, leaves it alone.
     """
     store = open_store(HostRepo(cfg.repository, chosen.host))
     if chosen.host == own:
@@ -137,40 +172,95 @@ def delete_for_space(cfg: GrabberConfig, own: str, chosen: Candidate, now: dt.da
         if not locked:
             return False
         decision, _ = prune.decision_for(cfg, store.host, now)
-        if tier(decision, chosen.name) is None:
+        if tier(decision, chosen.name) != TIERS["remove"]:
             return False
         store.delete(chosen.name)
     return True
 
 
 def make_room(
-    cfg: GrabberConfig, store: Store, log: Callable[[str], None], now: dt.datetime
-) -> list[str]:
-    """Delete until the required space is free (this host's lock held); the
-    snapshots deleted, as HOST/NAME.  Raises NoSpace when nothing more may go."""
-    required = required_for(cfg, store)
-    deleted: list[str] = []
-    busy: set[str] = set()
-    trash_emptied = False
-    while True:
-        free = free_bytes(cfg.repository)
-        if free >= required:
-            return deleted
-        if not trash_emptied:
-            # An interrupted deletion of this host's is the cheapest space there is.
-            store.empty_trash()
-            trash_emptied = True
-            continue
-        chosen = victim(cfg, now, busy)
-        if chosen is None:
-            raise errors.NoSpace(
-                f"need {human_size(required)} free in {cfg.repository}, have {human_size(free)}"
-                f" after pruning {len(deleted)} snapshot(s); nothing more may go (min_keep = "
-                f"{cfg.min_keep}, keep_within, newest good): add space or lower "
-                "min_free_abs/min_keep/keep_within"
-            )
-        log(f"low on space: deleting {chosen.host}/{chosen.name}")
-        if delete_for_space(cfg, store.host.host, chosen, now):
-            deleted.append(f"{chosen.host}/{chosen.name}")
-        else:
-            busy.add(chosen.host)
+    cfg: GrabberConfig,
+    store: Store,
+    log: Callable[[str], None],
+    now: dt.datetime,
+    reading: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    measure: Callable[[str], Space] = free_space,
+) -> Room:
+    """Make room for a run of `store`'s host (its lock held) by the fair rule,
+    or raise NoSpace.  `reading`: the context in which other trees are read
+    (--super trees keep their owners' modes); `measure`: what is free."""
+    own = store.host.host
+    reserve = reservations(cfg, store)
+    need = reserve[own].at_least(floor(cfg))
+    keep = share.protected(reserve, own)
+    if measure(cfg.repository).covers(need + keep):
+        return Room([], Budget(keep, with_reserves({**reserve, own: Space()})))
+    store.empty_trash()  # an interrupted deletion of its own: the cheapest room there is
+    free = measure(cfg.repository)
+    if free.covers(need + keep):
+        return Room([], Budget(keep, with_reserves({**reserve, own: Space()})))
+
+    with reading():
+        usages = {h: (store if h == own else open_store(HostRepo(cfg.repository, h))).usage()
+                  for h in reserve}  # fmt: skip
+    held = {h: u.held for h, u in usages.items()}
+    fixed = {h: Space(cfg.policy_for(h).share, cfg.policy_for(h).share_inodes) for h in held}
+    shares = share.shares(held, fixed, free)
+    headroom = {h: shares[h] - held[h] for h in held}
+    keep = share.protected(reserve, own, headroom)
+    kept_for = with_reserves({h: r.at_most(headroom[h].positive())
+                              for h, r in reserve.items() if h != own})  # fmt: skip
+    if free.covers(need + keep):
+        return Room([], Budget(keep, kept_for))
+
+    short = (need + keep - free).positive()
+    own_over = share.over_share(held[own], need, shares[own])
+    found = candidates(cfg, own, usages, now)
+    chosen = share.plan(found, short, own, own_over)
+    if chosen is None:
+        reach = share.reachable(found, own, own_over)
+        raise errors.NoSpace(refusal(own, need, keep, kept_for, free, reach, held, shares))
+    deleted = []
+    for c in chosen:
+        log(f"low on space: deleting {c.host}/{c.name} (it alone holds {show(c.frees)})")
+        if delete_for_space(cfg, own, c, now):
+            deleted.append(f"{c.host}/{c.name}")
+    free = measure(cfg.repository)
+    if not free.covers(need + keep):
+        raise errors.NoSpace(
+            f"{own}: deleted {len(deleted)} snapshot(s) as planned, and still {show(free)} "
+            f"free of the {show(need + keep)} needed (others changed the repository "
+            "meanwhile?): the next run tries again"
+        )
+    return Room(deleted, Budget(keep, kept_for))
+
+
+def refusal(
+    own: str, need: Space, keep: Space, kept_for: tuple[str, ...], free: Space, reach: Space,
+    held: Mapping[str, Space], shares: Mapping[str, Space],
+) -> str:  # fmt: skip
+    """Why a run of `own` may not go ahead, naming the host that is growing (pure)."""
+    others = f", plus {show(keep)} kept for the next runs of {', '.join(kept_for)}"
+    others = others if kept_for else ""
+    text = f"{own}: a run needs {show(need)} free{others}; {show(free)} are free"
+    if share.over_share(held[own], need, shares[own]) != Space():
+        return (
+            f"{text}, and {own} is growing: it holds {show(held[own])} of its "
+            f"{show(shares[own])} share, and what it may delete (its own older snapshots "
+            f"down to min_keep, keep_within and the newest, and what retention removes "
+            f"anyway) holds {show(reach)} alone: add space, give {own} a larger share "
+            f"([hosts.{own}] share, share_inodes) or lower its min_free_avg, or delete "
+            f"some of its snapshots"
+        )
+    over = [h for h in sorted(held) if h != own and not shares[h].covers(held[h])]
+    if over:
+        named = ", ".join(f"{h} ({show(held[h])} of {show(shares[h])})" for h in over)
+        return (
+            f"{text}; {own} keeps to its share, but {named} hold(s) more than its share: "
+            f"their own runs give it back, or add space, or set their shares "
+            f"([hosts.NAME] share, share_inodes)"
+        )
+    return (
+        f"{text}; every host keeps to its share, so something else fills the filesystem "
+        f"(or the shares set add up to more than it holds): add space"
+    )

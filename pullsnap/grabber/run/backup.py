@@ -3,7 +3,8 @@
     admit      may this host run now?              (refusals change nothing)
     prepare    recover a crashed run, make room (retention.guard), plan the
                target and what it builds on (the store)
-    pull       record "running", make the target tree, rsync into it
+    pull       record "running", make the target tree, rsync into it, kept
+               to the guard's budget (retention.watch)
     finish     record the verdict; on success publish, then the steps after
                it (manifest, retention, hooks) in that order
 
@@ -13,18 +14,22 @@ through record.write.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
 from typing import Any
 
-from pullsnap import childenv
+from pullsnap import childenv, errors
 from pullsnap.grabber.confine import receiver
-from pullsnap.grabber.integrity import manifest, prehash
+from pullsnap.grabber.integrity import manifest, prehash, tree
 from pullsnap.grabber.retention import guard
+from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
-from pullsnap.grabber.store.base import recover
+from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso
+from pullsnap.grabber.store.space import is_no_space
 from pullsnap.grabber.transfer import pull
 
 
@@ -41,17 +46,21 @@ def prepare(run: Run) -> None:
     # The trash is emptied after runs, outside the lock (session.serve), and
     # by the guard when it needs the space: never here, so no deletion
     # delays a run.
-    deleted = guard.make_room(run.cfg, run.store, run.out.log, run.now())
+    # Other hosts' trees are read to weigh them; --super ones keep their
+    # owners' modes (what the manifest walk does for its own tree).
+    reading = functools.partial(tree.reading_as_receiver, run.mode, run.held)
+    room = guard.make_room(run.cfg, run.store, run.out.log, run.now(), reading)
+    run.budget = room.budget
     started = run.now()
     run.target = run.store.plan(run.host.new_name(started))
-    run.record = record.running(run, iso(started), deleted)
+    run.record = record.running(run, iso(started), room.deleted)
 
 
 def do_pull(run: Run) -> None:
     assert run.target is not None
     target, cfg, h = run.target, run.cfg, run.handoff
     record.write(run, {})
-    run.store.begin(target)
+    begin(run)
     run.out.log(f"pulling {', '.join(h.paths)} into {run.host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
     jail = receiver.confine(
@@ -67,12 +76,19 @@ def do_pull(run: Run) -> None:
     # Forked before rsync: no thread exists yet.
     hasher = prehash.Prehasher(target.tree, run.mode, run.held)
     bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
+    kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
+            watch=kept if kept.needed else None,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
+        if run.made_snapshot and (reason := kept()):
+            # Between two looks, or after the last: a snapshot that took what
+            # is kept for others is not kept.
+            run.result.stopped = reason
+            run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot:
             waited = time.monotonic()
             run.prehashed = hasher.close()
@@ -93,19 +109,47 @@ def finish(run: Run) -> None:
         found = sanity.check(run)
         fields.update(found.record)
         steps.take(run, found)
-    record.write(run, fields, drop=("pid",))
+    try:
+        record.write(run, fields, drop=("pid",))
+    except errors.NoSpace:
+        # The tree goes, which gives back what writing the record needs.  A
+        # run that made no snapshot is recorded then; a snapshot is not kept
+        # without its record (should that fail too, the record stays
+        # "running" and the next run marks it interrupted).
+        with contextlib.suppress(OSError):
+            run.store.discard(run.name)
+        if run.made_snapshot:
+            raise
+        record.write(run, fields, drop=("pid",))
     if not run.made_snapshot:
         steps.each(steps.after_failure(), run)
         return
     run.store.publish(run.name)
-    for tree in run.target.reused:
-        run.store.discard(os.path.basename(tree).removesuffix(".incomplete"))
+    for reused in run.target.reused:
+        run.store.discard(os.path.basename(reused).removesuffix(".incomplete"))
     steps.each(steps.after_success(), run)
+
+
+def begin(run: Run) -> None:
+    """Make the tree rsync writes into; no room for it is the no-space outcome."""
+    assert run.target is not None
+    try:
+        run.store.begin(run.target)
+    except OSError as e:
+        if not is_no_space(e):
+            raise
+        text = (f"{run.host.host}: cannot make {run.target.tree}: {e.strerror}: the "
+                "repository's filesystem is out of space or inodes")  # fmt: skip
+        with contextlib.suppress(errors.NoSpace):
+            record.write(run, {"state": "failed", "message": text, "end": iso(run.now())},
+                         drop=("pid",))  # fmt: skip
+        raise errors.NoSpace(text) from None
 
 
 def verdict(run: Run) -> dict[str, Any]:
     """The result line the initiator gets."""
     stats = run.result.stats if run.result else {}
+    added = recorded_added(run.record)
     return {
         "status": run.state,
         "exit": run.code,
@@ -114,7 +158,8 @@ def verdict(run: Run) -> dict[str, Any]:
         "host": run.host.host,
         "files": stats.get("files", 0),
         "transferred": stats.get("bytes_received", 0),  # over the wire
-        "added": stats.get("transferred_size", 0),  # new or changed files
+        "added": added.bytes,  # what the snapshot took on disk (the store measured it)
+        "added_inodes": added.inodes,
         "total": stats.get("total_size", 0),
         "seconds": round(run.result.seconds, 3) if run.result else 0,
         "mode": run.mode,

@@ -12,6 +12,7 @@ from pullsnap import errors, report
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber.integrity.manifest import Entry
 from pullsnap.grabber.integrity.prehash import Hashed
+from pullsnap.grabber.retention.guard import Budget
 from pullsnap.grabber.store.base import Store, Target
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.transfer.pull import ConnectBack, PullResult
@@ -40,6 +41,7 @@ class Run:
     now: Callable[[], dt.datetime]
     # prepare
     target: Target | None = None
+    budget: Budget = field(default_factory=Budget)  # what the run must leave free for others
     record: dict[str, Any] = field(default_factory=dict)  # written only by record.write
     # pull
     result: PullResult | None = None

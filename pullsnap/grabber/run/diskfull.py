@@ -1,4 +1,6 @@
-"""A run that filled the repository's filesystem (rsync: ENOSPC).
+"""A run that filled the repository's filesystem (rsync: ENOSPC), or that
+the free-space watch stopped (retention/watch.py: it would have taken what
+is kept for other hosts' next runs).
 
 Rule: its `<name>.incomplete` tree is removed at once (its record stays,
 state "failed", with `no_space`).  Kept, it would hold the filesystem full,
@@ -14,8 +16,8 @@ from __future__ import annotations
 import os
 
 from pullsnap import errors
-from pullsnap.grabber.retention.guard import free_bytes
 from pullsnap.grabber.run.context import Found, Run
+from pullsnap.grabber.store.space import free_space
 from pullsnap.units import human_size
 
 
@@ -35,15 +37,16 @@ def after_failure(run: Run) -> Found:
         return Found()
     host = run.host
     root = run.cfg.repository
-    before = free_bytes(root)
+    before = free_space(root)
     if os.path.isdir(host.incomplete(run.name)):
         run.store.discard(run.name)
-    after = free_bytes(root)
+    after = free_space(root)
     # rsync removes the file it was writing; its progress counted the bytes.
-    received = max(after - before, run.result.received if run.result else 0)
-    text = message(host.host, run.name, root, after, received)
+    received = max(after.bytes - before.bytes, run.result.received if run.result else 0)
+    stopped = run.result.stopped if run.result else ""
+    text = stopped or message(host.host, run.name, root, after.bytes, received)
     run.out.log(text)
-    return Found(
-        {"message": text, "no_space": {"free": after, "received": received}, "tree": "removed"},
-        message=text,
-    )
+    facts = {"free": after.bytes, "free_inodes": after.inodes, "received": received}
+    if stopped:
+        facts["kept_for"] = {"hosts": list(run.budget.hosts), **run.budget.keep.as_record()}
+    return Found({"message": text, "no_space": facts, "tree": "removed"}, message=text)

@@ -2,12 +2,15 @@
 returns what it found (context.Found); `each` merges that into the record
 (record.write) and the verdict.
 
-    after a snapshot    manifest, retention, hooks (on_success, or
-                        on_failure for a suspect one)
+    after a snapshot    manifest (and what the snapshot took on disk, the
+                        store's meter shown the tree by the same walk),
+                        retention, hooks (on_success, or on_failure for a
+                        suspect one)
     after none          a full disk's tree goes (diskfull), hooks (on_failure)
 
 A step that fails raises a PullsnapError, which is logged as a warning: the
-snapshot itself is already safe.
+snapshot itself is already safe.  No room for what a step writes (NoSpace)
+is the run's no-space outcome: exit 5, the snapshot kept.
 """
 
 from __future__ import annotations
@@ -24,21 +27,29 @@ from pullsnap.grabber.run.context import Found, Run, Step
 
 def write_manifest(run: Run) -> Found:
     """`<name>.manifest`, from the digests the hasher made while rsync ran
-    and the bases' manifests read meanwhile."""
+    and the bases' manifests read meanwhile; and what the snapshot took on
+    disk ("added"), measured by the store's meter on the same walk."""
     assert run.target is not None and run.result is not None
     started = time.monotonic()
     bases = run.base_manifests
     if bases is None:
         bases = manifest.read_all(manifest.base_paths(run.host, list(run.target.bases)))
-    stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
-                          run.mode, run.held)  # fmt: skip
+    meter = run.store.meter(run.name)
+    try:
+        stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
+                              run.mode, run.held, meter)  # fmt: skip
+    except errors.NoSpace as e:
+        # The walk was done; only writing the manifest failed.
+        text = f"snapshot {run.name} kept, but {e}"
+        run.out.log(f"warning: {text}")
+        return Found({"added": meter.result().as_record()}, code=errors.NO_SPACE, message=text)
     # All of the step (reading the bases, the walk, writing), and the
     # hasher's part after rsync ended.
     stats.seconds = time.monotonic() - started + run.prehash_wait
     if stats.problems:
         run.out.log(f"warning: manifest: {len(stats.problems)} file(s) not hashed, e.g. "
                     f"{stats.problems[0]}")  # fmt: skip
-    return Found({"manifest": stats.as_record()})
+    return Found({"manifest": stats.as_record(), "added": meter.result().as_record()})
 
 
 def apply_retention(run: Run) -> Found:
@@ -73,4 +84,8 @@ def each(named: Sequence[tuple[str, Step]], run: Run) -> None:
             continue
         take(run, found)
         if found.record:
-            record.write(run, found.record)
+            try:
+                record.write(run, found.record)
+            except errors.NoSpace as e:
+                run.out.log(f"warning: {name}: {e}")
+                take(run, Found(code=errors.NO_SPACE, message=str(e)))

@@ -23,6 +23,7 @@ from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
 from pullsnap.grabber.confine import receiver
 from pullsnap.grabber.session import binding, intake
 from pullsnap.grabber.session.early import Early, sweep
+from pullsnap.grabber.store.space import is_no_space
 from pullsnap.handoff import Handoff
 
 if TYPE_CHECKING:
@@ -185,7 +186,10 @@ def serve(
         h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
         result = pull(cfg, bound.host, peer, h, out, early, held)
     except OSError as e:
-        return _fail(out, errors.RunFailed(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
+        # A full filesystem anywhere (a record, a lock, a directory) is the
+        # no-space outcome, like the guard's refusal: exit 5, not a crash.
+        error = errors.NoSpace if is_no_space(e) else errors.RunFailed
+        return _fail(out, error(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
     except errors.PullsnapError as e:
         return _fail(out, e)
     finally:

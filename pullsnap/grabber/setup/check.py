@@ -5,7 +5,7 @@
     Landlock                 the receiving rsync's confinement
     mount namespace          CAP_SYS_ADMIN from the launcher, or user namespaces
     rsync                    >= 3.4.0 (CVE-2024-12084..12088) or explicitly allowed
-    repository               owner and 0700, hardlinks, nosuid,nodev, free space
+    repository               owner and 0700, hardlinks, nosuid,nodev, free space and inodes
     authorized_keys          modes sshd accepts; every line well-formed and bound
 
 Each check yields `Finding`s; every problem names the command that fixes it.
@@ -34,7 +34,7 @@ Check that this backup host is ready, and safe, to receive backups: the
 grabber account and its login shell; for rsync --super the launcher's file
 capabilities, Landlock and a repository mounted nosuid,nodev; the rsync
 version (3.4.0 or later: CVE-2024-12084..12088); the repository's owner,
-mode, hardlink support and free space against the free-space guard; and
+mode, hardlink support and free space and inodes against the free-space guard; and
 every line of the account's authorized_keys (well-formed, bound to a host).
 
 Every problem line ends with the command that fixes it.  Exit status 0 when

@@ -20,7 +20,7 @@ from pullsnap.grabber.retention import guard
 from pullsnap.grabber.setup import keyfile
 from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, hosts
-from pullsnap.units import human_size
+from pullsnap.grabber.store.space import free_space, show
 
 
 def remount_fix(path: str, mount_point: str | None) -> str:
@@ -115,23 +115,22 @@ def _check_hardlinks(root: str) -> Iterator[Finding]:
 
 
 def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
-    required = cfg.min_free_abs
-    for host in hosts(cfg.repository):
-        required = max(
-            required, guard.required_for(cfg, open_store(HostRepo(cfg.repository, host)))
-        )
-    free = guard.free_bytes(cfg.repository)
-    if free >= required:
-        yield Finding(
-            True, f"free space {human_size(free)}; the guard needs {human_size(required)}"
-        )
+    """Free bytes and inodes against what the free-space guard asks for."""
+    reserve = {h: guard.reservation(cfg, open_store(HostRepo(cfg.repository, h)))
+               for h in hosts(cfg.repository)}  # fmt: skip
+    need = guard.largest_need(cfg, reserve)
+    free = free_space(cfg.repository)
+    if free.covers(need):
+        yield Finding(True, f"free space {show(free)}; the guard needs up to {show(need)}")
     else:
         yield Finding(
             False,
-            f"free space {human_size(free)} is below the {human_size(required)} "
-            f"the guard needs: runs prune old snapshots (keeping {cfg.min_keep} per "
-            "host) or fail with no-space",
-            "add space, or lower min_free_abs / min_free_avg",
+            f"free space {show(free)}, below the {show(need)} the guard needs for a run with the "
+            "other hosts' reservations: runs that do not fit prune what retention removes "
+            "anyway, or their own older snapshots while their host holds more than its "
+            "share, or are refused with no-space",
+            "add space (or inodes: a filesystem made with more), or lower min_free_abs / "
+            "min_free_inodes / min_free_avg",
         )
 
 

@@ -12,8 +12,11 @@ one without touching the run, retention or the views:
     discard(name)   an interrupted or failed run's tree goes
     delete(name)    a snapshot this grabber made goes, record and all
     empty_trash()   finish deletions that were only moved aside
-    usage()         what each tree holds, and what only it holds
-    added(attempt)  what a snapshot added: the free-space guard's growth
+    usage()         what each tree holds, and what only it holds (bytes, inodes)
+    meter(name)     measures what the new snapshot `name` took on disk, shown
+                    its tree by the manifest walk that follows every run
+    added(attempt)  what a snapshot took on disk when it was made (bytes,
+                    inodes): the free-space guard's growth, the "added" figure
 
 Records, names, the host lock and `latest` are the same for every store
 (repository.HostRepo); `open_store` picks the store of a host.
@@ -21,10 +24,14 @@ Records, names, the host lock and `latest` are the same for every store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from pullsnap import errors
+from pullsnap.grabber.store import space
 from pullsnap.grabber.store.repository import Attempt, HostRepo
+from pullsnap.grabber.store.space import Space
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,12 @@ class TreeUsage:
     state: str
     size: int  # what the tree references
     unique: int  # what deleting only this tree would free
+    unique_inodes: int = 0  # the inodes that deletion would free
+
+    @property
+    def alone(self) -> Space:
+        """What only this tree holds: deleting it alone frees this."""
+        return Space(self.unique, self.unique_inodes)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,26 @@ class HostUsage:
     trees: tuple[TreeUsage, ...]
     total: int  # what the host's trees take, shared data once
     unreadable: int = 0  # directories that could not be listed (not root?)
+    inodes: int = 0  # the inodes the host's trees take, each once
+
+    @property
+    def held(self) -> Space:
+        return Space(self.total, self.inodes)
+
+
+class Meter(Protocol):
+    """Measures what a new snapshot took on disk, beyond what was there
+    before it.  The manifest walk, which reads every run's new tree once
+    anyway, shows it the tree: each directory (opened) and each other entry
+    whose inode is not the one the base's manifest has at that path; a
+    store that can tell otherwise (a filesystem's own accounting) may
+    ignore them."""
+
+    def directory(self, fd: int) -> None: ...
+
+    def entry(self, dir_fd: int, name: bytes, inode: int) -> None: ...
+
+    def result(self) -> Space: ...
 
 
 class Store(Protocol):
@@ -78,7 +111,24 @@ class Store(Protocol):
 
     def usage(self, use_cache: bool = True) -> HostUsage: ...
 
-    def added(self, attempt: Attempt) -> int: ...
+    def meter(self, name: str) -> Meter: ...
+
+    def added(self, attempt: Attempt) -> Space:
+        """What `attempt`'s snapshot took on disk when it was made (what its
+        Meter measured, kept in its record as "added")."""
+        ...
+
+
+def recorded_added(record: Mapping[str, Any]) -> Space:
+    """What a record says its snapshot took (pure): the run's measurement
+    ("added"), else, in a record from before it was measured, rsync's
+    transferred size and no inodes."""
+    measured = space.from_record(record.get("added"))
+    if measured is not None:
+        return measured
+    stats = record.get("stats")
+    transferred = stats.get("transferred_size", 0) if isinstance(stats, Mapping) else 0
+    return Space(transferred if type(transferred) is int and transferred > 0 else 0, 0)
 
 
 def open_store(host: HostRepo) -> Store:
@@ -92,7 +142,12 @@ def recover(store: Store, running_elsewhere: bool = False) -> list[str]:
     """Finish or mark what a crashed run left (host lock held); say what was done.
 
     A tree whose record says it finished is published; a "running" record
-    is marked "interrupted" (its tree is built on by the next run)."""
+    is marked "interrupted" (its tree is built on by the next run).
+
+    A record that cannot be rewritten for want of space or inodes stays
+    "running" (every view reads that as interrupted while the host lock is
+    free) and the next run with room marks it: recovery never needs space.
+    """
     host = store.host
     done = []
     for attempt in host.attempts():
@@ -100,7 +155,14 @@ def recover(store: Store, running_elsewhere: bool = False) -> list[str]:
             store.publish(attempt.name)
             done.append(f"published {attempt.name}, finished before a crash")
         elif attempt.state == "running" and not running_elsewhere:
-            host.mark_interrupted(attempt)
+            try:
+                host.mark_interrupted(attempt)
+            except errors.NoSpace:
+                done.append(f"{attempt.name} left unmarked (no space to rewrite its record)")
+                continue
             done.append(f"marked {attempt.name} interrupted")
-    host.latest_follows()
+    try:
+        host.latest_follows()
+    except errors.NoSpace:
+        done.append("latest left as it was (no space for the new link)")
     return done

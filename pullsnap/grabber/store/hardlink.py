@@ -9,6 +9,7 @@ links of the previous snapshot's (rsync --link-dest).
     delete   rename the trees into .trash/ (atomic, instant), remove them
              there now or later (removal.remove_tree)
     usage    every inode counted once (usage.py)
+    meter    new inodes: all their links inside the new tree (growth.py)
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import os
 import stat
 
 from pullsnap import caps, errors
-from pullsnap.grabber.store import usage
-from pullsnap.grabber.store.base import HostUsage, Target
+from pullsnap.grabber.store import growth, usage
+from pullsnap.grabber.store.base import HostUsage, Target, recorded_added
 from pullsnap.grabber.store.removal import remove_tree
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo
+from pullsnap.grabber.store.space import Space
 
 
 class HardlinkStore:
@@ -47,6 +49,9 @@ class HardlinkStore:
         ]
 
     def begin(self, target: Target) -> None:
+        # The trash first: a run that fills the filesystem (inodes) must
+        # still be able to move its tree aside, which needs no new inode then.
+        self._trash_dir()
         os.mkdir(target.tree, 0o700)
 
     def publish(self, name: str) -> None:
@@ -68,12 +73,15 @@ class HardlinkStore:
                 raise errors.NotADirectory(path)
         host.forget(name)
 
-    def _trash(self, path: str, label: str, remove: bool = True) -> None:
+    def _trash_dir(self) -> str:
         trash = self.host.trash()
         with contextlib.suppress(FileExistsError):
             os.mkdir(trash, 0o700)
             self.host.owned_by_grabber(trash)
-        target = os.path.join(trash, f"{label}.{os.getpid()}")
+        return trash
+
+    def _trash(self, path: str, label: str, remove: bool = True) -> None:
+        target = os.path.join(self._trash_dir(), f"{label}.{os.getpid()}")
         # Moving a directory to another parent rewrites its "..", which needs
         # write permission on it (rename(2) EACCES); a tree copied from a
         # read-only "/" (mode 0555) has none until we give it back.
@@ -97,10 +105,13 @@ class HardlinkStore:
     def usage(self, use_cache: bool = True) -> HostUsage:
         return usage.measure(self.host, use_cache)
 
-    def added(self, attempt: Attempt) -> int:
-        """rsync's "Total transferred file size": with --link-dest everything
-        else is a hard link."""
-        return int(attempt.record.get("stats", {}).get("transferred_size", 0))
+    def meter(self, name: str) -> growth.HardlinkMeter:
+        return growth.HardlinkMeter()
+
+    def added(self, attempt: Attempt) -> Space:
+        """What the run measured (growth.py), or for a record from before
+        that was measured, rsync's transferred size and no inodes."""
+        return recorded_added(attempt.record)
 
 
 def _is_real_dir(path: str) -> bool:

@@ -33,6 +33,7 @@ from pullsnap import errors
 from pullsnap.flock import try_flock
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.atomicfile import open_regular, read_json
+from pullsnap.grabber.store.space import is_no_space
 
 RECORD_FORMAT = 1
 INCOMPLETE = ".incomplete"
@@ -135,9 +136,19 @@ class HostRepo:
 
     def write_record(self, name: str, record: dict[str, Any]) -> None:
         """Atomically (atomicfile); an operator's command run as root (`grabber
-        accept`) leaves it the grabber user's, whose runs must still read it."""
+        accept`) leaves it the grabber user's, whose runs must still read it.
+        A full filesystem (no block, or no inode for the temporary file) is
+        NoSpace, the run's no-space outcome."""
         record = {"format": RECORD_FORMAT, "host": self.host, "name": name, **record}
-        atomicfile.replace_json(self.record_path(name), record, owner_of=self.path)
+        try:
+            atomicfile.replace_json(self.record_path(name), record, owner_of=self.path)
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            raise errors.NoSpace(
+                f"{self.host}: cannot write the record of {name}: {e.strerror}: the "
+                f"repository's filesystem is out of space or inodes"
+            ) from None
 
     # listing
 
@@ -164,6 +175,28 @@ class HostRepo:
     def good(self) -> list[Attempt]:
         return [a for a in self.attempts() if a.good]
 
+    def recent_good(self, count: int) -> list[Attempt]:
+        """The newest `count` good snapshots, oldest first, reading only the
+        records it needs (every run weighs every host's recent growth)."""
+        try:
+            entries = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        names = sorted(
+            (e.removesuffix(RECORD) for e in entries if e.endswith(RECORD)), reverse=True
+        )
+        found: list[Attempt] = []
+        for name in names:
+            if len(found) == count:
+                break
+            if parse_name(name) is None or not os.path.isdir(self.tree(name)):
+                continue
+            tree = not os.path.islink(self.tree(name))
+            attempt = classify(name, self.read_record(name), tree, False)
+            if attempt.good:
+                found.append(attempt)
+        return found[::-1]
+
     def newest_good(self) -> Attempt | None:
         good = self.good()
         return good[-1] if good else None
@@ -184,7 +217,14 @@ class HostRepo:
         temp = link + ".tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-        os.symlink(name, temp)
+        try:
+            os.symlink(name, temp)
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            raise errors.NoSpace(
+                f"{self.host}: cannot point latest at {name}: {e.strerror} (the next run does)"
+            ) from None
         os.rename(temp, link)
 
     def latest_follows(self) -> None:

@@ -8,7 +8,9 @@ to no single tree when several do:
 
     size     what the tree references (du -s of that tree alone)
     unique   what only this tree references: deleting it alone frees this
+             (and the inodes: `unique_inodes`)
     total    every distinct inode of the host: the space the host uses
+             (and how many: `inodes`)
 
 Directories are never hardlinked, so they are always unique.  The walk
 reads each directory once; an inode already seen in an earlier tree needs
@@ -30,7 +32,7 @@ from pullsnap.grabber.store.base import HostUsage, TreeUsage
 from pullsnap.grabber.store.repository import HostRepo
 
 CACHE = ".usage.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _SHARED = -1
 
 
@@ -41,6 +43,7 @@ class Accounting:
         self.names: list[str] = []
         self.sizes: list[int] = []
         self.single: list[int] = []  # bytes of inodes with one link: unique by definition
+        self.single_count: list[int] = []  # and how many
         # inode -> [owning tree index or _SHARED, last tree that counted it, bytes]
         self.inodes: dict[int, list[int]] = {}
 
@@ -48,6 +51,7 @@ class Accounting:
         self.names.append(name)
         self.sizes.append(0)
         self.single.append(0)
+        self.single_count.append(0)
 
     def seen(self, inode: int) -> bool:
         return inode in self.inodes
@@ -58,6 +62,7 @@ class Accounting:
         if nlink <= 1:
             self.sizes[tree] += nbytes
             self.single[tree] += nbytes
+            self.single_count[tree] += 1
             return
         slot = self.inodes.get(inode)
         if slot is None:
@@ -86,6 +91,14 @@ class Accounting:
             if owner != _SHARED:
                 unique[owner] += nbytes
         return list(self.sizes), unique, total
+
+    def inode_counts(self) -> tuple[list[int], int]:
+        """(inodes only each tree holds, every distinct inode), as `result`."""
+        unique = list(self.single_count)
+        for owner, _, _ in self.inodes.values():
+            if owner != _SHARED:
+                unique[owner] += 1
+        return unique, sum(self.single_count) + len(self.inodes)
 
 
 def walk_tree(acc: Accounting, path: str) -> int:
@@ -152,21 +165,21 @@ def measure(host: HostRepo, use_cache: bool = True) -> HostUsage:
     cached = atomicfile.read_json(cache_path) if use_cache else None
     if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached["key"] == key:
         with_trees = tuple(TreeUsage(**t) for t in cached["trees"])
-        return HostUsage(with_trees, cached["total"], cached["unreadable"])
+        return HostUsage(with_trees, cached["total"], cached["unreadable"], cached["inodes"])
     acc = Accounting()
     unreadable = 0
     for label, path, _ in trees:
         acc.start(label)
         unreadable += walk_tree(acc, path)
     sizes, uniques, total = acc.result()
+    unique_inodes, inodes = acc.inode_counts()
+    measured = zip(trees, sizes, uniques, unique_inodes, strict=True)
     usage = HostUsage(
-        tuple(TreeUsage(t[0], t[2], s, u) for t, s, u in zip(trees, sizes, uniques, strict=True)),
-        total,
-        unreadable,
+        tuple(TreeUsage(t[0], t[2], s, u, n) for t, s, u, n in measured), total, unreadable, inodes
     )
     if not unreadable:
         value = {"format": CACHE_FORMAT, "key": key, "total": total, "unreadable": 0,
-                 "trees": [asdict(t) for t in usage.trees]}  # fmt: skip
+                 "inodes": inodes, "trees": [asdict(t) for t in usage.trees]}  # fmt: skip
         # A reader without write access measures again next time.
         with contextlib.suppress(OSError):
             atomicfile.replace_json(cache_path, value, owner_of=host.path)

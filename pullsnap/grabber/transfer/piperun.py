@@ -5,6 +5,7 @@ arrive, under a deadline: how the grabber runs its rsync.
         stdout pipe ──> on_stdout(text chunk)      one select loop here,
         stderr pipe ──> on_stderr_line(line)        64 KiB reads
     deadline passed: SIGTERM (rsync removes its temporary file), then SIGKILL
+    a watch says stop (asked every `watch_every` s): the same, its reason kept
 
 The grabber starts every child with subprocess (DESIGN.md "Children" says
 why not with `sh`, whose relay calls back per byte or per line and polls in
@@ -44,6 +45,7 @@ class Ended:
     code: int | None  # exit status; None when a signal ended the child
     signal: int | None
     timed_out: bool
+    stopped: str = ""  # why the watch stopped the child
 
 
 class _Lines:
@@ -71,8 +73,12 @@ def run_piped(
     preexec: Callable[[], None] | None,
     deadline: float,
     on_started: Callable[[], None] = lambda: None,
+    watch: Callable[[], str] | None = None,
+    watch_every: float = 0.05,
 ) -> Ended:
-    """`on_started` runs once the child is running (nothing forks after it here)."""
+    """`on_started` runs once the child is running (nothing forks after it here);
+    `watch`, asked about every `watch_every` s while the child runs, returns
+    a reason to stop it ("" while it may go on)."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
@@ -95,7 +101,8 @@ def run_piped(
         os.close(out_write)
         os.close(err_write)
     on_started()
-    return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline)
+    return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline,
+                  watch, watch_every)  # fmt: skip
 
 
 def _what_the_child_said(err_read: int) -> str:
@@ -114,6 +121,8 @@ def _relay(
     on_stdout: Callable[[str], None],
     on_stderr_line: Callable[[str], None],
     deadline: float,
+    watch: Callable[[], str] | None = None,
+    watch_every: float = 0.05,
 ) -> Ended:
     out_decoder = codecs.getincrementaldecoder("utf-8")("replace")
     err = _Lines(on_stderr_line)
@@ -126,6 +135,8 @@ def _relay(
         selector.register(fd, selectors.EVENT_READ)
     end = time.monotonic() + deadline
     timed_out = False
+    stopped = ""
+    next_watch = time.monotonic() + watch_every
     exited_at: float | None = None
     last_short = 0.0
     streak = 0  # short reads, each within COALESCE_WAIT of the one before
@@ -135,11 +146,21 @@ def _relay(
             if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
                 break
             if now >= end:
+                # After a SIGTERM (the deadline's or the watch's), SIGKILL.
                 with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGKILL if timed_out else signal.SIGTERM)
-                timed_out = True
+                    proc.send_signal(signal.SIGKILL if timed_out or stopped else signal.SIGTERM)
+                timed_out = timed_out or not stopped
                 end = now + KILL_GRACE
+            if watch is not None and not stopped and exited_at is None and now >= next_watch:
+                stopped = watch()
+                next_watch = now + watch_every
+                if stopped:
+                    with contextlib.suppress(OSError):
+                        proc.send_signal(signal.SIGTERM)
+                    end = min(end, now + KILL_GRACE)
             wait = min(end - now, 0.5 if exited_at is None else DRAIN_AFTER_EXIT)
+            if watch is not None and not stopped:
+                wait = min(wait, watch_every)
             ready = selector.select(max(wait, 0.0))
             if not ready and exited_at is None and proc.poll() is not None:
                 exited_at = time.monotonic()
@@ -164,5 +185,5 @@ def _relay(
         os.close(err_read)
     code = proc.wait()
     if code < 0:
-        return Ended(None, -code, timed_out)
-    return Ended(code, None, timed_out)
+        return Ended(None, -code, timed_out, stopped)
+    return Ended(code, None, timed_out, stopped)

@@ -196,6 +196,7 @@ class PullResult:
     failed_paths: list[dict[str, str]] = field(default_factory=list)
     failed_paths_total: int = 0
     received: int = 0  # bytes rsync's progress had counted when it ended
+    stopped: str = ""  # why the grabber stopped rsync (the free-space watch)
 
 
 class _Relay:
@@ -258,10 +259,12 @@ def run_rsync(
     deadline: float,
     on_new_file: Callable[[bytes], None] = lambda path: None,
     on_started: Callable[[], None] = lambda: None,
+    watch: Callable[[], str] | None = None,
 ) -> PullResult:
     """Run rsync (no tty), relaying output; never raises for rsync's exit.
     `on_new_file` hears of each file rsync stores anew (not a hard link);
-    `on_started` runs once rsync is running."""
+    `on_started` runs once rsync is running; `watch` (retention/watch.py)
+    stops it when it returns a reason."""
     out = _Relay(on_progress, on_line, on_new_file)
     err_lines: list[str] = []
     failed: list[dict[str, str]] = []
@@ -281,9 +284,11 @@ def run_rsync(
                         failed.append(bad)
 
     started = time.monotonic()
-    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started)
+    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch)
     code = -1 if ended.code is None or ended.timed_out else ended.code
-    if ended.timed_out:
+    if ended.stopped:
+        err_lines.append("rsync was stopped by the free-space watch")
+    elif ended.timed_out:
         err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")
     elif ended.signal is not None:
         err_lines.append(f"rsync was killed by signal {ended.signal}")
@@ -297,6 +302,7 @@ def run_rsync(
         failed_paths=failed,
         failed_paths_total=failed_total,
         received=out.received,
+        stopped=ended.stopped,
     )
 
 
@@ -321,6 +327,8 @@ def judge(result: PullResult) -> tuple[str, int, str]:
     """
     code = result.exit_code
     text = "\n".join(result.errors)
+    if result.stopped:
+        return "failed", errors.NO_SPACE, result.stopped
     if code in (RSYNC_OK, RSYNC_VANISHED):
         return "complete", errors.OK, ""
     # The receiver (ours) says ENOSPC: a full repository, not an unreadable file.

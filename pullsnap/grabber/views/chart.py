@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.grabber.views.health import shown_state
 from pullsnap.units import human_duration, human_size
@@ -39,13 +40,11 @@ def points(attempts: Sequence[Attempt], locked: bool = False, limit: int = RUNS)
     for a in attempts:
         if "seconds" not in a.record:
             continue
-        stats = a.record.get("stats", {})
-        added = stats.get("transferred_size", 0) if isinstance(stats, dict) else 0
         seconds = a.record.get("seconds", 0)
         found.append(
             Point(
                 a.name,
-                added if isinstance(added, int) else 0,
+                recorded_added(a.record).bytes,
                 float(seconds) if isinstance(seconds, int | float) else 0.0,
                 shown_state(a, locked),
             )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.units import human_duration, human_size
 
@@ -47,7 +48,8 @@ class HostStatus:
     last_run: str | None = None
     last_run_state: str = ""
     last_seconds: float | None = None
-    last_added: int | None = None  # bytes of new or changed files (rsync's transferred size)
+    last_added: int | None = None  # bytes the newest run's snapshot took on disk (measured)
+    last_added_inodes: int | None = None  # and inodes
     last_received: int | None = None  # bytes that came over the wire
     last_files: int | None = None
     good_added: int | None = None  # what the newest good snapshot added
@@ -120,6 +122,7 @@ def summarize(
     stats = run.record.get("stats", {}) if run else {}
     if not isinstance(stats, dict):
         stats = {}
+    added = recorded_added(run.record) if run and (stats or "added" in run.record) else None
     last = attempts[-1] if attempts else None
     return HostStatus(
         host=host,
@@ -133,10 +136,11 @@ def summarize(
         last_run=run.name if run else None,
         last_run_state=shown_state(run, locked) if run else "",
         last_seconds=float(run.record["seconds"]) if run else None,
-        last_added=_int(stats.get("transferred_size")),
+        last_added=None if added is None else added.bytes,
+        last_added_inodes=None if added is None else added.inodes,
         last_received=_int(stats.get("bytes_received")),
         last_files=_int(stats.get("files")),
-        good_added=_int(newest.record.get("stats", {}).get("transferred_size")) if newest else None,
+        good_added=recorded_added(newest.record).bytes if newest else None,
         snapshots=len(good),
         suspect=tuple(a.name for a, s in zip(attempts, states, strict=True) if s == "suspect"),
         failed=states.count("failed"),
@@ -161,6 +165,7 @@ def as_json(s: HostStatus) -> dict[str, Any]:
         "last_run_state": s.last_run_state,
         "last_seconds": s.last_seconds,
         "last_added": s.last_added,
+        "last_added_inodes": s.last_added_inodes,
         "last_received": s.last_received,
         "last_files": s.last_files,
         "good_added": s.good_added,
@@ -185,26 +190,33 @@ def as_json(s: HostStatus) -> dict[str, Any]:
 NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
 
 
-def nagios(statuses: Sequence[HostStatus]) -> tuple[int, str]:
+def nagios(
+    statuses: Sequence[HostStatus], room: Sequence[str] = (), room_level: str = "ok"
+) -> tuple[int, str]:
     """(plugin exit code, the one line Nagios/Icinga show) for these hosts (pure).
 
-    CRITICAL: a host is stale.  WARNING: a suspect snapshot or a failed
-    verify.  Performance data: each host's age and its threshold, in seconds.
+    CRITICAL: a host is stale, or the repository is below free_crit or
+    free_inodes_crit (`room`: what is below, `room_level` "critical").
+    WARNING: a suspect snapshot, a failed verify, or the repository below
+    free_warn or free_inodes_warn.  Performance data: each host's age and
+    its threshold, in seconds.
     """
     stale = [s for s in statuses if s.stale]
     worried = [s for s in statuses if s.suspect or (s.verify and s.verify.result != "ok")]
     perf = " ".join(
         f"{s.host}_age={-1 if s.age is None else int(s.age)}s;;{int(s.max_age)}" for s in statuses
     )
+    full = [f"repository ({'; '.join(room)})"] if room else []
     if not statuses:
         return NAGIOS_UNKNOWN, "PULLSNAP UNKNOWN - no hosts in the repository or the config"
-    if stale:
-        detail = ", ".join(f"{s.host} ({_age_text(s)})" for s in stale)
-        return NAGIOS_CRITICAL, f"PULLSNAP CRITICAL - stale: {detail} | {perf}"
-    if worried:
-        detail = ", ".join(
-            f"{s.host} ({'suspect snapshot' if s.suspect else 'verify mismatch'})" for s in worried
-        )
+    if stale or (full and room_level == "critical"):
+        named = ", ".join(f"{s.host} ({_age_text(s)})" for s in stale)
+        detail = ", ".join([*([f"stale: {named}"] if stale else []), *full])
+        return NAGIOS_CRITICAL, f"PULLSNAP CRITICAL - {detail} | {perf}"
+    if worried or full:
+        detail = ", ".join([
+            *(f"{s.host} ({'suspect snapshot' if s.suspect else 'verify mismatch'})"
+              for s in worried), *full])  # fmt: skip
         return NAGIOS_WARNING, f"PULLSNAP WARNING - {detail} | {perf}"
     return NAGIOS_OK, f"PULLSNAP OK - {len(statuses)} hosts fresh | {perf}"
 

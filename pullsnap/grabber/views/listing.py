@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import Attempt, HostRepo, hosts
 from pullsnap.grabber.views.health import shown_state
 from pullsnap.units import human_duration, human_size
@@ -18,7 +19,8 @@ def attempt_row(host: str, attempt: Attempt, locked: bool = False) -> list[str]:
         first = record.get("failed_paths", [{}])[0].get("path", "?")
         note = f"{record['failed_paths_total']} unreadable, e.g. {first}"
     files = f"{stats['files']:,} files" if "files" in stats else ""
-    added = f"+{human_size(stats['transferred_size'])}" if "transferred_size" in stats else ""
+    measured = "transferred_size" in stats or "added" in record
+    added = f"+{human_size(recorded_added(record).bytes)}" if measured else ""
     seconds = human_duration(record["seconds"]) if "seconds" in record else ""
     return [host, attempt.name, state, files, added, seconds, note]
 

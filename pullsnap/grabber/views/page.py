@@ -125,9 +125,10 @@ def render(
 </tbody>
 </table>
 <p class="note">Age counts from the start of the newest good snapshot; a host is stale
-past its max_age. Used: space on disk, each hardlinked file once. Added: new or changed
-data in the newest good snapshot. Chart: bars are bytes added per run (log scale), the line is the
-run's duration, x marks a failed run and ! a suspect one; hover for details.</p>
+past its max_age. Used: space on disk, each hardlinked file once. Added: what the newest
+good snapshot took on disk (measured: files stored anew, its directories). Chart: bars are
+bytes added per run (log scale), the line is the run's duration, x marks a failed run and !
+a suspect one; hover for details.</p>
 </body>
 </html>
 """
@@ -141,7 +142,12 @@ def page(cfg: GrabberConfig, hosts: Sequence[str], now: dt.datetime) -> str:
         host = HostRepo(cfg.repository, s.host)
         runs[s.host] = chart.points(host.attempts(), locked=host.exists() and host.is_locked())
     return render(statuses, runs, repository=cfg.repository, backup_host=socket.gethostname(),
-                  free=status.free_space(cfg.repository), now=now)  # fmt: skip
+                  free=_free_bytes(cfg), now=now)  # fmt: skip
+
+
+def _free_bytes(cfg: GrabberConfig) -> int | None:
+    fs = status.filesystem_of(cfg.repository)
+    return None if fs is None else fs.free.bytes
 
 
 def write(path: str, text: str) -> None:

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from pullsnap.grabber.store.repository import GOOD_STATES, parse_name
+from pullsnap.grabber.store.space import Filesystem
 from pullsnap.grabber.views.health import HostStatus
 
 # name -> (help text, value of a host's status; None leaves the sample out)
@@ -43,8 +44,12 @@ PER_HOST: dict[str, tuple[str, Callable[[HostStatus, dt.datetime], float | None]
         lambda s, now: s.last_received,
     ),
     "pullsnap_last_run_added_bytes": (
-        "Bytes of new or changed files the newest finished run stored.",
+        "Bytes the newest finished run's snapshot took on disk (measured, directories included).",
         lambda s, now: s.last_added,
+    ),
+    "pullsnap_last_run_added_inodes": (
+        "Inodes the newest finished run's snapshot took.",
+        lambda s, now: s.last_added_inodes,
     ),
     "pullsnap_last_run_files": (
         "Files in the newest finished run's snapshot.",
@@ -86,8 +91,29 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+# name -> (help text, value of the repository's filesystem; None leaves it out)
+REPOSITORY: dict[str, tuple[str, Callable[[Filesystem], int | None]]] = {
+    "pullsnap_repository_free_bytes": (
+        "Free space for the repository (f_bavail).",
+        lambda fs: fs.free.bytes,
+    ),
+    "pullsnap_repository_size_bytes": (
+        "Size of the repository's filesystem.",
+        lambda fs: fs.size.bytes,
+    ),
+    "pullsnap_repository_free_inodes": (
+        "Free inodes for the repository (f_favail); absent where inodes are made as needed.",
+        lambda fs: fs.free.inodes if fs.inode_limit else None,
+    ),
+    "pullsnap_repository_inodes": (
+        "Inodes of the repository's filesystem.",
+        lambda fs: fs.size.inodes if fs.inode_limit else None,
+    ),
+}
+
+
 def render(
-    statuses: Sequence[HostStatus], now: dt.datetime, repository: str, free: int | None
+    statuses: Sequence[HostStatus], now: dt.datetime, repository: str, fs: Filesystem | None
 ) -> str:
     """The whole textfile (pure)."""
     lines = []
@@ -99,12 +125,10 @@ def render(
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
         lines += [f'{name}{{host="{escape(host)}"}} {number(v)}' for host, v in samples]
     label = f'{{repository="{escape(repository)}"}}'
-    if free is not None:
-        lines += [
-            "# HELP pullsnap_repository_free_bytes Free space for the repository (f_bavail).",
-            "# TYPE pullsnap_repository_free_bytes gauge",
-            f"pullsnap_repository_free_bytes{label} {free}",
-        ]
+    for name, (text, value) in REPOSITORY.items():
+        found = value(fs) if fs is not None else None
+        if found is not None:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name}{label} {found}"]
     lines += [
         "# HELP pullsnap_status_timestamp_seconds When grabber status wrote this file.",
         "# TYPE pullsnap_status_timestamp_seconds gauge",

@@ -13,11 +13,11 @@ import os
 from collections.abc import Callable, Sequence
 
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.retention.guard import free_bytes
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, hosts
-from pullsnap.grabber.views import health, prometheus, readonly
+from pullsnap.grabber.store.space import Filesystem, filesystem
+from pullsnap.grabber.views import health, prometheus, readonly, repospace
 from pullsnap.grabber.views.health import HostStatus
 
 
@@ -52,12 +52,20 @@ def collect(
     return found
 
 
-def free_space(path: str) -> int | None:
-    """Free bytes for the repository, None when it cannot be told."""
+def filesystem_of(path: str) -> Filesystem | None:
+    """The repository's filesystem (free and size), None when it cannot be told."""
     try:
-        return free_bytes(path)
+        return filesystem(path)
     except OSError:
         return None
+
+
+def room(cfg: GrabberConfig) -> repospace.RepoSpace | None:
+    """The repository's room, bytes and inodes, against the status thresholds."""
+    fs = filesystem_of(cfg.repository)
+    limits = repospace.Limits(cfg.free_warn, cfg.free_crit, cfg.free_inodes_warn,
+                              cfg.free_inodes_crit)  # fmt: skip
+    return None if fs is None else repospace.assess(fs, limits)
 
 
 def write_prometheus(
@@ -65,7 +73,7 @@ def write_prometheus(
     warn: Callable[[str], None],
 ) -> bool:  # fmt: skip
     """Rewrite node_exporter's textfile `target`; False (and a warning) if it cannot."""
-    text = prometheus.render(statuses, now, cfg.repository, free_space(cfg.repository))
+    text = prometheus.render(statuses, now, cfg.repository, filesystem_of(cfg.repository))
     try:
         atomicfile.replace(target, text.encode("utf-8"), 0o644)
     except OSError as e:

@@ -30,5 +30,5 @@ def render(host: str, usage: HostUsage) -> str:
 
 def as_json(host: str, usage: HostUsage) -> dict[str, Any]:
     """`grabber du --json`."""
-    return {"host": host, "total": usage.total, "unreadable": usage.unreadable,
-            "trees": [asdict(t) for t in usage.trees]}  # fmt: skip
+    return {"host": host, "total": usage.total, "inodes": usage.inodes,
+            "unreadable": usage.unreadable, "trees": [asdict(t) for t in usage.trees]}  # fmt: skip

@@ -1,87 +1,181 @@
-"""The free-space guard's pure decisions: how much must be free, and whom
-to delete next (least valued first, the fullest host within a tier, oldest
-first).  On disk, across hosts and locks: tests/grabber/retention/test_prune.py."""
+"""The free-space guard on a temporary repository (retention/guard.py): it
+deletes only when its plan reaches the target, never what another host's
+retention keeps, its own kept snapshots only while over its share, and
+names the host that is growing.  The rule itself: test_share.py.
+
+The repository lives on the machine's filesystem; the guard is shown a
+small one instead (`Virtual`): its size minus what the repository holds."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
-from hypothesis import given
-from hypothesis import strategies as st
+import pytest
 
+from pullsnap import errors
+from pullsnap.config import grabber_from_dict
 from pullsnap.grabber.retention import guard, prune
-from pullsnap.grabber.retention.guard import Candidate
-from pullsnap.grabber.store.repository import HostRepo, snapshot_name
-from tests.grabber.retention.test_prune import NOW, config, days
+from pullsnap.grabber.store.base import open_store
+from pullsnap.grabber.store.repository import HostRepo
+from pullsnap.grabber.store.space import Space
+from tests.grabber.retention.test_prune import NOW, T0, days, make
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def names(*days: int) -> list[str]:
-    return [snapshot_name(T0 + dt.timedelta(days=d)) for d in days]
+RULES = {"keep_within": 0, "keep_daily": 2, "keep_weekly": 0, "keep_monthly": 0,
+         "keep_yearly": 0, "min_interval": 0}  # fmt: skip
 
 
-# --- required_free -----------------------------------------------------------------
+def config(root: str, policy: dict | None = None, **top):
+    values = {"repository": root, "min_keep": 1, "min_free_abs": 0, "min_free_inodes": 0,
+              "min_free_avg": 2.0, **top}  # fmt: skip
+    return grabber_from_dict({**values, "policy": {**RULES, **(policy or {})}})
 
 
-def test_required_free_is_the_absolute_floor_without_history() -> None:
-    assert guard.required_free(1000, 2.0, []) == 1000
+def held(root: str) -> Space:
+    """What the repository takes on disk, each inode once (but the guard's
+    own small files, which a real filesystem would count as well)."""
+    seen: set[int] = set()
+    used = Space()
+    for dirpath, dirs, files in os.walk(root):
+        for name in [".", *dirs, *(f for f in files if f not in (".lock", ".usage.json"))]:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                used += Space(st.st_blocks * 512, 1)
+    return used
 
 
-def test_required_free_follows_average_growth() -> None:
-    assert guard.required_free(100, 2.0, [1000, 3000]) == 4000
-    assert guard.required_free(100, 0.5, [1000, 3000]) == 1000
-    assert guard.required_free(10_000, 2.0, [1000, 3000]) == 10_000
+class Virtual:
+    """A filesystem holding only the repository, with `free` left now: what
+    the guard measures, going up as it deletes."""
+
+    def __init__(self, root: str, free: Space) -> None:
+        self.size = held(root) + free
+
+    def __call__(self, root: str) -> Space:
+        return self.size - held(root)
 
 
-def test_required_free_averages_only_the_recent_runs() -> None:
-    old_giant = [10**12]
-    recent = [100] * guard.AVERAGE_OVER
-    assert guard.required_free(0, 1.0, old_giant + recent) == 100
-    assert guard.required_free(0, 1.0, recent + old_giant) == (100 * 9 + 10**12) // 10
+def grew(host: HostRepo, names: str | list[str], added: Space) -> None:
+    """Give snapshots' records a measured growth (what their runs would have written)."""
+    for name in [names] if isinstance(names, str) else names:
+        record = host.read_record(name)
+        assert record is not None
+        host.write_record(name, {**record, "added": added.as_record()})
 
 
-# --- the next victim -------------------------------------------------------------------
+def state(*hosts: HostRepo) -> dict[str, list[str]]:
+    return {h.host: [a.name for a in h.attempts()] for h in hosts}
 
 
-def test_ranked_victims_lowest_tier_first_then_the_fullest_host() -> None:
-    ranked = {"a": [(2, "n1"), (0, "n5")], "b": [(0, "n2"), (0, "n3")], "c": [(1, "n0")]}
-    good = {"a": 5, "b": 9, "c": 20}
-    assert guard.next_ranked_victim(ranked, good) == Candidate("b", "n2")
-    del ranked["b"]
-    assert guard.next_ranked_victim(ranked, good) == Candidate("a", "n5")
-    assert guard.next_ranked_victim({"a": []}, good) is None
+def test_the_guard_deletes_nothing_when_its_plan_falls_short(tmp_path: Path) -> None:
+    """Old behaviour: delete across hosts one at a time, then fail anyway."""
+    cfg = config(str(tmp_path), min_free_abs="1P")
+    web1, web2 = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    days(web1, 6)
+    days(web2, 6)
+    before = state(web1, web2)
+    with pytest.raises(errors.NoSpace) as refused:
+        guard.make_room(cfg, open_store(web1), print, NOW)
+    assert state(web1, web2) == before
+    assert "web1 is growing" in str(refused.value)
 
 
-@st.composite
-def rankings(draw: st.DrawFn) -> tuple[dict[str, list[tuple[int, str]]], dict[str, int]]:
-    hosts = draw(st.lists(st.sampled_from("abcdef"), unique=True, max_size=5))
-    ranked = {}
-    for host in hosts:
-        days = draw(st.lists(st.integers(0, 400), unique=True, max_size=8))
-        ranked[host] = [(draw(st.integers(0, 5)), n) for n in names(*days)]
-    good = {host: draw(st.integers(0, 30)) for host in hosts}
-    return ranked, good
-
-
-@given(rankings())
-def test_the_victim_is_least_valued_then_from_the_fullest_host_then_oldest(
-    case: tuple[dict[str, list[tuple[int, str]]], dict[str, int]],
+def test_a_plan_that_reaches_is_carried_out_and_takes_what_retention_removes(
+    tmp_path: Path,
 ) -> None:
-    ranked, good = case
-    chosen = guard.next_ranked_victim(ranked, good)
-    everything = [(rank, host, name) for host, c in ranked.items() for rank, name in c]
-    if not everything:
-        assert chosen is None
-        return
-    assert chosen is not None
-    rank = next(r for r, n in ranked[chosen.host] if n == chosen.name)
-    for other_rank, host, name in everything:
-        assert rank <= other_rank
-        if other_rank == rank:
-            assert good[chosen.host] >= good[host]
-            if good[host] == good[chosen.host]:
-                assert chosen.name <= name
+    cfg = config(str(tmp_path))
+    web1, web2 = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    mine, theirs = days(web1, 4), days(web2, 4)
+    grew(web1, mine, Space(30_000, 6))  # web1's next run: 60,000 bytes and 12 inodes
+    fs = Virtual(cfg.repository, Space(40_000, 1000))
+    said: list[str] = []
+    room = guard.make_room(cfg, open_store(web1), said.append, NOW, measure=fs)
+    assert fs(cfg.repository).covers(Space(60_000, 12))
+    # What each host's retention removes anyway (keep_daily 2), web1's first.
+    assert room.deleted and room.deleted[0] == f"web1/{mine[0]}"
+    for gone in room.deleted:
+        host, name = gone.split("/")
+        assert name in (mine[:2] if host == "web1" else theirs[:2])
+    assert set(theirs[2:]) <= {a.name for a in web2.attempts()}
+    assert all(line.startswith("low on space: deleting ") for line in said)
+
+
+def test_another_hosts_kept_history_stays_whatever_the_growing_host_needs(
+    tmp_path: Path,
+) -> None:
+    """The flood of issue 15: web1 grew 150 MiB on a small repository; web2
+    keeps six daily snapshots (keep_daily 7)."""
+    cfg = config(str(tmp_path), {"keep_daily": 7}, min_free_abs="20M")
+    web1, web2 = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    theirs = [make(web2, T0 - dt.timedelta(days=d)) for d in range(6)][::-1]
+    flood = make(web1, T0 - dt.timedelta(hours=5))
+    grew(web1, flood, Space(150 << 20, 10))
+    with pytest.raises(errors.NoSpace) as refused:
+        guard.make_room(cfg, open_store(web1), print, NOW,
+                        measure=lambda root: Space(204 << 20, 10**6))  # fmt: skip
+    assert [a.name for a in web2.attempts()] == theirs
+    assert [a.name for a in web1.attempts()] == [flood]
+    text = str(refused.value)
+    assert text.startswith("web1: a run needs 300.0 MiB and ")
+    assert "204.0 MiB" in text and "web1 is growing" in text
+
+
+def test_a_host_over_its_share_gives_up_its_own_kept_snapshots_first(tmp_path: Path) -> None:
+    cfg = config(str(tmp_path), {"keep_daily": 10})
+    web1 = HostRepo(cfg.repository, "web1")
+    mine = days(web1, 5)
+    grew(web1, mine, Space(6000, 3))  # needs 12,000 bytes and 6 inodes
+    fs = Virtual(cfg.repository, Space(4000, 100))
+    room = guard.make_room(cfg, open_store(web1), print, NOW, measure=fs)
+    # Kept by keep_daily, and still taken: web1 alone is over its share.
+    decision, _ = prune.decision_for(cfg, web1, NOW)
+    assert all(n in decision.keep for n in [a.name for a in web1.attempts()])
+    assert room.deleted == [f"web1/{mine[0]}"]
+    assert fs(cfg.repository).covers(Space(12_000, 6))
+
+
+def test_a_host_over_its_share_gets_no_room_kept_for_its_next_run(tmp_path: Path) -> None:
+    """A host cannot block others by inflating its own reservation."""
+    cfg = config(str(tmp_path))
+    web1, web2 = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    big = days(web1, 2)
+    grew(web1, big[-1], Space(10 << 30, 10**6))  # a reservation far beyond the filesystem
+    Path(web1.tree(big[-1]), "flood").write_bytes(b"x" * (3 << 19))  # 1.5 MiB
+    small = days(web2, 2)
+    grew(web2, small[-1], Space(5000, 2))
+    fs = Virtual(cfg.repository, Space(1 << 19, 1000))
+    # web1 holds more than its half of 2 MiB: nothing is kept for its next run.
+    room = guard.make_room(cfg, open_store(web2), print, NOW, measure=fs)
+    assert room.deleted == [] and room.budget.keep.bytes == 0
+    # web1 itself must leave web2's reservation free.
+    with pytest.raises(errors.NoSpace, match="web1 is growing"):
+        guard.make_room(cfg, open_store(web1), print, NOW, measure=fs)
+
+
+def test_the_budget_keeps_the_other_hosts_reservations(tmp_path: Path) -> None:
+    cfg = config(str(tmp_path))
+    web1, web2, web3 = (HostRepo(cfg.repository, h) for h in ("web1", "web2", "web3"))
+    days(web1, 1)
+    grew(web2, days(web2, 1)[-1], Space(100, 2))
+    grew(web3, days(web3, 1)[-1], Space(1000, 5))
+    room = guard.make_room(cfg, open_store(web1), print, NOW)
+    assert room.budget == guard.Budget(Space(2200, 14), ("web2", "web3"))
+
+
+def test_guard_leaves_a_host_with_a_run_in_progress_alone(tmp_path: Path) -> None:
+    cfg = config(str(tmp_path))
+    web1, busy = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
+    grew(web1, days(web1, 1)[-1], Space(15_000, 2))
+    theirs = days(busy, 5)  # three of them removed by their own retention anyway
+    fs = Virtual(cfg.repository, Space(1000, 1000))
+    with busy.lock({"pid": 1, "since": "x"}), pytest.raises(errors.NoSpace):
+        guard.make_room(cfg, open_store(web1), print, NOW, measure=fs)
+    assert [a.name for a in busy.attempts()] == theirs
+    # Free again: its own retention would remove three; the guard may take them.
+    room = guard.make_room(cfg, open_store(web1), print, NOW, measure=fs)
+    assert {d.split("/")[1] for d in room.deleted} <= set(theirs[:3])
 
 
 def test_tier_follows_the_deciding_rule() -> None:
@@ -97,44 +191,9 @@ def test_tier_follows_the_deciding_rule() -> None:
     assert guard.tier(decision, "unknown") is None
 
 
-def test_free_bytes_is_what_an_unprivileged_writer_may_use(tmp_path) -> None:
-    import os
-
-    st_ = os.statvfs(tmp_path)
-    assert guard.free_bytes(str(tmp_path)) == st_.f_bavail * st_.f_frsize
-    assert guard.free_bytes(str(tmp_path)) <= st_.f_bfree * st_.f_frsize
-
-
-# --- on disk, across hosts ------------------------------------------------------------
-
-
-def test_guard_takes_what_the_policy_values_least_first(tmp_path) -> None:
-    cfg = config(str(tmp_path), keep_daily=2, keep_weekly=2)
-    one, two = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
-    a = days(one, 30)
-    b = days(two, 3)
-    order = []
-    skip: set[str] = set()
-    while (victim := guard.victim(cfg, NOW, skip)) is not None:
-        decision, _ = prune.decision_for(cfg, HostRepo(cfg.repository, victim.host), NOW)
-        order.append((victim.host, victim.name, guard.tier(decision, victim.name)))
-        assert guard.delete_for_space(cfg, "web1", victim, NOW)
-    tiers = [tier for _, _, tier in order]
-    assert tiers == sorted(tiers), "never a more valued snapshot before a less valued one"
-    assert tiers[0] == guard.TIERS["remove"]
-    # The newest good (min_keep 1) stays on each host.
-    assert [x.name for x in one.attempts()] == [a[-1]]
-    assert [x.name for x in two.attempts()] == [b[-1]]
-
-
-def test_guard_leaves_a_host_with_a_run_in_progress_alone(tmp_path) -> None:
-    cfg = config(str(tmp_path), keep_daily=0, keep_weekly=0)
-    mine, busy = HostRepo(cfg.repository, "web1"), HostRepo(cfg.repository, "web2")
-    days(mine, 2)
-    theirs = days(busy, 5)
-    with busy.lock({"pid": 1, "since": "x"}):
-        victim = guard.victim(cfg, NOW, set())
-        assert victim is not None and victim.host == "web2"  # more snapshots
-        assert not guard.delete_for_space(cfg, "web1", victim, NOW)
-        assert guard.victim(cfg, NOW, {"web2"}).host == "web1"
-    assert [a.name for a in busy.attempts()] == theirs
+def test_the_refusal_names_the_host_over_its_share() -> None:
+    held = {"web1": Space(10, 1), "web2": Space(900, 9)}
+    shares = {"web1": Space(500, 50), "web2": Space(500, 50)}
+    text = guard.refusal("web1", Space(100, 5), Space(), (), Space(40, 2), Space(), held, shares)
+    assert text.startswith("web1: a run needs 100 B and 5 inodes free; 40 B and 2 inodes are free")
+    assert "web1 keeps to its share, but web2 (900 B and 9 inodes of 500 B" in text

@@ -4,8 +4,11 @@ which steps follow (backup.finish, backup.verdict)."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
@@ -37,15 +40,22 @@ def finishing(cfg: GrabberConfig, host: HostRepo, name: str) -> Run:
 
 
 def test_the_verdict_tells_bytes_over_the_wire_from_bytes_added() -> None:
-    """README "Log lines": `transferred` is what was sent, `added` the new or
-    changed files; a delta-transferred change sends less than it adds."""
+    """README "Log lines": `transferred` is what was sent, `added` what the
+    snapshot took on disk as the store measured it; a delta-transferred
+    change sends less than it adds, a metadata-only one sends nothing."""
     run = finishing(GrabberConfig(), HostRepo("/nonexistent", "web1"), "2026-11-25T021700Z")
     run.state, run.code = "complete", errors.OK
     run.result = pull.PullResult(
         0, stats={"files": 3, "transferred_size": 1000, "bytes_received": 250, "total_size": 5000}
     )
+    run.record["added"] = {"bytes": 1 << 20, "inodes": 4}
     verdict = backup.verdict(run)
-    assert (verdict["transferred"], verdict["added"], verdict["total"]) == (250, 1000, 5000)
+    assert (verdict["transferred"], verdict["added"], verdict["total"]) == (250, 1 << 20, 5000)
+    assert verdict["added_inodes"] == 4
+    # Not measured (the walk failed): rsync's figure, no inodes.
+    del run.record["added"]
+    run.record["stats"] = run.result.stats
+    assert (backup.verdict(run)["added"], backup.verdict(run)["added_inodes"]) == (1000, 0)
 
 
 def _finished_run(tmp_path: Path, exit_code: int, errors_seen: list[str]):
@@ -104,3 +114,20 @@ def test_a_suspect_run_is_never_on_disk_as_complete_and_unmarked(tmp_path: Path)
     backup.finish(run)
     assert run.code == errors.SUSPECT
     assert all(r.get("suspect") for r in written if r["state"] in repository.GOOD_STATES)
+
+
+def test_no_room_for_the_new_tree_is_the_no_space_outcome(tmp_path: Path, monkeypatch) -> None:
+    cfg = config(str(tmp_path))
+    host = HostRepo(cfg.repository, "web1")
+    host.ensure()
+    name = snapshot_name(NOW)
+    run = finishing(cfg, host, name)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "mkdir", full)
+    with pytest.raises(errors.NoSpace, match=r"cannot make .*incomplete: No space left"):
+        backup.begin(run)
+    record = host.read_record(name)
+    assert record is not None and record["state"] == "failed" and "pid" not in record

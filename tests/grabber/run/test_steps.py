@@ -49,6 +49,18 @@ def test_findings_reach_the_record_and_the_verdict_in_order(tmp_path: Path) -> N
     assert on_disk["manifest"] == {"files": 1} and on_disk["pruned_after"] == ["a"]
 
 
+def test_no_room_for_a_finding_is_the_no_space_outcome(tmp_path: Path, monkeypatch) -> None:
+    run = _run(tmp_path)
+
+    def full(name: str, record: object) -> None:
+        raise errors.NoSpace("web1: cannot write the record of x: No space left on device")
+
+    monkeypatch.setattr(run.host, "write_record", full)
+    steps.each([("prune", lambda r: Found({"pruned_after": ["a"]}))], run)
+    assert run.code == errors.NO_SPACE and "No space left on device" in run.message
+    assert run.out.lines == ["warning: prune: " + run.message]
+
+
 def test_a_step_that_finds_nothing_writes_nothing(tmp_path: Path) -> None:
     run = _run(tmp_path)
     steps.each([("hooks", lambda r: Found())], run)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pullsnap import errors, versions
-from pullsnap.config import GrabberConfig
+from pullsnap.config import GrabberConfig, grabber_from_dict
 from pullsnap.grabber.session import serve
 from pullsnap.grabber.setup import filechecks
 
@@ -66,3 +66,14 @@ def _stat(uid: int, gid: int, mode: int) -> os.stat_result:
 def test_permits_follows_owner_group_other(uid, gid, mode, bits, allowed) -> None:
     """The owner class decides for the owner even when "other" would allow more."""
     assert filechecks.permits(_stat(uid, gid, mode), 7, {7, 9}, bits) is allowed
+
+
+def test_the_space_check_weighs_inodes_as_bytes(tmp_path: Path) -> None:
+    roomy = grabber_from_dict({"repository": str(tmp_path), "min_free_abs": 0,
+                                      "min_free_inodes": 1})  # fmt: skip
+    [ok] = filechecks._check_space(roomy)
+    assert ok.ok and "inodes" in ok.text and "the guard needs up to 0 B and 1 inodes" in ok.text
+    starved = grabber_from_dict({"repository": str(tmp_path), "min_free_abs": 0,
+                                        "min_free_inodes": 1 << 60})  # fmt: skip
+    [problem] = filechecks._check_space(starved)
+    assert not problem.ok and "inodes" in problem.fix

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pullsnap import errors
 from pullsnap.grabber.store.base import recover
 from pullsnap.grabber.store.hardlink import HardlinkStore
 from pullsnap.grabber.store.repository import HostRepo
@@ -53,3 +54,24 @@ def test_recover_repairs_a_missing_latest(repo: HostRepo) -> None:
     good(repo, N2)
     recover(HardlinkStore(repo))
     assert latest(repo) == N2
+
+
+def test_recover_without_room_leaves_the_record_running_and_goes_on(
+    repo: HostRepo, monkeypatch
+) -> None:
+    """Recovery needs no free inode: a record it cannot rewrite stays
+    "running" (read as interrupted while the lock is free), and the next
+    run with room marks it."""
+    good(repo, N1)
+    make_tree(repo.incomplete(N2))
+    repo.write_record(N2, {"state": "running", "pid": 99999})
+
+    def full(attempt: object) -> None:
+        raise errors.NoSpace("web1: cannot write the record: No space left on device")
+
+    monkeypatch.setattr(repo, "mark_interrupted", full)
+    done = recover(HardlinkStore(repo))
+    assert done == [f"{N2} left unmarked (no space to rewrite its record)"]
+    assert repo.read_record(N2)["state"] == "running"
+    monkeypatch.undo()
+    assert recover(HardlinkStore(repo)) == [f"marked {N2} interrupted"]

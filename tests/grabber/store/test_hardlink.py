@@ -13,6 +13,7 @@ from pullsnap import errors
 from pullsnap.grabber.store import repository
 from pullsnap.grabber.store.hardlink import HardlinkStore
 from pullsnap.grabber.store.repository import HostRepo
+from pullsnap.grabber.store.space import Space
 from tests.grabber.store.test_repository import (
     HOST,
     N1,
@@ -82,11 +83,12 @@ def test_a_suspect_older_than_the_base_is_not_built_on(repo: HostRepo) -> None:
     assert HardlinkStore(HostRepo(repo.root, "new")).plan(N3).bases == ()
 
 
-def test_added_is_what_rsync_transferred(repo: HostRepo) -> None:
+def test_added_is_what_the_run_measured_else_what_rsync_transferred(repo: HostRepo) -> None:
     good(repo, N1, stats={"transferred_size": 1234})
     good(repo, N2)
+    good(repo, N3, stats={"transferred_size": 0}, added={"bytes": 5 << 20, "inodes": 7})
     store = HardlinkStore(repo)
-    assert [store.added(a) for a in repo.good()] == [1234, 0]
+    assert [store.added(a) for a in repo.good()] == [Space(1234, 0), Space(), Space(5 << 20, 7)]
 
 
 # --- delete ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullsnap.errors import LOCKED, Locked
+from pullsnap.errors import LOCKED, Locked, NoSpace
 from pullsnap.grabber.store import repository
 from pullsnap.grabber.store.repository import HostRepo, parse_name, snapshot_name
 
@@ -188,6 +189,30 @@ def test_write_record_is_atomic_and_private(repo: HostRepo) -> None:
     }
     assert stat.S_IMODE(os.stat(repo.record_path(N1)).st_mode) == 0o600
     assert not os.path.exists(repo.record_path(N1) + ".tmp")
+
+
+def _full(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_record_without_room_is_no_space(repo: HostRepo, monkeypatch) -> None:
+    """No block or no inode for the temporary file: the run's no-space
+    outcome (exit 5), not a crash."""
+    monkeypatch.setattr(repository.atomicfile, "replace_json", _full)
+    with pytest.raises(NoSpace, match=r"cannot write the record of .* out of space or inodes"):
+        repo.write_record(N1, {"state": "running"})
+    monkeypatch.setattr(repository.os, "symlink", _full)
+    with pytest.raises(NoSpace, match="cannot point latest"):
+        repo.point_latest(N1)
+
+
+def test_recent_good_reads_back_from_the_newest(repo: HostRepo) -> None:
+    for name in (N1, N2, N3):
+        good(repo, name)
+    repo.write_record(N4, {"state": "failed"})
+    good(repo, "2026-11-29T000000Z", suspect={"reason": "x"})
+    assert [a.name for a in repo.recent_good(2)] == [N2, N3]
+    assert [a.name for a in repo.recent_good(10)] == [N1, N2, N3]
 
 
 def test_new_name_avoids_clashes(repo: HostRepo) -> None:

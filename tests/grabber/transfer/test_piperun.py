@@ -40,6 +40,25 @@ def test_deadline_sends_sigterm() -> None:
     assert ended.signal == signal.SIGTERM and ended.code is None
 
 
+def test_a_watch_stops_the_child_and_says_why() -> None:
+    asked = []
+
+    def watch() -> str:
+        asked.append(1)
+        return "too big" if len(asked) >= 3 else ""
+
+    ended = piperun.run_piped(["sleep", "30"], ENV, lambda s: None, lambda s: None, None, 30,
+                              watch=watch, watch_every=0.01)  # fmt: skip
+    assert (ended.stopped, ended.signal, ended.timed_out) == ("too big", signal.SIGTERM, False)
+    assert len(asked) == 3  # not asked again once it said stop
+
+
+def test_a_watch_that_never_objects_changes_nothing() -> None:
+    ended = piperun.run_piped(["sh", "-c", "sleep 0.2; exit 4"], ENV, lambda s: None,
+                              lambda s: None, None, 30, watch=lambda: "")  # fmt: skip
+    assert (ended.code, ended.stopped, ended.timed_out) == (4, "", False)
+
+
 def test_preexec_runs_in_the_child(tmp_path) -> None:
     marker = tmp_path / "ran"
 

@@ -355,6 +355,18 @@ def test_judge_timeout() -> None:
     assert verdict(35)[1] == errors.TIMEOUT
 
 
+def test_judge_a_run_the_free_space_watch_stopped_is_no_space() -> None:
+    stopped = PullResult(exit_code=20, errors=["rsync error: received SIGINT, SIGTERM"],
+                         stopped="web1 is growing: its run was stopped")  # fmt: skip
+    assert pull.judge(stopped) == (
+        "failed",
+        errors.NO_SPACE,
+        "web1 is growing: its run was stopped",
+    )
+    # Even had rsync finished first: the watch's last word decides.
+    assert pull.judge(PullResult(exit_code=0, stopped="x"))[1] == errors.NO_SPACE
+
+
 def test_judge_host_key_mismatch_is_a_refusal() -> None:
     state, code, message = verdict(
         255,

@@ -97,6 +97,16 @@ def test_nagios_levels() -> None:
     assert health.nagios([])[0] == health.NAGIOS_UNKNOWN
 
 
+def test_nagios_says_when_the_repository_runs_low() -> None:
+    fresh = health.summarize("web1", [_attempt(1)], now=NOW, max_age=36 * HOUR)
+    low = ("12 inodes free, below 5%",)
+    code, line = health.nagios([fresh], low, "critical")
+    assert code == health.NAGIOS_CRITICAL
+    assert line.startswith("PULLSNAP CRITICAL - repository (12 inodes free, below 5%) |")
+    code, line = health.nagios([fresh], ("1.0 GiB free, below 10%",), "warning")
+    assert code == health.NAGIOS_WARNING and "repository (1.0 GiB free, below 10%)" in line
+
+
 def test_text_and_json() -> None:
     attempts = [_attempt(40), _attempt(10, suspect={"reason": "files fell"})]
     s = health.summarize("web1", attempts, now=NOW, max_age=36 * HOUR, used=5 << 20)

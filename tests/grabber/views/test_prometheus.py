@@ -8,6 +8,7 @@ import re
 import pytest
 
 from pullsnap.grabber.store.repository import classify, parse_name, snapshot_name
+from pullsnap.grabber.store.space import Filesystem, Space
 from pullsnap.grabber.views import health, prometheus
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
@@ -28,7 +29,8 @@ def _status(host: str, hours_ago: float | None, **kw) -> health.HostStatus:
 def test_samples_per_host() -> None:
     good = _status("web1", 2, used=4096)
     never = _status("web2", None)
-    text = prometheus.render([good, never], NOW, "/srv/pullsnap", free=10**12)
+    fs = Filesystem(free=Space(10**12, 5000), size=Space(4 * 10**12, 65536))
+    text = prometheus.render([good, never], NOW, "/srv/pullsnap", fs)
     lines = text.splitlines()
     for line in lines:
         assert line.startswith("# ") or SAMPLE.match(line), line
@@ -49,6 +51,8 @@ def test_samples_per_host() -> None:
         line.startswith('pullsnap_last_run_duration_seconds{host="web2"') for line in lines
     )
     assert 'pullsnap_repository_free_bytes{repository="/srv/pullsnap"} 1000000000000' in lines
+    assert 'pullsnap_repository_free_inodes{repository="/srv/pullsnap"} 5000' in lines
+    assert 'pullsnap_repository_inodes{repository="/srv/pullsnap"} 65536' in lines
     assert f"pullsnap_status_timestamp_seconds {int(NOW.timestamp())}" in lines
     types = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(types) == len(set(types))

@@ -21,8 +21,9 @@ def test_table() -> None:
 
 
 def test_json_names_every_tree() -> None:
-    found = HostUsage((TreeUsage("2026-11-01T000000Z", "complete", 30, 10),), 30, 1)
+    found = HostUsage((TreeUsage("2026-11-01T000000Z", "complete", 30, 10, 2),), 30, 1, 5)
     assert usage.as_json("web1", found) == {
-        "host": "web1", "total": 30, "unreadable": 1,
-        "trees": [{"name": "2026-11-01T000000Z", "state": "complete", "size": 30, "unique": 10}],
+        "host": "web1", "total": 30, "inodes": 5, "unreadable": 1,
+        "trees": [{"name": "2026-11-01T000000Z", "state": "complete", "size": 30, "unique": 10,
+                   "unique_inodes": 2}],
     }  # fmt: skip

@@ -84,7 +84,7 @@ def test_which_items_are_stored_anew(code: str, new: bool) -> None:
      ('rsync: [sender] opendir "/root" failed: Permission denied (13)',
       {"path": "/root", "error": "opendir: Permission denied (13)"}),
      ('rsync: readlink_stat("/proc/1/cwd") failed: Permission denied (13)',
-      {"path": "/proc/1/cwd", "error": "readlink_stat(: Permission denied (13)"}),
+      {"path": "/proc/1/cwd", "error": "readlink_stat: Permission denied (13)"}),
      ("rsync error: some files/attrs were not transferred (code 23)", None),
      ("sent 100 bytes  received 10 bytes", None)],
 )  # fmt: skip

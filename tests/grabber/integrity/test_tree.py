@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pullsnap.grabber.integrity import tree
+from tests.trees import deep_tree
 
 
 class Seen:
@@ -66,22 +68,14 @@ def test_the_prefix_leads_every_path(root: Path) -> None:
 
 def test_a_tree_deeper_than_python_recurses(tmp_path: Path) -> None:
     deep = tmp_path / "deep"
-    deep.mkdir()
+    deepest = deep_tree(deep, 1200)  # past sys.getrecursionlimit()
     fd = tree.open_tree(str(deep))
-    d = os.dup(fd)
-    for _ in range(1200):  # past sys.getrecursionlimit()
-        os.mkdir("d", dir_fd=d)
-        nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
-        os.close(d)
-        d = nxt
-    fdw = os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=d)
-    os.close(fdw)
-    os.close(d)
     try:
         paths = [path for _, _, path, _ in tree.walk_files(fd)]
     finally:
         os.close(fd)
-    assert paths == [b"d/" * 1200 + b"f"]
+        subprocess.run(["rm", "-rf", str(deep)], check=True)
+    assert paths == [os.fsencode(deepest)]
 
 
 def test_an_abandoned_walk_closes_what_it_opened(root: Path) -> None:

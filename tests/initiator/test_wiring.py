@@ -28,6 +28,7 @@ def test_a_configured_runtime_dir_is_used_or_named_never_replaced(tmp_path) -> N
     with pytest.raises(errors.RunFailed, match=f"runtime_dir {missing} "):
         wiring.runtime_base(InitiatorConfig(runtime_dir=missing), env)
 
+
 def _ssh_with_config(tmp_path, text: str) -> str:
     """The real ssh, reading `text` as its ssh_config."""
     config = tmp_path / "ssh_config"
@@ -36,6 +37,7 @@ def _ssh_with_config(tmp_path, text: str) -> str:
     wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
+
 
 def test_the_login_goes_through_connectfd_unless_ssh_config_routes_the_host(tmp_path) -> None:
 
@@ -54,12 +56,14 @@ def test_the_login_goes_through_connectfd_unless_ssh_config_routes_the_host(tmp_
     assert proxy.endswith(" vault.example 2222 30") and "ProxyUseFdpass=yes" in argv
     assert not any("Proxy" in w for w in wiring.ssh_argv(InitiatorConfig(), dest, 30, False))
 
+
 def test_when_ssh_cannot_say_the_operators_setup_is_left_alone(tmp_path) -> None:
 
     dest = Destination(name="vault", host="vault.example", sources=("/etc",))
     broken = _ssh_with_config(tmp_path, "NoSuchOption yes\n")
     assert wiring.own_proxy(InitiatorConfig(ssh=broken), dest) is True
     assert wiring.own_proxy(InitiatorConfig(ssh=str(tmp_path / "absent")), dest) is True
+
 
 def test_the_runtime_directory_falls_back_in_order(tmp_path: Path) -> None:
     systemd, xdg = tmp_path / "systemd", tmp_path / "xdg"

@@ -41,12 +41,15 @@ def test_no_module_is_over_400_lines() -> None:
 
 
 _MODULE_FAULTS = re.compile(r"^pytestmark\s*=.*\bfaults\b", re.MULTILINE)
+# Modules every test of which is a fault scenario (a process killed, a disk
+# filled): the end-to-end tiers, and the lifeline's (each test kills one).
+WHOLLY_FAULTS = ("tests/faults/", "tests/e2e/", "tests/initiator/test_lifeline.py")
 
 
-def test_only_the_fault_scenarios_mark_a_whole_module_faults() -> None:
-    """Outside tests/faults a module mixes pure tests with fault scenarios:
-    the marker goes on each scenario, so `-m "not faults"` keeps the rest."""
-    marked = [str(t.relative_to(REPO)) for t in sorted((REPO / "tests").rglob("test_*.py"))
-              if "faults" not in t.relative_to(REPO / "tests").parts
+def test_only_fault_scenarios_carry_the_faults_marker() -> None:
+    """A unit-test module mixes pure tests with fault scenarios: the marker
+    goes on each scenario, so `-m "not faults"` keeps the pure ones."""
+    marked = [name for t in sorted((REPO / "tests").rglob("test_*.py"))
+              if not (name := str(t.relative_to(REPO))).startswith(WHOLLY_FAULTS)
               and _MODULE_FAULTS.search(t.read_text())]  # fmt: skip
     assert marked == []

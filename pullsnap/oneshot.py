@@ -32,11 +32,12 @@ class Done:
 
 def which(program: str, path: str = childenv.PATH) -> str | None:
     """`program`'s path: itself if it names a path, else the first
-    executable of that name on `path`; None if there is none."""
+    executable of that name on `path`; None if there is none.  An empty
+    entry of `path` is skipped, not taken as the working directory."""
     import sh
 
     try:
-        return str(sh.Command(program, search_paths=path.split(":")))
+        return str(sh.Command(program, search_paths=[d for d in path.split(":") if d]))
     except sh.CommandNotFound:
         return None
 

@@ -56,7 +56,7 @@ def test_past_the_timeout_the_child_is_killed(tmp_path: Path) -> None:
     assert not Path(f"/proc/{pid}").exists()  # killed and reaped, not left behind
 
 
-def test_which_resolves_names_on_the_childrens_path(tmp_path: Path) -> None:
+def test_which_resolves_names_on_the_childrens_path(tmp_path: Path, monkeypatch) -> None:
     assert oneshot.which("rsync") == "/usr/bin/rsync"
     assert oneshot.which("/usr/bin/rsync") == "/usr/bin/rsync"
     assert oneshot.which("no-such-program-here") is None
@@ -64,6 +64,8 @@ def test_which_resolves_names_on_the_childrens_path(tmp_path: Path) -> None:
     assert oneshot.which("tool", str(tmp_path)) is None  # not executable
     (tmp_path / "tool").chmod(0o755)
     assert oneshot.which("tool", f"/nonexistent:{tmp_path}") == str(tmp_path / "tool")
+    monkeypatch.chdir(tmp_path)
+    assert oneshot.which("tool", ":/nonexistent") is None  # "" is not the working directory
 
 
 BACKUP_PATH = ("pullsnap.grabber.cli", "pullsnap.grabber.session.serve",

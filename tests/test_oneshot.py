@@ -4,6 +4,7 @@ whatever the status, a clean environment, clear failures to start or end."""
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -31,6 +32,19 @@ def test_the_child_gets_only_the_environment_given(monkeypatch) -> None:
 def test_stdin_is_given_or_empty() -> None:
     assert oneshot.run(["cat"], stdin="key\n").stdout == "key\n"
     assert oneshot.run(["cat"]).stdout == ""  # closed, not the test's terminal
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_no_thread_outlives_a_command() -> None:
+    """Capabilities change only in a process of one thread (caps.py)."""
+    before = _threads()
+    oneshot.run(["sh", "-c", "echo a; echo b >&2"])
+    with pytest.raises(TimeoutError):
+        oneshot.run(["sleep", "5"], timeout=0.2)
+    assert _threads() == before
 
 
 def test_a_signal_is_a_negative_status() -> None:

@@ -53,3 +53,46 @@ def test_only_fault_scenarios_carry_the_faults_marker() -> None:
               if not (name := str(t.relative_to(REPO))).startswith(WHOLLY_FAULTS)
               and _MODULE_FAULTS.search(t.read_text())]  # fmt: skip
     assert marked == []
+
+
+# --- one way of starting children per place (DESIGN.md "Children") ---------------------
+
+# Where a child program may be started, and how: the rule DESIGN.md states.
+CHILDREN = {
+    # A run's path, latency and confinement first: bare fork and exec.
+    "subprocess": {
+        "pullsnap/grabber/transfer/piperun.py",  # rsync: pipe ends, confined before exec
+        "pullsnap/grabber/session/agent.py",  # ssh-agent lives the whole run; ssh-add
+        "pullsnap/grabber/run/hooks.py",  # hooks: their own session, killed whole at a deadline
+        "pullsnap/versions.py",  # version probes started early, answered later
+        "pullsnap/initiator/wiring.py",  # `ssh -G`, before the run's first child
+    },
+    # The initiator's run: Twisted's spawnProcess under one ProcessProtocol each.
+    "spawnProcess": {"pullsnap/initiator/children.py"},
+    # The operator's side: short commands through sh.
+    "sh": {"pullsnap/oneshot.py"},
+}
+_STARTS = {
+    "subprocess": re.compile(r"^\s*(import subprocess|from subprocess import)", re.MULTILINE),
+    "spawnProcess": re.compile(r"\.spawnProcess\("),
+    "sh": re.compile(r"^\s*(import sh\b|from sh import)", re.MULTILINE),
+}
+
+
+def test_children_start_only_where_the_rule_says() -> None:
+    found: dict[str, set[str]] = {way: set() for way in _STARTS}
+    for module in PACKAGE.rglob("*.py"):
+        text = module.read_text()
+        for way, pattern in _STARTS.items():
+            if pattern.search(text):
+                found[way].add(str(module.relative_to(REPO)))
+    assert found == CHILDREN
+
+
+def test_os_level_spawning_is_not_a_fourth_way() -> None:
+    """os.system, os.popen, os.spawn* and posix_spawn: none of them."""
+    pattern = re.compile(r"\bos\.(system|popen|spawn\w*|posix_spawn\w*)\(")
+    used = [
+        str(m.relative_to(REPO)) for m in PACKAGE.rglob("*.py") if pattern.search(m.read_text())
+    ]
+    assert used == []

@@ -68,9 +68,7 @@ def _public_key(cfg: InitiatorConfig, path: str) -> str:
         # ssh-keygen -y derives it from the private key (ssh-keygen(1)).
         done = oneshot.run([cfg.ssh_keygen, "-y", "-f", path])
         if not done.ok:
-            raise errors.RunFailed(
-                f"cannot read the public half of {path}: {done.stderr.strip()}"
-            ) from None
+            raise errors.Unreadable(f"the public half of {path}", done.stderr.strip()) from None
         return done.stdout.strip()
 
 

@@ -104,7 +104,7 @@ def test_a_snapshot_without_a_manifest_is_a_note(host: HostRepo) -> None:
 
 
 def test_an_unknown_snapshot_is_a_usage_error(host: HostRepo) -> None:
-    with pytest.raises(errors.UsageError, match="no snapshot 'nope' of web1"):
+    with pytest.raises(errors.NoSuchSnapshot, match="web1 has no snapshot 'nope'"):
         verify.verify_host(host, "nope", 1.0)
 
 

@@ -141,6 +141,6 @@ def prune_hosts(
     skipped = [
         name
         for name in selected_hosts(cfg.repository, names)
-        if not prune_host(cfg, open_store(HostRepo(cfg.repository, name)), now, dry_run, say)
+        if not prune_host(cfg, open_store(HostRepo(cfg.repository, name), cfg.store), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

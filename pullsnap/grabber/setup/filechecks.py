@@ -116,7 +116,7 @@ def _check_hardlinks(root: str) -> Iterator[Finding]:
 
 def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
     """Free bytes and inodes against what the free-space guard asks for."""
-    reserve = {h: guard.reservation(cfg, open_store(HostRepo(cfg.repository, h)))
+    reserve = {h: guard.reservation(cfg, open_store(HostRepo(cfg.repository, h), cfg.store))
                for h in hosts(cfg.repository)}  # fmt: skip
     need = guard.largest_need(cfg, reserve)
     free = free_space(cfg.repository)

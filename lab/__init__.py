@@ -371,7 +371,7 @@ def btrfs_mount(image: str, mountpoint: str, size: str = "3G") -> Iterator[str]:
     try:
         _run(["mkfs.btrfs", "-q", "-f", image])
         os.makedirs(mountpoint, exist_ok=True)
-        _run(["mount", "-o", "loop", image, mountpoint])
+        _run(["mount", "-o", "loop,user_subvol_rm_allowed", image, mountpoint])
         try:
             os.chmod(mountpoint, 0o755)
             yield mountpoint

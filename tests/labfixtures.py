@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -170,7 +171,8 @@ def remove_btrfs_tree(path: str) -> None:
     for dirpath, dirs, _files in os.walk(path, topdown=False):
         for d in dirs:
             sub = os.path.join(dirpath, d)
-            if os.stat(sub).st_ino == 256:  # the root directory of a subvolume
+            st = os.lstat(sub)
+            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
                 subprocess.run(["btrfs", "property", "set", "-ts", sub, "ro", "false"],
                                capture_output=True, check=False)  # fmt: skip
                 subprocess.run(["btrfs", "subvolume", "delete", sub], capture_output=True,

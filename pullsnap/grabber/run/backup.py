@@ -63,15 +63,19 @@ def do_pull(run: Run) -> None:
     begin(run)
     run.out.log(f"pulling {', '.join(h.paths)} into {run.host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
+    # btrfs: the receiver sees its own subvolume and nothing of the host's
+    # older snapshots, not even read-only (a read-only flag can be cleared
+    # through a writable mount only: the namespace leaves none).
     jail = receiver.confine(
         cfg, run.mode, run.held, run.host.path, private_dir, h.port, run.out.log,
-        write_dirs=[target.tree, *target.bases],
+        write_dirs=[target.tree, *target.bases] if target.link else [target.tree],
+        only_write_dirs=not target.link,
     )  # fmt: skip
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
-        target=target.tree, link_dests=target.bases, excludes=h.excludes,
-        mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
-        confined=jail.prepared is not None,
+        target=target.tree, link_dests=target.bases if target.link else (),
+        excludes=h.excludes, mode=run.mode, timeout=cfg.rsync_timeout,
+        compress=cfg.compress, confined=jail.prepared is not None, in_place=not target.link,
     )  # fmt: skip
     # Forked before rsync: no thread exists yet.
     hasher = prehash.Prehasher(target.tree, run.mode, run.held)

@@ -18,8 +18,8 @@ from pullsnap.findings import Finding
 from pullsnap.grabber.confine import mounts
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.setup import keyfile
-from pullsnap.grabber.store.base import open_store
-from pullsnap.grabber.store.repository import HostRepo, hosts
+from pullsnap.grabber.store.base import store_of
+from pullsnap.grabber.store.repository import hosts
 from pullsnap.grabber.store.space import free_space, show
 
 
@@ -116,7 +116,7 @@ def _check_hardlinks(root: str) -> Iterator[Finding]:
 
 def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
     """Free bytes and inodes against what the free-space guard asks for."""
-    reserve = {h: guard.reservation(cfg, open_store(HostRepo(cfg.repository, h), cfg.store))
+    reserve = {h: guard.reservation(cfg, store_of(cfg, h))
                for h in hosts(cfg.repository)}  # fmt: skip
     need = guard.largest_need(cfg, reserve)
     free = free_space(cfg.repository)

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pullsnap import errors
 from pullsnap.grabber.store import space
 from pullsnap.grabber.store.repository import Attempt, HostRepo
 from pullsnap.grabber.store.space import Space
+
+if TYPE_CHECKING:
+    from pullsnap.config import GrabberConfig
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,11 @@ def open_store(host: HostRepo, kind: str = "auto", strict: bool = False) -> Stor
     from pullsnap.grabber.store import storekind
 
     return storekind.open_kind(host, kind, strict)
+
+
+def store_of(cfg: GrabberConfig, host: str) -> Store:
+    """A host's store in the configured repository, as configured."""
+    return open_store(HostRepo(cfg.repository, host), cfg.store)
 
 
 def recover(store: Store, running_elsewhere: bool = False) -> list[str]:

@@ -44,13 +44,17 @@ class Choice:
 def impossible(fs: Filesystem) -> tuple[str, str] | None:
     """Why the btrfs store cannot work here, and the fix (pure); None when it can."""
     if not fs.btrfs:
-        return ("the repository is not on btrfs",
-                "put the repository on a btrfs filesystem (mkfs.btrfs), or set store = \"auto\"")
+        return (
+            "the repository is not on btrfs",
+            'put the repository on a btrfs filesystem (mkfs.btrfs), or set store = "auto"',
+        )
     if not fs.admin and not fs.user_rm:
-        return ("the grabber cannot delete subvolumes (no CAP_SYS_ADMIN, and the filesystem "
-                "is not mounted user_subvol_rm_allowed)",
-                "install the launcher (grabber install-launcher), or mount -o "
-                "remount,user_subvol_rm_allowed the repository's filesystem")
+        return (
+            "the grabber cannot delete subvolumes (no CAP_SYS_ADMIN, and the filesystem "
+            "is not mounted user_subvol_rm_allowed)",
+            "install the launcher (grabber install-launcher), or mount -o "
+            "remount,user_subvol_rm_allowed the repository's filesystem",
+        )
     return None
 
 
@@ -74,10 +78,11 @@ def choose(configured: str, fs: Filesystem, existing: str | None) -> Choice:
     return Choice("hardlink", f'store = "auto": {problem[0]}')
 
 
-def mount_options(path: str) -> set[str]:
-    """The options of the mount `path` is on (/proc/self/mounts, longest prefix)."""
+def mount_of(path: str) -> tuple[str, set[str]]:
+    """The type and options of the mount `path` is on (/proc/self/mounts,
+    the longest mount point it is under)."""
     real = os.path.realpath(path)
-    best, options = "", ""
+    best, kind, options = "", "", ""
     with contextlib.suppress(OSError), open("/proc/self/mounts", encoding="utf-8") as f:
         for line in f:
             fields = line.split()
@@ -86,21 +91,14 @@ def mount_options(path: str) -> set[str]:
             point = fields[1].replace("\\040", " ")
             inside = real == point or real.startswith(point.rstrip("/") + "/")
             if inside and len(point) >= len(best):
-                best, options = point, fields[3]
-    return set(options.split(","))
+                best, kind, options = point, fields[2], fields[3]
+    return kind, set(options.split(","))
 
 
 def probe(path: str) -> Filesystem:
-    btrfs = False
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            btrfsioctl.flags(fd)
-            btrfs = True
-        finally:
-            os.close(fd)
+    kind, options = mount_of(path)
     admin = "sys_admin" in caps.read_state().permitted
-    return Filesystem(btrfs, admin, btrfs and "user_subvol_rm_allowed" in mount_options(path))
+    return Filesystem(kind == "btrfs", admin, "user_subvol_rm_allowed" in options)
 
 
 def existing_kind(host: HostRepo) -> str | None:

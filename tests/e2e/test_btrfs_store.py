@@ -3,6 +3,7 @@ the last one, exact as a fresh copy, sharing what did not change."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,3 +74,39 @@ def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site) -> None:
     assert _record(site, names[-1])["link_dest"] == [names[1]]
     # Every snapshot's manifest matches its tree.
     assert main(["grabber", "--config", site.grabber_config, "verify", "web1"]) == errors.OK
+
+
+RETAIN_ONE = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,
+              "keep_yearly": 0}  # fmt: skip
+
+
+def _subvolumes(site: Site) -> list[str]:
+    found = []
+    for entry in sorted(os.listdir(site.host_dir())):
+        path = os.path.join(site.host_dir(), entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            found.append(entry)
+    return [e for e in found if not e.startswith(".")]
+
+
+@pytest.mark.parametrize("mode", ["fake-super", "super"])
+def test_retention_deletes_read_only_subvolumes(btrfs_site: Site, mode: str) -> None:
+    """As the subvolumes' owner on a user_subvol_rm_allowed mount (fake-super,
+    no capability), and through the CAP_SYS_ADMIN child (the launcher)."""
+    site = btrfs_site
+    site.regrab(policy=RETAIN_ONE, min_keep=1)
+    make_rich_tree(site.src)
+    with site.super_mode() if mode == "super" else contextlib.nullcontext():
+        for i in range(3):
+            with open(os.path.join(site.src, "counter"), "w") as f:
+                f.write(f"{i}\n")
+            done = site.run()
+            assert done.returncode == errors.OK, done.stderr
+    # Each run's retention leaves out the snapshot it just made and keeps
+    # one older: the third run removed the first.
+    names = site.snapshots()
+    assert len(names) == 2 and _subvolumes(site) == names
+    assert _record(site, names[-1])["mode"] == mode
+    assert len(_record(site, names[-1])["pruned_after"]) == 1
+    with open(os.path.join(site.in_snapshot(names[-1]), "counter")) as f:
+        assert f.read() == "2\n"

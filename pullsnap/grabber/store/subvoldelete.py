@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+
+import prctl
 
 from pullsnap import caps, errors
 from pullsnap.grabber.store import btrfsioctl
+
+TITLE = "pullsnap-subvolume-delete"  # its command line in ps(1)
+KEEP = ("sys_admin", "dac_override")
 
 
 class SubvolumeNotDeleted(errors.RunFailed):
@@ -29,10 +35,17 @@ def delete(parent: str, leaf: str, admin: bool) -> None:
         _delete_own(parent, leaf)
         return
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child exits, coverage cannot see it
+    if pid == 0:  # the child: never returns
         code = 0
         try:
-            caps.set_effective(("sys_admin", "dac_override"), True)
+            prctl.set_pdeathsig(signal.SIGKILL)
+            prctl.set_proctitle(TITLE)
+            # Everything else goes for good; dac_override walks a --super
+            # snapshot's root-only directories for nested subvolumes.
+            held = caps.read_state().permitted
+            caps.drop_entirely([c for c in held if c not in KEEP])
+            caps.set_no_new_privs()
+            caps.set_effective([c for c in KEEP if c in held], True)
             _delete_nested_first(parent, leaf)
         except OSError as e:
             code = e.errno or errno.EIO

@@ -78,7 +78,7 @@ def do_pull(run: Run) -> None:
         compress=cfg.compress, confined=jail.prepared is not None, in_place=not target.link,
     )  # fmt: skip
     # Forked before rsync: no thread exists yet.
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held)
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, enabled=target.link)
     bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:

@@ -50,14 +50,17 @@ class BtrfsStore:
     def plan(self, name: str) -> Target:
         host = self.host
         base = host.newest_good()
+        # Every interrupted tree goes after a success; the newest, if newer
+        # than the base, is where this run starts.
         reused = [
-            host.incomplete(a.name)
+            (a.name, host.incomplete(a.name))
             for a in reversed(host.attempts())
             if a.has_incomplete and a.state in ("interrupted", "failed")
-            and (base is None or a.name > base.name)
-        ]  # fmt: skip
-        start = reused[:1] or ([host.tree(base.name)] if base else [])
-        return Target(name, host.incomplete(name), tuple(start), tuple(reused[:1]), link=False)
+        ]
+        newer = [tree for when, tree in reused if base is None or when > base.name]
+        start = newer[:1] or ([host.tree(base.name)] if base else [])
+        return Target(name, host.incomplete(name), tuple(start),
+                      tuple(tree for _, tree in reused), link=False)  # fmt: skip
 
     def begin(self, target: Target) -> None:
         parent = btrfsioctl.open_dir(self.host.path)

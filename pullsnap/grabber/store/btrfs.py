@@ -70,7 +70,10 @@ class BtrfsStore:
             if target.bases:
                 source = btrfsioctl.open_dir(target.bases[0])
                 try:
-                    btrfsioctl.snapshot(source, parent, leaf)
+                    # Only its owner may snapshot a subvolume (or CAP_FOWNER):
+                    # a --super snapshot of "/" is root's.
+                    with caps.effective_while(("fowner",)):
+                        btrfsioctl.snapshot(source, parent, leaf)
                 finally:
                     os.close(source)
                 self._separate_hard_links(target)

@@ -110,3 +110,19 @@ def test_retention_deletes_read_only_subvolumes(btrfs_site: Site, mode: str) -> 
     assert len(_record(site, names[-1])["pruned_after"]) == 1
     with open(os.path.join(site.in_snapshot(names[-1]), "counter")) as f:
         assert f.read() == "2\n"
+
+
+def test_a_source_no_longer_sent_is_not_in_the_next_snapshot(btrfs_site: Site) -> None:
+    """The run starts from a copy of the last snapshot: what the host stopped
+    sending goes, as it would from a fresh copy."""
+    site = btrfs_site
+    site.regrab(policy={"suspect_drop": 0})  # far fewer files is what this run means
+    make_rich_tree(site.src)
+    assert site.run().returncode == errors.OK
+    site.configure(sources=[os.path.join(site.src, "etc"), os.path.join(site.src, "home")])
+    done = site.run()
+    assert done.returncode == errors.OK, done.stderr
+    first, second = site.snapshots()
+    assert sorted(os.listdir(site.in_snapshot(second))) == ["etc", "home"]
+    assert len(os.listdir(site.in_snapshot(first))) > 2
+    assert main(["grabber", "--config", site.grabber_config, "verify", "web1"]) == errors.OK

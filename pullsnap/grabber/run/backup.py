@@ -20,13 +20,14 @@ import os
 import time
 from typing import Any
 
-from pullsnap import childenv, errors
+from pullsnap import caps, childenv, errors
 from pullsnap.grabber.confine import receiver
 from pullsnap.grabber.integrity import manifest, prehash, tree
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
+from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso
 from pullsnap.grabber.store.space import is_no_space
@@ -139,6 +140,16 @@ def begin(run: Run) -> None:
     assert run.target is not None
     try:
         run.store.begin(run.target)
+        if not run.target.link:
+            # A copy of the last snapshot: what the host no longer sends goes
+            # (rsync --delete sees only below the paths it transfers).
+            with caps.effective_while(("dac_override",)):
+                gone = sourcetrim.trim(run.target.tree, run.handoff.paths)
+            if gone:
+                run.out.log(
+                    f"no longer among the sources: {', '.join(gone[:5])}"
+                    + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+                )
     except OSError as e:
         if not is_no_space(e):
             raise

@@ -66,6 +66,7 @@ CHILDREN = {
         "pullsnap/grabber/run/hooks.py",  # hooks: their own session, killed whole at a deadline
         "pullsnap/versions.py",  # version probes started early, answered later
         "pullsnap/initiator/wiring.py",  # `ssh -G`, before the run's first child
+        "pullsnap/grabber/store/btrfsusage.py",  # extents after each run, an ambient capability
     },
     # The initiator's run: Twisted's spawnProcess under one ProcessProtocol each.
     "spawnProcess": {"pullsnap/initiator/children.py"},

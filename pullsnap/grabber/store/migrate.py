@@ -57,6 +57,8 @@ def migrate(host: HostRepo, now: str, say: Callable[[str], None]) -> str:
         finally:
             os.close(parent)
         say(f"{host.host}: copying {newest.name} into a subvolume with reflinks")
+        # An operator's command: a short child run to its end, through `sh`
+        # (DESIGN.md "Children").
         done = oneshot.run([CP, "-a", "--reflink=always", "--", tree + "/.", staging + "/"])
         if not done.ok:
             _destroy(host, os.path.basename(staging))

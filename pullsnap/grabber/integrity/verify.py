@@ -67,7 +67,7 @@ def _targets(host: HostRepo, snapshot: str | None) -> list[Attempt]:
         return trees
     chosen = [a for a in trees if a.name == snapshot]
     if not chosen:
-        raise errors.UsageError(f"no snapshot {snapshot!r} of {host.host} (see grabber list)")
+        raise errors.NoSuchSnapshot(host.host, snapshot)
     return chosen
 
 

@@ -239,9 +239,7 @@ def snapshot_tree(host: HostRepo, name: str) -> str:
         name = newest.name
     known = {a.name for a in host.attempts() if a.has_tree}
     if parse_name(name) is None or name not in known:
-        raise errors.UsageError(
-            f"{host.host} has no snapshot {name!r} (see: grabber list {host.host})"
-        )
+        raise errors.NoSuchSnapshot(host.host, name)
     return host.tree(name)
 
 

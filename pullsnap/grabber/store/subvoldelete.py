@@ -4,10 +4,11 @@ Deleting a subvolume (BTRFS_IOC_SNAP_DESTROY) needs CAP_SYS_ADMIN, or its
 owner on a filesystem mounted `user_subvol_rm_allowed` after clearing its
 read-only flag (btrfs(5)).  With the launcher the grabber holds
 CAP_SYS_ADMIN permitted, never effective; a deletion forks a child that
-makes it effective, makes the one ioctl (and, for a subvolume a hostile
-receiver nested inside its snapshot, one per nested subvolume first) and
-exits.  The grabber itself never holds it effective, and no child that
-reads what the backed-up host sent holds it at all.
+makes it effective (with CAP_DAC_OVERRIDE and CAP_FOWNER, for a subvolume
+a hostile receiver nested inside its snapshot: found, made writable and
+deleted first), makes the one ioctl and exits.  The grabber itself never
+holds it effective, and no child that reads what the backed-up host sent
+holds it at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pullsnap import caps, errors
 from pullsnap.grabber.store import btrfsioctl
 
 TITLE = "pullsnap-subvolume-delete"  # its command line in ps(1)
-KEEP = ("sys_admin", "dac_override")
+# dac_override walks a --super snapshot's root-only directories for nested
+# subvolumes; fowner makes a root-owned snapshot writable to unlink them.
+KEEP = ("sys_admin", "dac_override", "fowner")
 
 
 class SubvolumeNotDeleted(errors.RunFailed):
@@ -40,8 +43,7 @@ def delete(parent: str, leaf: str, admin: bool) -> None:
         try:
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_proctitle(TITLE)
-            # Everything else goes for good; dac_override walks a --super
-            # snapshot's root-only directories for nested subvolumes.
+            # Everything else goes for good.
             held = caps.read_state().permitted
             caps.drop_entirely([c for c in held if c not in KEEP])
             caps.set_no_new_privs()
@@ -84,7 +86,13 @@ def _delete_nested_first(parent: str, leaf: str) -> None:
             if e.errno != errno.ENOTEMPTY:
                 raise
         # Subvolumes made inside the snapshot (a receiver may make them in
-        # its own tree): a subvolume holding others cannot go first.
+        # its own tree): a subvolume holding others cannot go first, and
+        # they are unlinked from it, so it must be writable.
+        fd = btrfsioctl.open_dir(os.path.join(parent, leaf))
+        try:
+            btrfsioctl.set_readonly(fd, False)
+        finally:
+            os.close(fd)
         for path in nested(os.path.join(parent, leaf)):
             _delete_nested_first(os.path.dirname(path), os.path.basename(path))
         btrfsioctl.destroy(parent_fd, leaf)

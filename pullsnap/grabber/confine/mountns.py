@@ -137,7 +137,8 @@ def own_root(view: View, *, own_user_namespace: bool) -> None:
 
 def probe_as(uid: int, gid: int) -> str | None:
     """Whether `uid` without capabilities can build its own mount namespace
-    (`grabber check`): None, or what failed.  Forks; the caller is root or `uid`."""
+    and root (`grabber check`): None, or what failed.  Forks; the caller is
+    root or `uid`."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -149,6 +150,11 @@ def probe_as(uid: int, gid: int) -> str | None:
                 os.setresuid(uid, uid, uid)
             userns.unshare_as_self(CLONE_NEWNS)
             _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+            # The new root's tmpfs, nosymfollow (Linux 5.10), read-only:
+            # what own_root needs beyond the namespace itself.
+            _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=4k"),
+                   "mount a tmpfs")  # fmt: skip
+            _setattr("/tmp", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSYMFOLLOW, 0)
         except (OSError, PullsnapError) as e:
             os.write(write_end, str(e).encode(errors="replace"))
         os._exit(0)

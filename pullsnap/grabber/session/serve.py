@@ -184,15 +184,30 @@ def serve(
 
     `load`, `start` and `pull` are what it reads and spawns (the
     configuration, the early programs, the pull itself), for tests to replace."""
+    session = [sessions.Session()]
+    try:
+        return _serve(argv, environ, stdin_fd, stdout, held, load, start, pull, session)
+    finally:
+        # Held to the very end, the trash emptied included: a place is a
+        # session's whole life.
+        session[0].close()
+
+
+def _serve(
+    argv: list[str], environ: Mapping[str, str], stdin_fd: int, stdout: TextIO,
+    held: tuple[str, ...], load: Callable[[str], GrabberConfig],
+    start: Callable[[GrabberConfig], Early], pull: Callable[..., dict[str, Any]],
+    session: list[sessions.Session],
+) -> int:  # fmt: skip
     out = Reporter(stdout)
     early: Early | None = None
-    session = sessions.Session()
     try:
         bound = binding.binding_from_login(argv, environ)
         cfg = load(bound.config or DEFAULT_GRABBER_CONFIG)
         peer = binding.peer_address(environ)
         check_repository(cfg)
-        session = sessions.hold(cfg.repository, bound.host, cfg.max_sessions_per_host)
+        # Before anything of this session starts (sessions.py).
+        session[0] = sessions.hold(cfg.repository, bound.host, cfg.max_sessions_per_host)
         early = start(cfg)
         h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
         result = pull(cfg, bound.host, peer, h, out, early, held)
@@ -206,7 +221,6 @@ def serve(
     finally:
         if early is not None:
             early.close()
-        session.close()
     out.emit(report.result_line(result))
     # Snapshots retention moved to the trash go now, outside the host lock:
     # the next run of this host need not wait for a large deletion.

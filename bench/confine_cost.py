@@ -1,4 +1,4 @@
-"""What the receiver's own root costs: `python -m bench.confine_cost [FILES] [DIRS]`
+"""What the receiver's own root costs: `python -m bench.confine_cost [FILES] [DIRS] [ROUNDS]`
 (as root; its trees go to $TMPDIR).
 
 Builds FILES small files in DIRS directories (added_cost.make_source), makes
@@ -111,6 +111,7 @@ def main(argv: list[str]) -> int:
         return 2
     files = int(argv[0]) if argv else 50_000
     dirs = int(argv[1]) if len(argv) > 1 else 500
+    rounds = int(argv[2]) if len(argv) > 2 else ROUNDS
     ctypes.CDLL(None)  # the libc the namespaces use, loaded before the first fork
     with tempfile.TemporaryDirectory(prefix="pullsnap-bench-confine-") as base:
         src = os.path.join(base, "src")
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> int:
         timed(argv_for(src, first, None), None)
         variants = preexecs(base, src, host_dir)
         times: dict[str, list[float]] = {name: [] for name in variants}
-        for i in range(ROUNDS):
+        for i in range(rounds):
             for name, preexec in variants.items():
                 target = os.path.join(host_dir, f"nc-{i}-{name.replace(' ', '-')}")
                 os.makedirs(target)
@@ -129,7 +130,7 @@ def main(argv: list[str]) -> int:
                 shutil.rmtree(target)
         setup = {name: spawn_cost(preexec) for name, preexec in variants.items()}
         print(f"no-change run of {files:,} files in {dirs:,} directories, local rsync "
-              f"--super, best of {ROUNDS}:")  # fmt: skip
+              f"--super, best of {rounds}:")  # fmt: skip
         plain = min(times["none"])
         for name, took in times.items():
             best = min(took)

@@ -15,15 +15,17 @@ each into a fresh tree, with rsync under
                directory writable and nosymfollow
 
 the best of ROUNDS of each, taken in turns (a loaded machine slows one
-round, not one of them); and the cost of building each confinement alone,
-around /bin/true.  Local rsync: both of its processes are confined, as the
-receiver and its ssh are in a pull.
+round, not one of them), in wall time and in the CPU time of rsync's
+processes (which other work on the machine disturbs least); and the cost
+of building each confinement alone, around /bin/true.  Local rsync: both
+of its processes are confined, as the receiver and its ssh are in a pull.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -85,13 +87,21 @@ def preexecs(base: str, src: str, host_dir: str) -> dict[str, Callable[[], None]
     return {"none": None, "before": before, "own root": own_root}
 
 
-def timed(argv: list[str], preexec: Callable[[], None] | None) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], preexec: Callable[[], None] | None) -> tuple[float, float]:
+    """Wall time, and the CPU time (user and system) of rsync's processes:
+    the figure a machine busy with other work disturbs least."""
+    cpu = _children_cpu()
     started = time.monotonic()
     result = pull.run_rsync(argv, ENV, lambda p: None, lambda line: None, preexec, 3600)
     took = time.monotonic() - started
     if result.exit_code != 0:
         raise SystemExit(f"rsync failed ({result.exit_code}): {result.errors[-3:]}")
-    return took
+    return took, _children_cpu() - cpu
 
 
 def spawn_cost(preexec: Callable[[], None] | None, rounds: int = 30) -> float:
@@ -121,7 +131,7 @@ def main(argv: list[str]) -> int:
         os.makedirs(first)
         timed(argv_for(src, first, None), None)
         variants = preexecs(base, src, host_dir)
-        times: dict[str, list[float]] = {name: [] for name in variants}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for i in range(rounds):
             for name, preexec in variants.items():
                 target = os.path.join(host_dir, f"nc-{i}-{name.replace(' ', '-')}")
@@ -130,16 +140,21 @@ def main(argv: list[str]) -> int:
                 shutil.rmtree(target)
         setup = {name: spawn_cost(preexec) for name, preexec in variants.items()}
         print(f"no-change run of {files:,} files in {dirs:,} directories, local rsync "
-              f"--super, best of {rounds}:")  # fmt: skip
-        plain = min(times["none"])
+              f"--super, best of {rounds} (median), wall and rsync's CPU time:")  # fmt: skip
+        best = {name: (min(w for w, _ in t), min(c for _, c in t)) for name, t in times.items()}
         for name, took in times.items():
-            best = min(took)
-            print(f"  {name:9s} {best * 1000:8.1f} ms  ({best / plain:.3f}x unconfined; "
-                  f"median {sorted(took)[len(took) // 2] * 1000:.1f} ms)  "
+            wall, cpu = best[name]
+            middle = len(took) // 2
+            print(f"  {name:9s} wall {wall * 1000:7.1f} ms "
+                  f"({sorted(w for w, _ in took)[middle] * 1000:.1f})  "
+                  f"CPU {cpu * 1000:7.1f} ms ({sorted(c for _, c in took)[middle] * 1000:.1f}; "
+                  f"{cpu / best['none'][1]:.3f}x unconfined)  "
                   f"spawning /bin/true: {setup[name] * 1000:.2f} ms")  # fmt: skip
-        change = min(times["own root"]) - min(times["before"])
-        print(f"own root - before: {change * 1000:+.1f} ms "
-              f"({min(times['own root']) / min(times['before']):.3f}x)")  # fmt: skip
+        (before_wall, before_cpu), (own_wall, own_cpu) = best["before"], best["own root"]
+        print(f"own root - before: wall {(own_wall - before_wall) * 1000:+.1f} ms "
+              f"({own_wall / before_wall:.3f}x), CPU {(own_cpu - before_cpu) * 1000:+.1f} ms "
+              f"({own_cpu / before_cpu:.3f}x), spawning "
+              f"{(setup['own root'] - setup['before']) * 1000:+.2f} ms")  # fmt: skip
     return 0
 
 

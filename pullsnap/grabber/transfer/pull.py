@@ -164,10 +164,11 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         # (rsync(1) --insecure-links): ~35 openat(2) per file, 3.5x the time
         # of a no-change run.  It guards nothing here: the old snapshots'
         # symlinks come from the backed-up host (root-owned with --super,
-        # ours with --fake-super, so the walk would follow them anyway), and
-        # Landlock keeps the receiver inside its snapshots whatever it
-        # follows.  Without Landlock the walk stays on.  Not sent to the
-        # sender.
+        # ours with --fake-super, so the walk would follow them anyway).
+        # What does guard: the receiver's own root mounts the host's
+        # directory nosymfollow (confine/rootview.py), so no link in it is
+        # followed, and Landlock keeps it inside its snapshots.  Without
+        # Landlock the walk stays on.  Not sent to the sender.
         argv.append("--insecure-links")
     for link_dest in spec.link_dests[:MAX_LINK_DESTS]:
         argv.append(f"--link-dest={link_dest}")

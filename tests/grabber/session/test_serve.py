@@ -134,6 +134,16 @@ def test_a_host_over_its_session_cap_is_refused_before_anything_starts(site) -> 
     held[1].close()
 
 
+def test_a_missing_repository_is_refused_before_anything_starts(site, tmp_path) -> None:
+    def pull(*args: object) -> dict[str, Any]:
+        raise AssertionError("no pull without a repository")
+
+    site["cfg"] = GrabberConfig(repository=str(tmp_path / "nowhere"))
+    code, result = _serve(site, handoff.encode(site["handoff"]), pull)
+    assert code == errors.FAILED and "does not exist: create it" in result["message"]
+    assert FakeEarly.made == [] and not (tmp_path / "nowhere").exists()
+
+
 def test_a_handoff_that_never_comes_ends_at_its_deadline(site, monkeypatch) -> None:
     site["cfg"] = GrabberConfig(repository=site["cfg"].repository, handoff_timeout=0.2)
     read_end, write_end = os.pipe()  # open, silent

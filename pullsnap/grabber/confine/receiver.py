@@ -181,6 +181,7 @@ def shown(rules: landlock.Confinement) -> tuple[str, ...]:
 def confine(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
     port: int, warn: Callable[[str], None], write_dirs: Sequence[str] = (),
+    only_write_dirs: bool = False,
 ) -> Confined:  # fmt: skip
     """Prepare the child's confinement, or refuse --super without one.
 
@@ -191,6 +192,10 @@ def confine(
     records, `latest`, manifests or older snapshots of the same host.  (Files
     hardlinked from the link-dest trees share their inodes: those it could
     still write through; `grabber verify` finds such changes.)
+    `only_write_dirs` (the btrfs store): the mount namespace, too, shows
+    only `write_dirs` (writable, nosymfollow), not `host_dir`: btrfs's subvolume ioctls
+    (clearing a read-only flag, deleting a subvolume) are not Landlock's to
+    refuse, and need a writable mount.
     """
     from pullsnap import connectfd, landlock
     from pullsnap.grabber.confine import etcview, mountns, receiverpolicy, rootview
@@ -199,9 +204,10 @@ def confine(
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
     own_user = namespace_kind(cfg, mode, held, warn)
     etc = None
+    writable = tuple(write_dirs) if only_write_dirs and write_dirs else (host_dir,)
     if own_user is not None:
         etc = etcview.write_etc(private_dir)
-        mountns.check_paths((host_dir,), etc)
+        mountns.check_paths(writable, etc)
     programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
     # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
     # reading its standard library (under /usr/lib) and that one script.
@@ -214,7 +220,7 @@ def confine(
     ns = None
     if own_user is not None and etc is not None:
         os.makedirs(os.path.join(private_dir, rootview.ROOT), 0o700, exist_ok=True)
-        view = rootview.plan(shown(rules), (host_dir,), etc, private_dir, rootview.inspect_host)
+        view = rootview.plan(shown(rules), writable, etc, private_dir, rootview.inspect_host)
         ns = Namespace(view, own_user, caps.kernel_cap_names() if own_user else ())
     try:
         return Confined(landlock.prepare(rules), ambient, ns)

@@ -120,7 +120,9 @@ def pull_once(
         agent_socket=key.socket,
         connect_timeout=cfg.connect_timeout,
     )
-    store = open_store(HostRepo(cfg.repository, host_name))
+    host = HostRepo(cfg.repository, host_name)
+    # A probe needs the host's lock, not its store (it writes no tree).
+    store = None if h.probe else open_store(host, cfg.store, strict=True)
     holder = {"pid": os.getpid(), "since": iso(now()), **({"by": "a probe"} if h.probe else {})}
     limit = cfg.max_concurrent_pulls
     # A probe transfers nothing, so min_interval does not hold it back; the
@@ -128,7 +130,7 @@ def pull_once(
     started = time.monotonic()
     patience = min(cfg.queue_timeout, cfg.probe_timeout) if h.probe else cfg.queue_timeout
     queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
-    with store.host.lock(holder), queue:
+    with host.lock(holder), queue:
         if h.probe:
             left = max(1.0, cfg.probe_timeout - (time.monotonic() - started))
             result = _probe(cfg, connect, h, early.private, mode, held, out, left)
@@ -138,6 +140,7 @@ def pull_once(
                     f"Landlock ABI {abi})" if abi else "no Landlock)"
                 )
             return result
+        assert store is not None
         return backup.run_backup(
             Run(cfg=cfg, store=store, connect=connect, handoff=h, fingerprint=key.fingerprint,
                 mode=mode, held=held, out=out, now=now)

@@ -13,10 +13,11 @@ and a later restore hands it to the backed-up host.
 With --fake-super rsync stores a symlink as a file that names its target
 (rsync(1) --fake-super), so the lookup meets a file, not a link; with
 --super the snapshot holds real symlinks.  The receiver's host directory
-is mounted nosymfollow in a root of its own
-(rootview.py): the lookup fails (ELOOP), rsync takes the file from the
-sender, and the snapshot holds the sender's bytes, in --super and
---fake-super mode alike; the variants point at the backup host's /etc, its
+is mounted nosymfollow in a root of its own (rootview.py): the lookup
+fails (ELOOP), rsync takes the file from the sender, and the snapshot
+holds the sender's bytes, in --super and --fake-super mode alike, and in
+the btrfs store (which writes in place into a snapshot of the last tree,
+old links and all).  The variants point at the backup host's /etc, its
 libraries (which the receiver must be able to read), a directory outside
 the repository, and another host's snapshot.  The control runs rsync with
 the same options unconfined on the same trees and gets the backup host's
@@ -38,10 +39,13 @@ from tests.labfixtures import Site
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
 
 
-@pytest.fixture(params=["super", "fake-super"])
-def mode_site(request: pytest.FixtureRequest, site: Site) -> Iterator[Site]:
+@pytest.fixture(params=["super", "fake-super", "btrfs-super"])
+def mode_site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    """The hardlink store in both modes; the btrfs store, whose new tree is a
+    snapshot of the last one (its symlinks included), written in place."""
+    site = request.getfixturevalue("btrfs_site" if "btrfs" in request.param else "site")
     site.regrab(policy={"suspect_drop": 0})  # the tree is tiny: any change is a big one
-    if request.param == "super":
+    if request.param in ("super", "btrfs-super"):
         with site.super_mode() as s:
             yield s
     else:

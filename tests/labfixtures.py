@@ -92,9 +92,12 @@ class Site:
         """Every path in the repository with its size and mtime: to show nothing changed.
 
         The host's `.lock` is left out: every run that gets as far as the lock
-        writes its pid there, refused or not; it holds no snapshot data."""
+        writes its pid there, refused or not; it holds no snapshot data.  So
+        are the session places (`.sessions/`), which every login takes."""
         found = []
         for dirpath, dirs, files in os.walk(self.repo):
+            if dirpath == self.repo and ".sessions" in dirs:
+                dirs.remove(".sessions")
             for name in sorted(dirs + files):
                 if name == ".lock":
                     continue

@@ -167,10 +167,11 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         # (rsync(1) --insecure-links): ~35 openat(2) per file, 3.5x the time
         # of a no-change run.  It guards nothing here: the old snapshots'
         # symlinks come from the backed-up host (root-owned with --super,
-        # ours with --fake-super, so the walk would follow them anyway), and
-        # Landlock keeps the receiver inside its snapshots whatever it
-        # follows.  Without Landlock the walk stays on.  Not sent to the
-        # sender.
+        # ours with --fake-super, so the walk would follow them anyway).
+        # What does guard: the receiver's own root mounts the host's
+        # directory nosymfollow (confine/rootview.py), so no link in it is
+        # followed, and Landlock keeps it inside its snapshots.  Without
+        # Landlock the walk stays on.  Not sent to the sender.
         argv.append("--insecure-links")
     if spec.in_place:
         # Write into the existing file, so the blocks it did not change stay

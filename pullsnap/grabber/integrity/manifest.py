@@ -19,21 +19,33 @@ its inode, os.scandir(2)-style, no stat).
 
 Paths are JSON strings of the file-system bytes (os.fsdecode, surrogate
 escapes for bytes that are not UTF-8), relative to the snapshot's root.
+
+Nothing here holds a whole manifest, whatever the number of files: the
+walk meets the files in byte order of their paths (tree.walk_files), the
+manifest is written in that order as the walk goes (its header says so:
+`"order": "path-bytes"`), and the next run reads its base's manifest as a
+stream beside its own walk, each side advancing to the other's path (a
+merge, not a lookup table).  What comes in another order (rsync's names,
+the hasher's digests, a manifest from before the order was kept) goes
+through a `spool.Spool`, sorted on disk.  A record out of order is never
+wrong, only missed: its file is hashed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pullsnap import errors
 from pullsnap.grabber.integrity import tree
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.integrity.tree import ALGORITHM
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.atomicfile import open_regular
@@ -41,6 +53,11 @@ from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.store.space import is_no_space
 
 FORMAT = 1
+ORDER = "path-bytes"  # the header's "order": entries sorted by the bytes of their paths
+BATCH = 4096  # lines of a base manifest parsed at once (one JSON parse: json_rows)
+READ_SIZE = 1 << 20
+TWINS = 100_000  # inodes with several links remembered for their digests, at most
+Hashed = tuple[str, int, int]  # hex digest, size, inode: what the hasher found (prehash.py)
 
 
 @dataclass(frozen=True)
@@ -150,20 +167,114 @@ def base_paths(host: HostRepo, link_dests: list[str]) -> list[str]:
     return [host.manifest_path(os.path.basename(tree)) for tree in link_dests]
 
 
-def read_all(paths: list[str]) -> list[dict[bytes, Entry]]:
+class BaseManifest:
+    """One link-dest snapshot's manifest, to be read once as a stream of
+    entries in path order: straight from its file when its header says it
+    is in that order, else from a spool sorted while rsync ran."""
+
+    def __init__(self, fd: int, sorted_spool: Spool | None = None) -> None:
+        self._fd = fd
+        self._spool = sorted_spool
+
+    def entries(self) -> Iterator[Entry]:
+        if self._spool is None:
+            return _stream(self._fd)
+        return _from_spool(self._spool)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The paths, in order."""
+        return (entry.path for entry in self.entries())
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._spool is not None:
+            self._spool.close()
+
+
+def open_base(path: str, scratch: str | None = None) -> BaseManifest | None:
+    """The manifest at `path` as a BaseManifest, or None when there is no
+    readable one.  One not in path order is sorted now, into a spool in
+    `scratch` (a manifest written before the order was kept)."""
+    try:  # a regular file, never a link or FIFO (atomicfile.open_regular)
+        fd = open_regular(path)
+    except OSError:
+        return None
+    try:
+        header = parse_header(_first_line(fd))
+        if header is None:
+            os.close(fd)
+            return None
+        if header.get("order") == ORDER:
+            return BaseManifest(fd)
+        spool = Spool(scratch)
+        for entry in _stream(fd):
+            if "\0" not in entry.raw:  # a NUL would end its record in the spool
+                spool.add(entry.path, entry.raw.encode("utf-8", "surrogateescape"))
+        os.close(fd)
+        if spool.error is not None:
+            spool.close()
+            return None  # no room to sort it: every file is hashed again
+        return BaseManifest(-1, spool)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
+def _first_line(fd: int) -> str:
+    head = b""
+    while b"\n" not in head and len(head) < (1 << 16):
+        block = os.pread(fd, 4096, len(head))
+        if not block:
+            break
+        head += block
+    return head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _stream(fd: int) -> Iterator[Entry]:
+    """The entries of a manifest file, in the file's order, a batch of lines
+    at a time (the header and malformed lines left out)."""
+    rest = ""
+    offset = 0
+    header = True
+    while True:
+        block = os.pread(fd, READ_SIZE, offset)
+        offset += len(block)
+        text = rest + block.decode("utf-8", "surrogateescape") if block else rest
+        lines = text.split("\n")
+        rest = lines.pop() if block else ""
+        if header and lines:
+            lines.pop(0)
+            header = False
+        yield from parse_lines([line for line in lines if line.strip()])
+        if not block:
+            return
+
+
+def _from_spool(spool: Spool) -> Iterator[Entry]:
+    for path, raw in spool.items():
+        entry = parse_line(raw.decode("utf-8", "surrogateescape"))
+        if entry is not None and entry.path == path:
+            yield entry
+
+
+def open_all(paths: list[str], scratch: str | None = None) -> list[BaseManifest]:
     """The manifests among `paths` that can be read, in order."""
-    return [base for base in map(read, paths) if base is not None]
+    return [base for base in (open_base(p, scratch) for p in paths) if base is not None]
 
 
 class BaseReader:
-    """Reads the link-dest snapshots' manifests in a thread while rsync runs
-    (a nightly run's base manifest: 50,000 lines, 0.13 s otherwise spent
-    after rsync).  Start it once rsync is running, so no fork(2) happens
-    while the thread is alive, and `join` it before anything forks again."""
+    """Opens the link-dest snapshots' manifests in a thread while rsync runs:
+    one in path order is only opened; an older one is sorted into a spool
+    meanwhile.  Start it once rsync is running, so no fork(2) happens while
+    the thread is alive, and `join` it before anything forks again."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], scratch: str | None = None) -> None:
         self._paths = paths
-        self._found: list[dict[bytes, Entry]] = []
+        self._scratch = scratch
+        self._found: list[BaseManifest] = []
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -171,9 +282,9 @@ class BaseReader:
         self._thread.start()
 
     def _read(self) -> None:
-        self._found = read_all(self._paths)
+        self._found = open_all(self._paths, self._scratch)
 
-    def join(self) -> list[dict[bytes, Entry]] | None:
+    def join(self) -> list[BaseManifest] | None:
         """The readable bases, in order; None if the thread never ran."""
         if self._thread is None:
             return None
@@ -190,8 +301,9 @@ def parse_header(line: str) -> dict[str, Any] | None:
     return header if ok and header.get("algorithm") == ALGORITHM else None
 
 
-def write(path: str, header: Mapping[str, Any], entries: list[Entry]) -> None:
-    """Atomically (atomicfile): readers see the old manifest or the new one."""
+def write(path: str, header: Mapping[str, Any], entries: Iterable[Entry]) -> None:
+    """Atomically (atomicfile): readers see the old manifest or the new one.
+    The header says "order" only if the caller's `header` does."""
     with atomicfile.replacing(path, 0o600) as raw:
         f = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
         f.write(json.dumps({"format": FORMAT, "algorithm": ALGORITHM, **header}) + "\n")
@@ -201,83 +313,164 @@ def write(path: str, header: Mapping[str, Any], entries: list[Entry]) -> None:
         f.detach()
 
 
+V = TypeVar("V")
+
+
+class _Cursor(Generic[V]):
+    """A sorted stream of (path, value), read forward as the walk's paths
+    grow.  A record out of order is passed over, never matched wrongly."""
+
+    def __init__(self, items: Iterator[tuple[bytes, V]]) -> None:
+        self._items = items
+        self._head = next(items, None)
+
+    def find(self, path: bytes) -> V | None:
+        head = self._head
+        while head is not None and head[0] < path:
+            head = self._head = next(self._items, None)
+        return head[1] if head is not None and head[0] == path else None
+
+
+NewFiles = Iterable[bytes]  # a set (sorted here), or a Spool (sorted already)
+Base = Mapping[bytes, Entry] | BaseManifest
+Prehashed = Mapping[bytes, Hashed] | Spool  # a Spool of prehash.encode values
+
+
+def _listed(new_files: NewFiles) -> Iterator[tuple[bytes, bool]]:
+    paths = new_files if isinstance(new_files, Spool) else sorted(new_files)
+    return ((path, True) for path in paths)
+
+
+def _base_items(base: Base) -> Iterator[tuple[bytes, Entry]]:
+    if isinstance(base, BaseManifest):
+        return ((entry.path, entry) for entry in base.entries())
+    return iter(sorted(base.items()))
+
+
+def _early_items(prehashed: Prehashed) -> Iterator[tuple[bytes, Hashed]]:
+    if isinstance(prehashed, Spool):
+        return ((path, decode_hashed(value)) for path, value in prehashed.items())
+    return iter(sorted(prehashed.items()))
+
+
+def encode_hashed(hashed: Hashed) -> bytes:
+    digest, size, inode = hashed
+    return b"%s %d %d" % (digest.encode("ascii"), size, inode)
+
+
+def decode_hashed(value: bytes) -> Hashed:
+    digest, size, inode = value.split(b" ")
+    return digest.decode("ascii"), int(size), int(inode)
+
+
 def build(
     path: str,
     name: str,
-    new_files: set[bytes],
-    bases: list[Mapping[bytes, Entry]],
-    prehashed: Mapping[bytes, tuple[str, int, int]] | None = None,
+    new_files: NewFiles,
+    bases: Sequence[Base],
+    prehashed: Prehashed | None = None,
     meter: tree.Shown | None = None,
 ) -> tuple[list[Entry], BuildStats]:
-    """The manifest of the tree at `path`: hash what is new, carry the rest from `bases`.
-
-    `prehashed`: (digest, size, inode) by path, hashed while rsync ran
-    (prehash.py); taken where the file still has that inode.  `meter` (the
-    store's, measuring what the tree took) sees every directory and every
-    entry not carried from a base."""
-    prehashed = prehashed or {}
-    started = time.monotonic()
+    """`entries`, gathered in a list (for a small tree: tests, benchmarks)."""
     stats = BuildStats()
-    entries: list[Entry] = []
-    seen: dict[int, Entry] = {}  # files hard-linked to each other within this tree
+    found = list(entries(path, name, new_files, bases, prehashed, meter, stats))
+    return found, stats
+
+
+def entries(
+    path: str,
+    name: str,
+    new_files: NewFiles,
+    bases: Sequence[Base],
+    prehashed: Prehashed | None,
+    meter: tree.Shown | None,
+    stats: BuildStats,
+) -> Iterator[Entry]:
+    """The manifest of the tree at `path`, entry by entry in path order:
+    hash what is new, carry the rest from `bases`.  Counts into `stats`.
+
+    `new_files`: what rsync's itemized output named.  `prehashed`: (digest,
+    size, inode) by path, hashed while rsync ran (prehash.py); taken where
+    the file still has that inode.  `meter` (the store's, measuring what
+    the tree took) sees every directory and every entry not carried from a
+    base."""
+    started = time.monotonic()
+    listed = _Cursor(_listed(new_files))
+    carry = [_Cursor(_base_items(base)) for base in bases]
+    early = _Cursor(_early_items(prehashed if prehashed is not None else {}))
+    # Files hard-linked to each other within this tree, by inode: only those
+    # with more than one link, and no more than TWINS (a twin forgotten is
+    # hashed again, never wrong).
+    twins: dict[int, Entry] = {}
     root = tree.open_tree(path)
     try:
         for dir_fd, file_name, path, inode in tree.walk_files(root, shown=meter):
             stats.files += 1
+            new = listed.find(path) is not None
+            found = [cursor.find(path) for cursor in carry]  # every cursor moves on
             carried = None
-            if path not in new_files:
-                carried = next(
-                    (b[path] for b in bases if path in b and b[path].inode == inode), None
-                )
+            if not new:
+                carried = next((b for b in found if b is not None and b.inode == inode), None)
             if carried is not None:
-                entries.append(carried)
                 stats.carried += 1
+                yield carried
                 continue
             if meter is not None:
                 meter.entry(dir_fd, file_name, inode)
-            if inode in seen:
-                twin = seen[inode]
-                entries.append(Entry(path, twin.digest, twin.size, twin.inode, twin.origin))
+            twin = twins.get(inode)
+            if twin is not None:
+                yield Entry(path, twin.digest, twin.size, twin.inode, twin.origin)
                 continue
-            early = prehashed.get(path)
+            hashed = early.find(path)
+            links = 1
             try:
-                if early is not None and early[2] == inode:
-                    digest, size, real_inode = early
-                    stats.prehashed += 1
+                if hashed is not None and hashed[2] == inode:
+                    digest, size, real_inode = hashed
+                    stats.prehashed += 1  # a twin of it was given to the hasher too
                 else:
-                    digest, size, real_inode = tree.hash_file(dir_fd, file_name)
+                    digest, size, real_inode, links = tree.hash_file_links(dir_fd, file_name)
             except OSError as e:
                 stats.problems.append(f"{os.fsdecode(path)}: {e.strerror or e}")
                 continue
-            if path not in new_files:
+            if not new:
                 stats.unlisted += 1
             entry = Entry(path, digest, size, real_inode, name)
-            seen[real_inode] = entry
-            entries.append(entry)
+            if links > 1 and len(twins) < TWINS:
+                twins[real_inode] = entry
             stats.hashed += 1
             stats.hashed_bytes += size
+            yield entry
     finally:
         os.close(root)
-    stats.seconds = time.monotonic() - started
-    return entries, stats
+        stats.seconds += time.monotonic() - started
 
 
 def make(
     host: HostRepo,
     name: str,
-    new_files: set[bytes],
-    bases: list[Mapping[bytes, Entry]],
-    prehashed: Mapping[bytes, tuple[str, int, int]],
+    new_files: NewFiles,
+    bases: Sequence[Base],
+    prehashed: Prehashed,
     mode: str,
     held: tuple[str, ...],
     meter: tree.Shown | None = None,
 ) -> BuildStats:
-    """Write `<name>.manifest` beside a published snapshot; its numbers.
-    No room for it is NoSpace (the run's no-space outcome)."""
+    """Write `<name>.manifest` beside a published snapshot as the walk goes;
+    its numbers.  No room for it is NoSpace (the run's no-space outcome)."""
+    stats = BuildStats()
+    header = {"snapshot": name, "host": host.host, "order": ORDER}
     try:
-        with tree.reading_as_receiver(mode, held):
-            entries, stats = build(host.tree(name), name, new_files, bases, prehashed, meter)
-        write(host.manifest_path(name), {"snapshot": name, "host": host.host}, entries)
+        # The walk reads the tree with the receiver's capability; the
+        # manifest goes to a file opened before it.
+        with atomicfile.replacing(host.manifest_path(name), 0o600) as raw:
+            f = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
+            f.write(json.dumps({"format": FORMAT, "algorithm": ALGORITHM, **header}) + "\n")
+            with tree.reading_as_receiver(mode, held):
+                for entry in entries(host.tree(name), name, new_files, bases, prehashed, meter,
+                                     stats):  # fmt: skip
+                    f.write(entry.line() + "\n")
+            f.flush()
+            f.detach()
     except OSError as e:
         error = errors.NoSpace if is_no_space(e) else errors.RunFailed
         raise error(f"no manifest for {name}: {e.strerror or e}") from None

@@ -23,6 +23,7 @@ from typing import Any
 from pullsnap import childenv, errors
 from pullsnap.grabber.confine import receiver
 from pullsnap.grabber.integrity import manifest, prehash, tree
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
@@ -73,15 +74,19 @@ def do_pull(run: Run) -> None:
         mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
         confined=jail.prepared is not None,
     )  # fmt: skip
-    # Forked before rsync: no thread exists yet.
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held)
-    bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
+    # Forked before rsync: no thread exists yet.  What grows with the number
+    # of files (rsync's names, the digests, an old base manifest sorted) is
+    # spooled in the host's directory, not held (integrity/spool.py).
+    scratch = run.host.path
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch)
+    bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)), scratch)
+    new_files = Spool(scratch)
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None,
+            watch=kept if kept.needed else None, new_files=new_files,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot and (reason := kept()):

@@ -9,8 +9,13 @@ which goes in byte order of the path (tree.walk_files).  A `Spool` takes
 (key, value) records in any order and gives them back once, sorted by key:
 
     add(key, value)      kept in memory up to `limit` bytes, then that
-                         chunk is sorted and written out as one run
+                         chunk is sorted and written out as one run; FAN
+                         runs of a size are merged into one (a few dozen
+                         files at most for tens of millions of records)
     items()              the runs and the last chunk merged (heapq.merge)
+
+Records that arrive in order (the usual case for rsync's names) skip the
+sorting and go to one run, appended to.
 
 A run is a file without a name (O_TMPFILE) in a directory the caller names
 (the host's directory in the repository: on disk, not in memory, and gone
@@ -28,10 +33,11 @@ import errno
 import heapq
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-LIMIT = 8 << 20  # bytes of records (with Python's overhead, estimated) held before a run
+LIMIT = 2 << 20  # bytes of records (with Python's overhead, estimated) held before a run
 OVERHEAD = 120  # bytes a record costs in memory beside its key and value: tuple, objects
+FAN = 16  # runs of one level merged into one of the next (so few files stay open)
 READ_SIZE = 1 << 16
 WRITE_SIZE = 1 << 20
 
@@ -61,7 +67,7 @@ class Spool:
         self.error: OSError | None = None
         self._chunk: list[tuple[bytes, bytes]] = []
         self._size = 0
-        self._runs: list[tuple[int, int]] = []  # (fd, length)
+        self._runs: list[tuple[int, int, int]] = []  # (fd, length, level)
         self._in_order = True  # every record so far came after the one before
         self._last = b""
 
@@ -80,25 +86,39 @@ class Spool:
     def _spill(self) -> None:
         if not self._in_order:
             self._chunk.sort()
-        data = bytearray()
-        fd = -1
         try:
-            fd = scratch_file(self.directory)
-            length = 0
-            for key, value in self._chunk:
-                data += key + b"\0" + value + b"\0"
-                if len(data) >= WRITE_SIZE:
-                    length += _write_all(fd, data)
-                    data.clear()
-            length += _write_all(fd, data)
+            if self._in_order and self._runs:  # all in order so far: one run, appended to
+                fd, length, level = self._runs[-1]
+                self._runs[-1] = (fd, length + _write_records(fd, self._chunk), level)
+            else:
+                self._runs.append(self._new_run(iter(self._chunk), 0))
+                self._compact()
         except OSError as e:
-            if fd >= 0:
-                os.close(fd)
             self.error = e
-        else:
-            self._runs.append((fd, length))
+            self.close()
         self._chunk = []
         self._size = 0
+
+    def _new_run(self, records: Iterator[tuple[bytes, bytes]], level: int) -> tuple[int, int, int]:
+        fd = scratch_file(self.directory)
+        try:
+            return fd, _write_records(fd, records), level
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _compact(self) -> None:
+        """FAN runs of one level become one run of the next."""
+        while True:
+            level = self._runs[-1][2]
+            same = [run for run in self._runs if run[2] == level]
+            if len(same) < FAN:
+                return
+            merged = heapq.merge(*(_read_run(fd, length) for fd, length, _ in same))
+            run = self._new_run(merged, level + 1)
+            for fd, _, _ in same:
+                os.close(fd)
+            self._runs = [r for r in self._runs if r[2] != level] + [run]
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every record, sorted by key (equal keys: by value).  Read again,
@@ -110,7 +130,7 @@ class Spool:
         chunk = self._chunk
         if not self._runs:
             return iter(chunk)
-        runs = [_read_run(fd, length) for fd, length in self._runs]
+        runs = [_read_run(fd, length) for fd, length, _ in self._runs]
         if self._in_order:  # the runs follow each other: no merge needed
             return _chained([*runs, iter(chunk)])
         return heapq.merge(*runs, iter(chunk))
@@ -123,7 +143,7 @@ class Spool:
         return self.count
 
     def close(self) -> None:
-        for fd, _ in self._runs:
+        for fd, _, _ in self._runs:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._runs.clear()
@@ -133,6 +153,21 @@ class Spool:
 def _chained(parts: list[Iterator[tuple[bytes, bytes]]]) -> Iterator[tuple[bytes, bytes]]:
     for part in parts:
         yield from part
+
+
+def _write_records(fd: int, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """Append `records` to the file at `fd`; the bytes written."""
+    data = bytearray()
+    length = 0
+    for key, value in records:
+        data += key
+        data += b"\0"
+        data += value
+        data += b"\0"
+        if len(data) >= WRITE_SIZE:
+            length += _write_all(fd, data)
+            data.clear()
+    return length + _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> int:

@@ -65,6 +65,11 @@ class PeakRss:
     def hwm_total(self) -> int:
         return sum(peak for _, peak in self.hwm.values())
 
+    def own_peak(self, kind: str) -> int:
+        """The largest VmHWM of one process of `kind`: the kernel's own
+        high-water mark, which no sampling interval misses."""
+        return max((peak for k, peak in self.hwm.values() if k == kind), default=0)
+
     def python_peak(self) -> int:
         """The grabber's own processes (grabber and hasher), their peak sum at once."""
         return self._python

@@ -57,8 +57,7 @@ def walk_files(
                 if dir_fd != root_fd:
                     os.close(dir_fd)
                 continue
-            entry = entries.pop()
-            name = os.fsencode(entry.name)
+            name, entry = entries.pop()
             path = base + name
             if entry.is_file(follow_symlinks=False):
                 yield dir_fd, name, path, entry.inode()
@@ -82,19 +81,22 @@ def walk_files(
                 os.close(dir_fd)
 
 
-def _entries(dir_fd: int) -> list[os.DirEntry]:
-    """A directory's entries, last first (the walk pops them), sorted so
-    that the walk meets its files in byte order of their paths: a
-    directory's name counts as if it ended in "/" ("a.txt" before "a/x",
-    as rsync sorts its file list), so everything below it comes where its
-    paths sort.  The manifest is written in this order, and the next run
+def _entries(dir_fd: int) -> list[tuple[bytes, os.DirEntry]]:
+    """A directory's entries with their names' bytes, last first (the walk
+    pops them), sorted so that the walk meets its files in byte order of
+    their paths: a directory's name counts as if it ended in "/" ("a.txt"
+    before "a/x", as rsync sorts its file list), so everything below it
+    comes where its paths sort.  The manifest is written in this order, and the next run
     reads it beside its own walk (manifest.py) without a lookup table."""
     with os.scandir(dir_fd) as it:
-        return sorted(it, key=_order, reverse=True)
+        # os.fsencode, inline: UTF-8 with surrogate escapes (PEP 383)
+        named = [(e.name.encode("utf-8", "surrogateescape"), e) for e in it]
+    named.sort(key=_order, reverse=True)
+    return named
 
 
-def _order(entry: os.DirEntry) -> bytes:
-    name = os.fsencode(entry.name)
+def _order(item: tuple[bytes, os.DirEntry]) -> bytes:
+    name, entry = item
     return name + b"/" if entry.is_dir(follow_symlinks=False) else name
 
 

@@ -131,3 +131,20 @@ def test_a_file_rsync_named_is_hashed_even_where_the_base_has_its_inode(repo: Ho
     named = {b"a/b/c", b"\xff"}
     stats = manifest.make(repo, N2, named, [base], {}, "fake-super", ())
     assert (stats.hashed, stats.carried) == (len(named), len(FILES) - len(named))
+
+
+def test_a_base_read_in_small_blocks_or_parsed_ahead_gives_every_entry_whole(
+    repo: HostRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest.make(repo, N1, set(FILES), [], {}, "fake-super", ())
+    whole = manifest.open_base(repo.manifest_path(N1))
+    assert whole is not None
+    expected = list(whole.entries())
+    whole.close()
+    # Blocks of 7 bytes cut "é" (two bytes) and every line somewhere.
+    monkeypatch.setattr(manifest, "READ_SIZE", 7)
+    for ahead in (0, 1, 5, 1000):
+        [base] = manifest.open_all([repo.manifest_path(N1)], None, ahead)
+        assert list(base.entries()) == expected
+        base.close()
+    assert sorted(e.path for e in expected) == sorted(FILES)

@@ -148,7 +148,7 @@ class Bench:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, MiB."""
-    kinds = sorted({k for row in rows for k in row["by_kind"]})
+    kinds = sorted({k for row in rows for k, v in row["by_kind"].items() if v >= MIB // 10})
     head = ["run", "files", "grabber+hasher (MiB)", "all of its account (MiB)",
             *[f"{k} (MiB)" for k in kinds], "sum of VmHWM (MiB)", "seconds"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

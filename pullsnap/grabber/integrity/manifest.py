@@ -294,9 +294,7 @@ def _from_spool(spool: Spool) -> Iterator[Entry]:
             yield entry
 
 
-def open_all(
-    paths: list[str], scratch: str | None = None, prefetch: int = 0
-) -> list[BaseManifest]:
+def open_all(paths: list[str], scratch: str | None = None, prefetch: int = 0) -> list[BaseManifest]:
     """The manifests among `paths` that can be read, in order; the first
     `prefetch` entries of each parsed ahead."""
     found = [base for base in (open_base(p, scratch) for p in paths) if base is not None]
@@ -388,20 +386,26 @@ def _base_items(base: Base) -> Iterator[tuple[bytes, Entry]]:
     return iter(sorted(base.items()))
 
 
-def _early_items(prehashed: Prehashed) -> Iterator[tuple[bytes, Hashed]]:
+def _early_items(prehashed: Prehashed) -> Iterator[tuple[bytes, tuple[Hashed, int]]]:
+    """(path, (digest, size, inode), link count); a link count not known: 2."""
     if isinstance(prehashed, Spool):
-        return ((path, decode_hashed(value)) for path, value in prehashed.items())
-    return iter(sorted(prehashed.items()))
+        return ((path, (decode_hashed(value), _links(value))) for path, value in prehashed.items())
+    return ((path, (hashed, 2)) for path, hashed in sorted(prehashed.items()))
 
 
-def encode_hashed(hashed: Hashed) -> bytes:
+def encode_hashed(hashed: Hashed, links: int = 2) -> bytes:
+    """A digest as a spool keeps it: b"digest size inode links"."""
     digest, size, inode = hashed
-    return b"%s %d %d" % (digest.encode("ascii"), size, inode)
+    return b"%s %d %d %d" % (digest.encode("ascii"), size, inode, links)
 
 
 def decode_hashed(value: bytes) -> Hashed:
-    digest, size, inode = value.split(b" ")
+    digest, size, inode, _ = value.split(b" ")
     return digest.decode("ascii"), int(size), int(inode)
+
+
+def _links(value: bytes) -> int:
+    return int(value.rsplit(b" ", 1)[1])
 
 
 def build(
@@ -411,10 +415,11 @@ def build(
     bases: Sequence[Base],
     prehashed: Prehashed | None = None,
     meter: tree.Shown | None = None,
+    written_after: int | None = None,
 ) -> tuple[list[Entry], BuildStats]:
     """`entries`, gathered in a list (for a small tree: tests, benchmarks)."""
     stats = BuildStats()
-    found = list(entries(path, name, new_files, bases, prehashed, meter, stats))
+    found = list(entries(path, name, new_files, bases, prehashed, meter, stats, written_after))
     return found, stats
 
 
@@ -426,6 +431,7 @@ def entries(
     prehashed: Prehashed | None,
     meter: tree.Shown | None,
     stats: BuildStats,
+    written_after: int | None = None,
 ) -> Iterator[Entry]:
     """The manifest of the tree at `path`, entry by entry in path order:
     hash what is new, carry the rest from `bases`.  Counts into `stats`.
@@ -434,7 +440,14 @@ def entries(
     size, inode) by path, hashed while rsync ran (prehash.py); taken where
     the file still has that inode.  `meter` (the store's, measuring what
     the tree took) sees every directory and every entry not carried from a
-    base."""
+    base.
+
+    `written_after` (ns; the btrfs store): the tree is a snapshot of the
+    base, so every file keeps its inode, and rsync --inplace keeps it even
+    for a file it rewrote.  A file is carried only when, besides, its ctime
+    is older than that: any write since the snapshot was made sets it.
+    (rsync names what it wrote, but a file it failed half-way through, in
+    place, it does not.)"""
     started = time.monotonic()
     listed = _Cursor(_listed(new_files))
     carry = [_Cursor(_base_items(base)) for base in bases]
@@ -452,6 +465,13 @@ def entries(
             carried = None
             if not new:
                 carried = next((b for b in found if b is not None and b.inode == inode), None)
+            if carried is not None and written_after is not None:
+                try:
+                    st = os.stat(file_name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    st = None
+                if st is None or st.st_ctime_ns >= written_after:
+                    carried = None
             if carried is not None:
                 stats.carried += 1
                 yield carried
@@ -462,12 +482,11 @@ def entries(
             if twin is not None:
                 yield Entry(path, twin.digest, twin.size, twin.inode, twin.origin)
                 continue
-            hashed = early.find(path)
-            links = 1
+            early_found = early.find(path)
             try:
-                if hashed is not None and hashed[2] == inode:
-                    digest, size, real_inode = hashed
-                    stats.prehashed += 1  # a twin of it was given to the hasher too
+                if early_found is not None and early_found[0][2] == inode:
+                    (digest, size, real_inode), links = early_found
+                    stats.prehashed += 1
                 else:
                     digest, size, real_inode, links = tree.hash_file_links(dir_fd, file_name)
             except OSError as e:
@@ -495,6 +514,7 @@ def make(
     mode: str,
     held: tuple[str, ...],
     meter: tree.Shown | None = None,
+    written_after: int | None = None,
 ) -> BuildStats:
     """Write `<name>.manifest` beside a published snapshot as the walk goes;
     its numbers.  No room for it is NoSpace (the run's no-space outcome)."""
@@ -508,7 +528,7 @@ def make(
             f.write(json.dumps({"format": FORMAT, "algorithm": ALGORITHM, **header}) + "\n")
             with tree.reading_as_receiver(mode, held):
                 for entry in entries(host.tree(name), name, new_files, bases, prehashed, meter,
-                                     stats):  # fmt: skip
+                                     stats, written_after):  # fmt: skip
                     f.write(entry.line() + "\n")
             f.flush()
             f.detach()

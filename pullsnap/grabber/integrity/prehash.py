@@ -44,7 +44,7 @@ from pullsnap import caps, landlock
 from pullsnap.grabber.integrity import manifest
 from pullsnap.grabber.integrity.manifest import Hashed
 from pullsnap.grabber.integrity.spool import Spool, scratch_file
-from pullsnap.grabber.integrity.tree import DIRECTORY, hash_file
+from pullsnap.grabber.integrity.tree import DIRECTORY, hash_file_links
 
 __all__ = ["Hashed", "Prehasher", "parse_results"]
 RETRY_AFTER = 0.02  # seconds before a name not yet in place is tried again
@@ -103,8 +103,9 @@ class Directories:
         self._open.clear()
 
 
-def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
-    """The file's digest, or None when it is not in place (yet).
+def hash_beneath(dirs: Directories, path: bytes) -> tuple[str, int, int, int] | None:
+    """The file's (digest, size, inode, link count), or None when it is not
+    in place (yet).
 
     Raises OSError for a file that is there but cannot be hashed."""
     parent, _, name = path.rpartition(b"/")
@@ -112,7 +113,7 @@ def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
         raise OSError(f"odd path {os.fsdecode(path)!r}")
     try:
         dir_fd = dirs.get(parent)
-        return hash_file(dir_fd, name)
+        return hash_file_links(dir_fd, name)
     except FileNotFoundError:
         return None
 
@@ -121,17 +122,28 @@ class Prehasher:
     """The parent's side: `add` each new file's path, `close` for the digests."""
 
     def __init__(
-        self, tree: str, mode: str, held: tuple[str, ...], scratch: str | None = None
+        self,
+        tree: str,
+        mode: str,
+        held: tuple[str, ...],
+        scratch: str | None = None,
+        enabled: bool = True,
     ) -> None:
         """`scratch`: the directory for the results file and the spool the
-        digests are sorted in (the host's directory); None: memory."""
+        digests are sorted in (the host's directory); None: memory.
+
+        `enabled` False: no hasher (the manifest step hashes it all).  A
+        run that updates files in place (the btrfs store, rsync --inplace)
+        has none: rsync names a file before it writes it, and writes it
+        under its own name and inode, so a digest taken meanwhile could be
+        of half of it and still pass the inode check."""
         self.pid = 0
         self._scratch = scratch
         self._names = -1
         self._results = -1
         self._pending = bytearray()
         self._last_send = time.monotonic()
-        if threading.active_count() != 1:
+        if not enabled or threading.active_count() != 1:
             return  # fork(2) with other threads alive is not safe: build hashes it all
         keep = ("dac_override",) if mode == "super" and "dac_override" in held else ()
         try:
@@ -229,27 +241,29 @@ class Prehasher:
 def parse_results(data: bytes) -> dict[bytes, Hashed]:
     """The hasher's lines -> digests by path; a malformed line (a hasher
     killed mid-write) is left out, its file hashed by `manifest.build`."""
-    return dict(_rows(data.split(b"\n")))
+    return {path: hashed for path, hashed, _ in _rows(data.split(b"\n"))}
 
 
-def _rows(lines: list[bytes]) -> list[tuple[bytes, Hashed]]:
+def _rows(lines: list[bytes]) -> list[tuple[bytes, Hashed, int]]:
+    """(path, (digest, size, inode), link count) of each well-formed line:
+    [path, digest, size, inode, links]."""
     text = [line.decode("utf-8", "surrogateescape") for line in lines if line]
     found = []
     for row in manifest.json_rows(text):
-        if type(row) is not list or len(row) != 4:
+        if type(row) is not list or len(row) != 5:
             continue
-        path, digest, size, inode = row
-        if type(path) is not str or type(digest) is not str:
+        path, digest, size, inode, links = row
+        if type(path) is not str or type(digest) is not str or type(links) is not int:
             continue
         if type(size) is int and type(inode) is int and digest.isalnum() and digest.isascii():
-            found.append((path.encode("utf-8", "surrogateescape"), (digest, size, inode)))
+            found.append((path.encode("utf-8", "surrogateescape"), (digest, size, inode), links))
     return found
 
 
 def _spool_results(lines: list[bytes], into: Spool) -> None:
-    for path, hashed in _rows(lines):
+    for path, hashed, links in _rows(lines):
         if b"\0" not in path:
-            into.add(path, manifest.encode_hashed(hashed))
+            into.add(path, manifest.encode_hashed(hashed, links))
 
 
 def _hasher(
@@ -301,9 +315,10 @@ class _Report:
         self.lines: list[str] = []
         self.size = 0
 
-    def add(self, path: bytes, hashed: Hashed) -> None:
-        digest, size, inode = hashed  # the encoding of manifest.Entry.line, for speed
-        line = f"[{json.dumps(os.fsdecode(path))},{json.dumps(digest)},{size:d},{inode:d}]\n"
+    def add(self, path: bytes, hashed: tuple[str, int, int, int]) -> None:
+        digest, size, inode, links = hashed  # the encoding of manifest.Entry.line, for speed
+        line = (f"[{json.dumps(os.fsdecode(path))},{json.dumps(digest)},{size:d},{inode:d},"
+                f"{links:d}]\n")  # fmt: skip
         self.lines.append(line)
         self.size += len(line)
         if self.size >= self.FLUSH_BYTES:

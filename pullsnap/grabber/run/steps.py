@@ -37,9 +37,10 @@ def write_manifest(run: Run) -> Found:
         paths = manifest.base_paths(run.host, list(run.target.bases))
         bases = manifest.open_all(paths, run.host.path)
     meter = run.store.meter(run.name)
+    written_after = run.store.written_after(run.name)
     try:
         stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
-                              run.mode, run.held, meter)  # fmt: skip
+                              run.mode, run.held, meter, written_after)  # fmt: skip
     except errors.NoSpace as e:
         # The walk was done; only writing the manifest failed.
         text = f"snapshot {run.name} kept, but {e}"

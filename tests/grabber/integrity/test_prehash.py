@@ -142,7 +142,7 @@ def test_many_digests_arrive_whole_through_the_results_memfd(tmp_path: Path) -> 
 
 
 def test_results_of_a_hasher_killed_mid_write_keep_their_whole_lines() -> None:
-    whole = b'["a/\\udcff",' + b'"%s",3,7]\n' % (b"0" * 64)
+    whole = b'["a/\\udcff",' + b'"%s",3,7,1]\n' % (b"0" * 64)
     torn = b'["b","' + b"1" * 20
     assert prehash.parse_results(whole + torn) == {b"a/\xff": ("0" * 64, 3, 7)}
-    assert prehash.parse_results(b'["c","d",true,1]\n["x"]\n') == {}
+    assert prehash.parse_results(b'["c","d",true,1,1]\n["x"]\n["e","f",1,2]\n') == {}

@@ -22,7 +22,7 @@ from typing import Any
 
 from pullsnap import caps, childenv, errors
 from pullsnap.grabber.confine import receiver
-from pullsnap.grabber.integrity import manifest, prehash, tree
+from pullsnap.grabber.integrity import basemanifests, prehash, tree
 from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
@@ -84,7 +84,8 @@ def do_pull(run: Run) -> None:
     # spooled in the host's directory, not held (integrity/spool.py).
     scratch = run.host.path
     hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch, enabled=target.link)
-    bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)), scratch)
+    paths = basemanifests.base_paths(run.host, list(target.bases))
+    bases = basemanifests.BaseReader(paths, scratch)
     new_files = Spool(scratch)
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:

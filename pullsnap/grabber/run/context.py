@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from pullsnap import errors, report
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.integrity.manifest import BaseManifest, Prehashed
+from pullsnap.grabber.integrity.basemanifests import BaseManifest
+from pullsnap.grabber.integrity.manifest import Prehashed
 from pullsnap.grabber.retention.guard import Budget
 from pullsnap.grabber.store.base import Store, Target
 from pullsnap.grabber.store.repository import HostRepo

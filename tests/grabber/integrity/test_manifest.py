@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.integrity import manifest, tree, verify
+from pullsnap.grabber.integrity import basemanifests, manifest, tree, verify
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.transfer import pull, rsyncout
 from pullsnap.initiator.gate import GatePolicy, parse
@@ -391,7 +391,7 @@ def test_base_manifests_are_read_in_a_thread_in_order_and_unreadable_ones_skippe
         paths.append(str(tmp_path / f"snap{n}.manifest"))
         manifest.write(paths[-1], {"snapshot": f"snap{n}"}, entries)
     os.mkfifo(tmp_path / "planted.manifest")  # never opened for reading (open_regular)
-    reader = manifest.BaseReader(
+    reader = basemanifests.BaseReader(
         [paths[1], str(tmp_path / "gone.manifest"), str(tmp_path / "planted.manifest"), paths[0]]
     )
     assert reader.join() is None  # not started: the manifest step reads them itself

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pullsnap.grabber.integrity import manifest, tree
+from pullsnap.grabber.integrity import basemanifests, manifest, tree
 from pullsnap.grabber.store.repository import HostRepo
 
 N1, N2 = "2026-11-24T020000Z", "2026-11-25T020000Z"
@@ -75,7 +75,7 @@ def test_a_no_change_run_carries_every_entry_from_the_base_read_as_a_stream(
 ) -> None:
     manifest.make(repo, N1, set(FILES), [], {}, "fake-super", ())
     _link_tree(repo, N1, N2)
-    base = manifest.open_base(repo.manifest_path(N1))
+    base = basemanifests.open_base(repo.manifest_path(N1))
     assert base is not None
     stats = manifest.make(repo, N2, set(), [base], {}, "fake-super", ())
     base.close()
@@ -92,7 +92,7 @@ def test_a_base_from_before_the_order_was_kept_is_sorted_and_still_carried(
     _link_tree(repo, N1, N2)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    base = manifest.open_base(repo.manifest_path(N1), str(scratch))
+    base = basemanifests.open_base(repo.manifest_path(N1), str(scratch))
     assert base is not None and list(base) == sorted(FILES)
     stats = manifest.make(repo, N2, set(), [base], {}, "fake-super", ())
     assert (stats.carried, stats.hashed) == (len(FILES), 0)
@@ -111,7 +111,7 @@ def test_a_base_out_of_the_order_it_claims_costs_hashing_never_a_wrong_entry(
     with open(repo.manifest_path(N1), "w", encoding="utf-8") as f:
         f.write(header + "\n".join(lines) + "\n")
     _link_tree(repo, N1, N2)
-    base = manifest.open_base(repo.manifest_path(N1))
+    base = basemanifests.open_base(repo.manifest_path(N1))
     assert base is not None
     stats = manifest.make(repo, N2, set(), [base], {}, "fake-super", ())
     assert stats.carried + stats.hashed == len(FILES) and stats.hashed > 0
@@ -126,7 +126,7 @@ def test_a_base_out_of_the_order_it_claims_costs_hashing_never_a_wrong_entry(
 def test_a_file_rsync_named_is_hashed_even_where_the_base_has_its_inode(repo: HostRepo) -> None:
     manifest.make(repo, N1, set(FILES), [], {}, "fake-super", ())
     _link_tree(repo, N1, N2)
-    base = manifest.open_base(repo.manifest_path(N1))
+    base = basemanifests.open_base(repo.manifest_path(N1))
     assert base is not None
     named = {b"a/b/c", b"\xff"}
     stats = manifest.make(repo, N2, named, [base], {}, "fake-super", ())
@@ -137,14 +137,14 @@ def test_a_base_read_in_small_blocks_or_parsed_ahead_gives_every_entry_whole(
     repo: HostRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest.make(repo, N1, set(FILES), [], {}, "fake-super", ())
-    whole = manifest.open_base(repo.manifest_path(N1))
+    whole = basemanifests.open_base(repo.manifest_path(N1))
     assert whole is not None
     expected = list(whole.entries())
     whole.close()
     # Blocks of 7 bytes cut "é" (two bytes) and every line somewhere.
-    monkeypatch.setattr(manifest, "READ_SIZE", 7)
+    monkeypatch.setattr(basemanifests, "READ_SIZE", 7)
     for ahead in (0, 1, 5, 1000):
-        [base] = manifest.open_all([repo.manifest_path(N1)], None, ahead)
+        [base] = basemanifests.open_all([repo.manifest_path(N1)], None, ahead)
         assert list(base.entries()) == expected
         base.close()
     assert sorted(e.path for e in expected) == sorted(FILES)

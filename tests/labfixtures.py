@@ -128,6 +128,18 @@ def btrfs(lab: Lab) -> Iterator[str]:
 
 
 @pytest.fixture
+def btrfs_dir(btrfs: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh directory of this test's own on the session's btrfs (root's,
+    0755), removed with every subvolume in it afterwards."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
+    path = os.path.join(btrfs, f"unit-{name}")
+    remove_btrfs_tree(path)
+    os.makedirs(path, mode=0o755)
+    yield path
+    remove_btrfs_tree(path)
+
+
+@pytest.fixture
 def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
     yield from _site(lab, request, "")
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Callable
 
-from pullsnap import childenv, errors
+from pullsnap import errors, oneshot
 from pullsnap.grabber.store import btrfsioctl, storekind
 from pullsnap.grabber.store.removal import remove_tree
 from pullsnap.grabber.store.repository import HostRepo
@@ -58,10 +57,10 @@ def migrate(host: HostRepo, now: str, say: Callable[[str], None]) -> str:
         finally:
             os.close(parent)
         say(f"{host.host}: copying {newest.name} into a subvolume with reflinks")
-        done = subprocess.run([CP, "-a", "--reflink=always", "--", tree + "/.", staging + "/"],
-                              capture_output=True, text=True, env=childenv.child_env(),
-                              check=False)  # fmt: skip
-        if done.returncode != 0:
+        # An operator's command: a short child run to its end, through `sh`
+        # (DESIGN.md "Children").
+        done = oneshot.run([CP, "-a", "--reflink=always", "--", tree + "/.", staging + "/"])
+        if not done.ok:
             _destroy(host, os.path.basename(staging))
             first = (done.stderr.strip().splitlines() or ["failed"])[0]
             raise CannotMigrate(f"{host.host}: cp --reflink=always: {first} (both trees must "

@@ -5,9 +5,10 @@ owner on a filesystem mounted `user_subvol_rm_allowed` after clearing its
 read-only flag (btrfs(5)).  With the launcher the grabber holds
 CAP_SYS_ADMIN permitted, never effective; a deletion forks a child that
 makes it effective, makes the one ioctl (and, for a subvolume a hostile
-receiver nested inside its snapshot, one per nested subvolume first) and
-exits.  The grabber itself never holds it effective, and no child that
-reads what the backed-up host sent holds it at all.
+receiver nested inside its snapshot, clears the snapshot's read-only flag
+and deletes each nested subvolume first) and exits.  The grabber itself
+never holds it effective, and no child that reads what the backed-up host
+sent holds it at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pullsnap import caps, errors
 from pullsnap.grabber.store import btrfsioctl
 
 TITLE = "pullsnap-subvolume-delete"  # its command line in ps(1)
-KEEP = ("sys_admin", "dac_override")
+KEEP = ("sys_admin", "dac_override", "fowner")
 
 
 class SubvolumeNotDeleted(errors.RunFailed):
@@ -41,7 +42,8 @@ def delete(parent: str, leaf: str, admin: bool) -> None:
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_proctitle(TITLE)
             # Everything else goes for good; dac_override walks a --super
-            # snapshot's root-only directories for nested subvolumes.
+            # snapshot's root-only directories for nested subvolumes, and
+            # fowner makes its root-owned top writable to delete them.
             held = caps.read_state().permitted
             caps.drop_entirely([c for c in held if c not in KEEP])
             caps.set_no_new_privs()
@@ -84,12 +86,25 @@ def _delete_nested_first(parent: str, leaf: str) -> None:
             if e.errno != errno.ENOTEMPTY:
                 raise
         # Subvolumes made inside the snapshot (a receiver may make them in
-        # its own tree): a subvolume holding others cannot go first.
+        # its own tree): a subvolume holding others cannot go first, and
+        # none in it can go while it is read-only (published): EROFS.
+        _writable(os.path.join(parent, leaf))
         for path in nested(os.path.join(parent, leaf)):
             _delete_nested_first(os.path.dirname(path), os.path.basename(path))
         btrfsioctl.destroy(parent_fd, leaf)
     finally:
         os.close(parent_fd)
+
+
+def _writable(path: str) -> None:
+    """Clear a subvolume's read-only flag: its owner, or CAP_FOWNER (a
+    --super snapshot's top is root's)."""
+    fd = btrfsioctl.open_dir(path)
+    try:
+        with caps.effective_while(("fowner",)):
+            btrfsioctl.set_readonly(fd, False)
+    finally:
+        os.close(fd)
 
 
 def nested(top: str) -> list[str]:

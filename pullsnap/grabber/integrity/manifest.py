@@ -27,8 +27,9 @@ manifest is written in that order as the walk goes (its header says so:
 stream beside its own walk, each side advancing to the other's path (a
 merge, not a lookup table).  What comes in another order (rsync's names,
 the hasher's digests, a manifest from before the order was kept) goes
-through a `spool.Spool`, sorted on disk (the bases: basemanifests.py).  A record
-out of order is never wrong, only missed: its file is hashed again.
+through a `spool.Spool`, sorted on disk; the bases are read by
+basemanifests.py.  A record out of order is never wrong, only missed: its
+file is hashed again.
 """
 
 from __future__ import annotations

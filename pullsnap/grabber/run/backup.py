@@ -1,6 +1,7 @@
 """One backup run under the host's lock, in phases.
 
     admit      may this host run now?              (refusals change nothing)
+    (queue)    wait for a pull slot, in arrival order (session.slots)
     prepare    recover a crashed run, make room (retention.guard), plan the
                target and what it builds on (the store)
     pull       record "running", make the target tree, rsync into it, kept
@@ -33,11 +34,13 @@ from pullsnap.grabber.store.space import is_no_space
 from pullsnap.grabber.transfer import pull
 
 
-def admit(run: Run) -> None:
-    """Refuse before anything is touched (raise a PullsnapError)."""
+def admit(run: Run) -> bool:
+    """Refuse before anything is touched (raise a PullsnapError); True when
+    the operator's allowance (`grabber allow-run`) let the run in."""
     note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval)
     if note:
         run.out.log(note)
+    return note is not None
 
 
 def prepare(run: Run) -> None:
@@ -167,10 +170,25 @@ def verdict(run: Run) -> dict[str, Any]:
     }
 
 
-def run_backup(run: Run) -> dict[str, Any]:
-    """All phases, the host lock already held."""
-    admit(run)
-    prepare(run)
-    do_pull(run)
-    finish(run)
+def run_backup(
+    run: Run, queue: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+) -> dict[str, Any]:
+    """All phases, the host lock already held; `queue` holds a pull slot
+    (session.slots) from after admission to the end of the run.
+
+    Admission comes first, so a run that is refused never takes a place in
+    the queue, and one that gave up waiting keeps the operator's allowance."""
+    lifted = admit(run)
+    with contextlib.ExitStack() as held:
+        asked = time.monotonic()
+        try:
+            held.enter_context(queue)
+        except errors.Timeout:
+            if lifted:
+                admission.allow_one_run(run.host)
+            raise
+        run.queue_wait = time.monotonic() - asked
+        prepare(run)
+        do_pull(run)
+        finish(run)
     return verdict(run)

@@ -4,7 +4,7 @@ sshd ── grabber -c "pullsnap-grabber host=web1" ── SSH_ORIGINAL_COMMAND=
   1 binding from the forced command; peer from SSH_CONNECTION
   2 handoff from stdin (size limit, deadline)      nothing touched yet
   3 one-time key -> private ssh-agent               refused key: stop here
-  4 lock <repo>/web1, then backup.run_backup: admit, prepare, pull, finish
+  4 lock <repo>/web1, then backup.run_backup: admit, a pull slot, prepare, pull, finish
   5 last stdout line: pullsnap-result {...}; exit status = the verdict
 """
 
@@ -130,10 +130,11 @@ def pull_once(
     holder = {"pid": os.getpid(), "since": iso(now())}
     limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
     queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
-    with store.host.lock(holder), queue:
+    with store.host.lock(holder):
         return backup.run_backup(
             Run(cfg=cfg, store=store, connect=connect, handoff=h, fingerprint=key.fingerprint,
-                mode=mode, held=held, out=out, now=now)
+                mode=mode, held=held, out=out, now=now),
+            queue,
         )  # fmt: skip
 
 

@@ -196,7 +196,8 @@ def test_a_run_refused_as_too_soon_never_queues(site: Site) -> None:
         waiting = slots.waiting(site.repo)
         # Lifted once, the run queues; giving up gives the allowance back.
         site.regrab(policy={"min_interval": "4h"}, max_concurrent_pulls=1, queue_timeout=2)
-        assert site.lab.grabber("--config", site.grabber_config, "allow-run", "web1").returncode == 0
+        allowed = site.lab.grabber("--config", site.grabber_config, "allow-run", "web1")
+        assert allowed.returncode == 0, allowed.stderr
         gave_up = site.run("-v")
     finally:
         os.close(busy)

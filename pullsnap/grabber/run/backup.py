@@ -171,7 +171,7 @@ def verdict(run: Run) -> dict[str, Any]:
 
 
 def run_backup(
-    run: Run, queue: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    run: Run, queue: contextlib.AbstractContextManager[object] | None = None
 ) -> dict[str, Any]:
     """All phases, the host lock already held; `queue` holds a pull slot
     (session.slots) from after admission to the end of the run.
@@ -182,7 +182,7 @@ def run_backup(
     with contextlib.ExitStack() as held:
         asked = time.monotonic()
         try:
-            held.enter_context(queue)
+            held.enter_context(queue or contextlib.nullcontext())
         except errors.Timeout:
             if lifted:
                 admission.allow_one_run(run.host)

@@ -28,6 +28,7 @@ from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
+from pullsnap.grabber.session.slots import Slot
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso
 from pullsnap.grabber.store.space import is_no_space
@@ -171,7 +172,7 @@ def verdict(run: Run) -> dict[str, Any]:
 
 
 def run_backup(
-    run: Run, queue: contextlib.AbstractContextManager[object] | None = None
+    run: Run, queue: contextlib.AbstractContextManager[Slot] | None = None
 ) -> dict[str, Any]:
     """All phases, the host lock already held; `queue` holds a pull slot
     (session.slots) from after admission to the end of the run.
@@ -182,11 +183,12 @@ def run_backup(
     with contextlib.ExitStack() as held:
         asked = time.monotonic()
         try:
-            held.enter_context(queue or contextlib.nullcontext())
+            slot = held.enter_context(queue or contextlib.nullcontext(Slot(-1)))
         except errors.Timeout:
             if lifted:
                 admission.allow_one_run(run.host)
             raise
+        run.queue = slot.record() if slot.index >= 0 else {}
         run.queue_wait = time.monotonic() - asked
         prepare(run)
         do_pull(run)

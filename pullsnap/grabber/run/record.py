@@ -49,6 +49,7 @@ def running(run: Run, begin: str, pruned_before: list[str]) -> dict[str, Any]:
         "versions": {"pullsnap": pullsnap.__version__},
         "pruned_before": pruned_before,
         "queue_wait": round(run.queue_wait, 3),
+        **({"queue": run.queue} if run.queue else {}),
     }
 
 

@@ -129,7 +129,8 @@ def pull_once(
     store = open_store(HostRepo(cfg.repository, host_name))
     holder = {"pid": os.getpid(), "since": iso(now())}
     limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
-    queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
+    queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log,
+                            who=host_name)  # fmt: skip
     with store.host.lock(holder):
         return backup.run_backup(
             Run(cfg=cfg, store=store, connect=connect, handoff=h, fingerprint=key.fingerprint,

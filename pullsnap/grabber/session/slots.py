@@ -28,6 +28,7 @@ import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from pullsnap import errors
 from pullsnap.flock import try_flock
@@ -42,6 +43,20 @@ POLL_NEXT = 0.05  # for the waiter a free slot is kept for: a freed slot idles t
 # connect-back deadline: well below any sensible connect_back_timeout.
 TELL_EVERY = 2.0
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A held slot, and how the run came to it (for the run's record)."""
+
+    index: int  # -1: no cap
+    ticket: int = -1  # its place in the queue (numbers grow while anyone waits)
+    arrived: float = 0.0  # time.time() when it took its ticket
+    wait: float = 0.0  # seconds until it held the slot
+
+    def record(self) -> dict[str, float | int]:
+        return {"ticket": self.ticket, "arrived": round(self.arrived, 3),
+                "wait": round(self.wait, 3)}  # fmt: skip
 
 
 def _directory(root: str) -> str:
@@ -79,13 +94,15 @@ def _queue_lock(directory: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _take_ticket(directory: str) -> tuple[int, int]:
-    """A new ticket (its number, its locked fd), behind every ticket there is."""
+def _take_ticket(directory: str, who: str) -> tuple[int, int]:
+    """A new ticket (its number, its locked fd), behind every ticket there is;
+    it names `who` waits (`cat <repository>/.pull-slots/ticket.*`)."""
     with _queue_lock(directory):
         number = next_number(os.listdir(directory))
         path = os.path.join(directory, f"{TICKET}{number:012d}")
         fd = os.open(path, _FLAGS | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{who} pid {os.getpid()}\n".encode())
     return number, fd
 
 
@@ -155,21 +172,23 @@ def pull_slot(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = lambda text: None,
-) -> Iterator[int]:
-    """Hold one of `limit` slots for the block (0: no cap, yields -1).
+    who: str = "",
+) -> Iterator[Slot]:
+    """Hold one of `limit` slots for the block (0: no cap, index -1).
 
-    `tell` gets the "queued" reports while waiting, `log` the end of a wait.
+    `tell` gets the "queued" reports while waiting, `log` the end of a wait;
+    `who` (the host) is written into the ticket.
     """
     if limit <= 0:
-        yield -1
+        yield Slot(-1, arrived=time.time())
         return
     directory = _directory(root)
     fds = _open_slots(directory, limit)
     ticket: tuple[int, int] | None = None
     try:
-        started = clock()
+        started, arrived = clock(), time.time()
         told = None
-        number, fd = ticket = _take_ticket(directory)
+        number, fd = ticket = _take_ticket(directory, who)
         while True:
             free = _free(fds)
             ahead = live_ahead(directory, number, len(free)) if free else 0
@@ -183,9 +202,10 @@ def pull_slot(
                     if i != held:
                         os.close(other)
                 fds = [fds[held]]
+                waited = clock() - started
                 if told is not None:
-                    log(f"got a pull slot after {human_duration(clock() - started)}")
-                yield held
+                    log(f"got a pull slot after {human_duration(waited)}")
+                yield Slot(held, number, arrived, waited)
                 return
             waited = clock() - started
             if waited >= timeout:

@@ -31,7 +31,7 @@ class FakeClock:
 
 def test_no_cap_takes_no_slot(tmp_path: Path) -> None:
     with slots.pull_slot(str(tmp_path), 0, 1, print) as slot:
-        assert slot == -1
+        assert slot.index == -1
     assert os.listdir(tmp_path) == []
 
 
@@ -43,7 +43,7 @@ def test_runs_beyond_the_cap_wait_then_fail_clearly(tmp_path: Path) -> None:
         slots.pull_slot(root, 2, 10, told.append) as first,
         slots.pull_slot(root, 2, 10, told.append) as second,
     ):
-        assert {first, second} == {0, 1}
+        assert {first.index, second.index} == {0, 1}
         assert slots.busy(root, 2) == 2
         with (
             pytest.raises(errors.Timeout) as refused,
@@ -77,7 +77,7 @@ def test_a_freed_slot_is_taken(tmp_path: Path) -> None:
 
     logged: list[str] = []
     with slots.pull_slot(root, 1, 60, told.append, clock, sleep, logged.append) as slot:
-        assert slot == 0
+        assert slot.index == 0
     assert logged == ["got a pull slot after 3.0 s"]
     assert told == [
         "queued: all 1 pull slots are busy, waiting up to 1m00s; 0 ahead of this run",
@@ -99,7 +99,7 @@ def test_a_killed_holder_frees_its_slot(tmp_path: Path) -> None:
         child.send_signal(signal.SIGKILL)
         child.wait()
     with slots.pull_slot(str(tmp_path), 1, 1, print) as slot:
-        assert slot == 0
+        assert slot.index == 0
 
 
 def test_ticket_names_and_numbers() -> None:

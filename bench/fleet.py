@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="a,b,c,d")
     p.add_argument("--base", default="/var/tmp/pullsnap-fleet")
     p.add_argument("--out", default=HERE, help="where fleet.json, FLEET.md and the PNG go")
+    p.add_argument(
+        "--name",
+        default="fleet",
+        help="NAME.json, and the table between NAME's markers in FLEET.md",
+    )
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("fleet: run as root (it makes namespaces, users and an sshd)", file=sys.stderr)
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"{name} cap={cap} {mode}: makespan {n.makespan:.1f}s all_good={n.all_good} "
                  f"peak {n.peak_rss / 2**20:.0f} MiB cpu {n.vault_cpu:.1f}s "
                  f"violations={n.order_violations} stalled_held={n.stalled_held:.1f}")  # fmt: skip
-            _write(args.out, results, nights)
+            _write(args.out, results, nights, args.name)
             return n
 
         if "a" in wanted:
@@ -144,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             fleet.empty_repo()
             night("c", args.cap)
     finally:
+        fleet.close()  # its processes first: a mount they use cannot go
         mounts.close()
-        fleet.close()
         if fleet.lab is not None:
             CpuGroup(f"pullsnap-fleet-{fleet.lab.tag}").close()
-    _write(args.out, results, nights)
+    _write(args.out, results, nights, args.name)
     return 0 if all(n.all_good for n in nights) else 1
 
 
@@ -156,13 +161,13 @@ def _say(text: str) -> None:
     print(f"fleet: {text}", file=sys.stderr, flush=True)
 
 
-def _write(out: str, results: dict[str, Any], nights: list[Night]) -> None:
+def _write(out: str, results: dict[str, Any], nights: list[Night], name: str) -> None:
     from bench import fleetreport
 
-    with open(os.path.join(out, "fleet.json"), "w") as f:
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")
-    fleetreport.write(out, results, nights)
+    fleetreport.write(out, results, nights, name)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ vault spent, and whether every host got exactly its own snapshot."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -176,6 +177,21 @@ def order_violations(runs: list[HostRun], slack: float = 0.5) -> int:
     )  # fmt: skip
 
 
+def _count_waiting(gate_path: str, wanted: int, patience: float = 60) -> int:
+    """Wait until `wanted` processes wait for the gate's lock (/proc/locks)."""
+    inode = os.stat(gate_path).st_ino
+    deadline = time.monotonic() + patience
+    count = 0
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as f:
+            # "1: FLOCK  ADVISORY  WRITE 123 00:2e:456 0 EOF", waiters with "->"
+            count = sum(1 for line in f if "->" in line and f":{inode} " in line)
+        if count >= wanted:
+            break
+        time.sleep(0.05)
+    return count
+
+
 def run_night(fleet: Fleet, scenario: str, cap: int, mode: str, rsync_timeout: float,
               stall: Host | None = None, stall_after: float = 0.3,
               timeout: float = 3600) -> Night:  # fmt: skip
@@ -196,17 +212,24 @@ def run_night(fleet: Fleet, scenario: str, cap: int, mode: str, rsync_timeout: f
         staller = Staller(pwd.getpwnam(stall.user).pw_uid, stall_after).start()
     logs = os.path.join(fleet.base, "logs", f"{scenario}-{cap}")
     os.makedirs(logs, exist_ok=True)
-    begin = time.monotonic()
-    begin_wall = time.time()
+    # Every initiator waits on one gate (a shared flock(1) against the
+    # exclusive lock held here), so all start in the same instant, however
+    # long it takes to fork them here.
+    gate_path = os.path.join(logs, "gate")
+    gate = os.open(gate_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(gate, fcntl.LOCK_EX)
     procs: dict[str, tuple[subprocess.Popen, float]] = {}
     for host in fleet.hosts:
         out = open(os.path.join(logs, f"{host.name}.log"), "wb")  # noqa: SIM115
+        argv = ["flock", "--shared", gate_path, *fleet.initiator_argv(host)]
         procs[host.name] = (
-            subprocess.Popen(fleet.initiator_argv(host), stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL),
-            time.monotonic() - begin,
+            subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL), 0.0
         )  # fmt: skip
         out.close()
+    waiting_at_gate = _count_waiting(gate_path, len(procs))
+    begin = time.monotonic()
+    begin_wall = time.time()
+    os.close(gate)
     ended: dict[str, float] = {}
     released = None  # when the stalled host's grabber let go of its host lock (and slot)
     while len(ended) < len(procs):
@@ -241,6 +264,7 @@ def run_night(fleet: Fleet, scenario: str, cap: int, mode: str, rsync_timeout: f
         machine_cpu=busy_after - busy_before, rsync_timeout=rsync_timeout,
     )  # fmt: skip
     night.order_violations = order_violations(runs)
+    night.extra["waiting_at_gate"] = waiting_at_gate
     if stall is not None and staller is not None and staller.stopped_at is not None:
         night.stalled = stall.name
         stopped = staller.stopped_at - begin

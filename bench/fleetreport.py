@@ -22,11 +22,12 @@ def _cap(cap: int) -> str:
     return str(cap) if cap > 0 else "off"
 
 
-def table(results: dict[str, Any], nights: list[Night]) -> str:
+def table(results: dict[str, Any], nights: list[Night], plotted: bool = True) -> str:
     lines = [
         f"{results['hosts']} hosts x {results['files_per_host']} files "
         f"(mean {results['mean_size']} B), {results['cpus']} CPUs, "
-        f"receiver `--{results['mode']}` unless the row says otherwise.",
+        f"receiver `--{results['mode']}` unless the row says otherwise; every night's "
+        "initiators are released at once (one lock they all wait for).",
         "",
         "| scenario | max_concurrent_pulls | makespan | queue wait median / max | "
         "run median / max | vault peak RSS | vault CPU | files/s | MiB/s | all good |",
@@ -64,7 +65,8 @@ def table(results: dict[str, Any], nights: list[Night]) -> str:
         verdict = "refused" if b["refused"] else "ACCEPTED"
         lines.append(f"- {b['key_of']}'s key from {b['from_address_of']}'s address: "
                      f"{verdict} (exit {b['exit']}).")  # fmt: skip
-    lines.append(f"\n![queue wait per host]({PLOT})")
+    if plotted:
+        lines.append(f"\n![queue wait per host]({PLOT})")
     return "\n".join(lines)
 
 
@@ -100,15 +102,20 @@ def plot(path: str, nights: list[Night]) -> bool:
     return True
 
 
-def write(out: str, results: dict[str, Any], nights: list[Night]) -> None:
+def write(out: str, results: dict[str, Any], nights: list[Night], name: str = "fleet") -> None:
+    """Replace the table between `<!-- NAME:begin -->` and `<!-- NAME:end -->`."""
+    begin, end = BEGIN.replace("fleet", name), END.replace("fleet", name)
     path = os.path.join(out, "FLEET.md")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        text = f"# Many hosts, one vault\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+        text = "# Many hosts, one vault\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{BEGIN}\n{table(results, nights)}\n{END}{tail}")
-    plot(os.path.join(out, PLOT), nights)
+        f.write(f"{head}{begin}\n{table(results, nights, plotted=name == 'fleet')}\n{end}{tail}")
+    if name == "fleet":
+        plot(os.path.join(out, PLOT), nights)

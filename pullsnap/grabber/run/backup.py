@@ -85,7 +85,7 @@ def do_pull(run: Run) -> None:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None,
+            watch=kept if kept.needed else None, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot and (reason := kept()):

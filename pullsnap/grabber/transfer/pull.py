@@ -260,11 +260,14 @@ def run_rsync(
     on_new_file: Callable[[bytes], None] = lambda path: None,
     on_started: Callable[[], None] = lambda: None,
     watch: Callable[[], str] | None = None,
+    idle: float = 0.0,
 ) -> PullResult:
     """Run rsync (no tty), relaying output; never raises for rsync's exit.
     `on_new_file` hears of each file rsync stores anew (not a hard link);
     `on_started` runs once rsync is running; `watch` (retention/watch.py)
-    stops it when it returns a reason."""
+    stops it when it returns a reason; `idle` (rsync_timeout) stops an
+    rsync that relays nothing for that long: its own --timeout does not
+    always fire for a stopped sender (with --super, bench/FLEET.md)."""
     out = _Relay(on_progress, on_line, on_new_file)
     err_lines: list[str] = []
     failed: list[dict[str, str]] = []
@@ -284,10 +287,14 @@ def run_rsync(
                         failed.append(bad)
 
     started = time.monotonic()
-    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch)
+    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch,
+                              idle=idle)  # fmt: skip
     code = -1 if ended.code is None or ended.timed_out else ended.code
     if ended.stopped:
         err_lines.append("rsync was stopped by the free-space watch")
+    elif ended.idle:
+        err_lines.append(f"timeout: rsync moved nothing for {idle:g} s (rsync_timeout): the "
+                         "sending side stalled")  # fmt: skip
     elif ended.timed_out:
         err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")
     elif ended.signal is not None:

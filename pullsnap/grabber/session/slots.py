@@ -2,11 +2,12 @@
 handed out in arrival order.
 
     <repository>/.pull-slots/0 .. N-1           flock(2) one of them for the pull
-    <repository>/.pull-slots/queue              flock(2)ed while a ticket is made or removed
+    <repository>/.pull-slots/queue              flock(2)ed while a ticket is made or removed;
+                                                it holds the next ticket's number
     <repository>/.pull-slots/ticket.<seq>       a waiting run's place, flock(2)ed by it
 
-A run beyond the cap takes a ticket: the next number after every ticket in
-the directory, made and locked while the queue lock is held.  It takes a
+Every run takes a ticket, numbered from a counter that only grows, made
+and locked while the queue lock is held.  It takes a
 slot only when a slot is free for it: fewer live tickets lie ahead of it
 than slots are free (rsnapshot and BackupPC leave this to chance; one host
 could lose every race all night).  Until then it tells the initiator it is
@@ -50,7 +51,7 @@ class Slot:
     """A held slot, and how the run came to it (for the run's record)."""
 
     index: int  # -1: no cap
-    ticket: int = -1  # its place in the queue (numbers grow while anyone waits)
+    ticket: int = -1  # its place in the queue (numbers only grow)
     arrived: float = 0.0  # time.time() when it took its ticket
     wait: float = 0.0  # seconds until it held the slot
 
@@ -85,11 +86,11 @@ def next_number(names: list[str]) -> int:
 
 
 @contextlib.contextmanager
-def _queue_lock(directory: str) -> Iterator[None]:
+def _queue_lock(directory: str) -> Iterator[int]:
     fd = os.open(os.path.join(directory, QUEUE_LOCK), _FLAGS, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for a directory listing and a create
-        yield
+        yield fd
     finally:
         os.close(fd)
 
@@ -97,8 +98,12 @@ def _queue_lock(directory: str) -> Iterator[None]:
 def _take_ticket(directory: str, who: str) -> tuple[int, int]:
     """A new ticket (its number, its locked fd), behind every ticket there is;
     it names `who` waits (`cat <repository>/.pull-slots/ticket.*`)."""
-    with _queue_lock(directory):
-        number = next_number(os.listdir(directory))
+    with _queue_lock(directory) as lock:
+        # The counter lives in the lock file: numbers never repeat, even
+        # when the queue empties between two runs.
+        text = os.pread(lock, 32, 0).decode("ascii", "replace").strip()
+        number = max(int(text) if text.isdigit() else 0, next_number(os.listdir(directory)))
+        os.pwrite(lock, f"{number + 1:<20d}\n".encode(), 0)
         path = os.path.join(directory, f"{TICKET}{number:012d}")
         fd = os.open(path, _FLAGS | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)

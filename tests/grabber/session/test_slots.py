@@ -44,6 +44,7 @@ def test_runs_beyond_the_cap_wait_then_fail_clearly(tmp_path: Path) -> None:
         slots.pull_slot(root, 2, 10, told.append) as second,
     ):
         assert {first.index, second.index} == {0, 1}
+        assert second.ticket == first.ticket + 1  # numbers never repeat
         assert slots.busy(root, 2) == 2
         with (
             pytest.raises(errors.Timeout) as refused,

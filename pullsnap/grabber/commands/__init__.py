@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pullsnap.grabber.commands import hostsetup, monitor, prune, restore, runs, verify
+from pullsnap.grabber.commands import hostsetup, migrate, monitor, prune, restore, runs, verify
 
 # In the order `grabber --help` lists them.
 REGISTER = (
@@ -25,6 +25,7 @@ REGISTER = (
     hostsetup.register_check,
     prune.register,
     verify.register,
+    migrate.register,
 )
 
 

@@ -143,7 +143,7 @@ class Confined:
 
 def namespace(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
-    warn: Callable[[str], None],
+    warn: Callable[[str], None], writable: Sequence[str] = (),
 ) -> Namespace | None:  # fmt: skip
     """The receiver's mount namespace, or None for an unconfined --super the
     operator allowed; refuses when neither CAP_SYS_ADMIN nor a user
@@ -170,13 +170,15 @@ def namespace(
                 "the launcher (grabber install-launcher), which builds it with CAP_SYS_ADMIN"
             )
     etc = etcview.write_etc(private_dir)
-    mountns.check_paths((host_dir,), etc)
-    return Namespace((host_dir,), etc, own_user, caps.kernel_cap_names() if own_user else ())
+    paths = tuple(writable) or (host_dir,)
+    mountns.check_paths(paths, etc)
+    return Namespace(paths, etc, own_user, caps.kernel_cap_names() if own_user else ())
 
 
 def confine(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
     port: int, warn: Callable[[str], None], write_dirs: Sequence[str] = (),
+    only_write_dirs: bool = False,
 ) -> Confined:  # fmt: skip
     """Prepare the child's confinement, or refuse --super without one.
 
@@ -186,13 +188,18 @@ def confine(
     records, `latest`, manifests or older snapshots of the same host.  (Files
     hardlinked from the link-dest trees share their inodes: those it could
     still write through; `grabber verify` finds such changes.)
+    `only_write_dirs` (the btrfs store): the mount namespace, too, leaves
+    only `write_dirs` writable, not `host_dir`: btrfs's subvolume ioctls
+    (clearing a read-only flag, deleting a subvolume) are not Landlock's to
+    refuse, and need a writable mount.
     """
     from pullsnap import connectfd, landlock
     from pullsnap.grabber.confine import receiverpolicy
     from pullsnap.grabber.transfer import pull
 
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
-    ns = namespace(cfg, mode, held, host_dir, private_dir, warn)
+    ns = namespace(cfg, mode, held, host_dir, private_dir, warn,
+                   write_dirs if only_write_dirs else ())  # fmt: skip
     try:
         programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
         # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary

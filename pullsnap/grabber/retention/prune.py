@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber.retention import rules
-from pullsnap.grabber.store.base import Store, open_store
+from pullsnap.grabber.store.base import Store, store_of
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo, hosts, iso
 from pullsnap.names import check_host_name
 
@@ -141,6 +141,6 @@ def prune_hosts(
     skipped = [
         name
         for name in selected_hosts(cfg.repository, names)
-        if not prune_host(cfg, open_store(HostRepo(cfg.repository, name)), now, dry_run, say)
+        if not prune_host(cfg, store_of(cfg, name), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

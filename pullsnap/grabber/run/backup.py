@@ -1,6 +1,7 @@
 """One backup run under the host's lock, in phases.
 
     admit      may this host run now?              (refusals change nothing)
+    (queue)    wait for a pull slot, in arrival order (session.slots)
     prepare    recover a crashed run, make room (retention.guard), plan the
                target and what it builds on (the store)
     pull       record "running", make the target tree, rsync into it, kept
@@ -28,6 +29,7 @@ from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
+from pullsnap.grabber.session.slots import Slot
 from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso
@@ -35,11 +37,13 @@ from pullsnap.grabber.store.space import is_no_space
 from pullsnap.grabber.transfer import pull
 
 
-def admit(run: Run) -> None:
-    """Refuse before anything is touched (raise a PullsnapError)."""
+def admit(run: Run) -> bool:
+    """Refuse before anything is touched (raise a PullsnapError); True when
+    the operator's allowance (`grabber allow-run`) let the run in."""
     note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval)
     if note:
         run.out.log(note)
+    return note is not None
 
 
 def prepare(run: Run) -> None:
@@ -92,7 +96,7 @@ def do_pull(run: Run) -> None:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None, new_files=new_files,
+            watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot and (reason := kept()):
@@ -188,10 +192,26 @@ def verdict(run: Run) -> dict[str, Any]:
     }
 
 
-def run_backup(run: Run) -> dict[str, Any]:
-    """All phases, the host lock already held."""
-    admit(run)
-    prepare(run)
-    do_pull(run)
-    finish(run)
+def run_backup(
+    run: Run, queue: contextlib.AbstractContextManager[Slot] | None = None
+) -> dict[str, Any]:
+    """All phases, the host lock already held; `queue` holds a pull slot
+    (session.slots) from after admission to the end of the run.
+
+    Admission comes first, so a run that is refused never takes a place in
+    the queue, and one that gave up waiting keeps the operator's allowance."""
+    lifted = admit(run)
+    with contextlib.ExitStack() as held:
+        asked = time.monotonic()
+        try:
+            slot = held.enter_context(queue or contextlib.nullcontext(Slot(-1)))
+        except errors.Timeout:
+            if lifted:
+                admission.allow_one_run(run.host)
+            raise
+        run.queue = slot.record() if slot.index >= 0 else {}
+        run.queue_wait = time.monotonic() - asked
+        prepare(run)
+        do_pull(run)
+        finish(run)
     return verdict(run)

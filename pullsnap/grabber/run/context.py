@@ -39,6 +39,8 @@ class Run:
     held: tuple[str, ...]  # the receiver capabilities this process holds
     out: Output
     now: Callable[[], dt.datetime]
+    queue_wait: float = 0.0  # seconds the run waited for a pull slot
+    queue: dict[str, Any] = field(default_factory=dict)  # session.slots.Slot.record()
     # prepare
     target: Target | None = None
     budget: Budget = field(default_factory=Budget)  # what the run must leave free for others

@@ -280,13 +280,17 @@ def run_rsync(
     on_started: Callable[[], None] = lambda: None,
     watch: Callable[[], str] | None = None,
     new_files: Spool | None = None,
+    idle: float = 0.0,
 ) -> PullResult:
     """Run rsync (no tty), relaying output; never raises for rsync's exit.
     `on_new_file` hears of each file rsync stores anew (not a hard link),
     and `new_files` (a Spool in the repository, else in the temporary
     directory) keeps them; `on_started` runs once rsync is running; `watch`
-    (retention/watch.py) stops it when it returns a reason.  Nothing here
-    grows with the number of files: one line per file goes by."""
+    (retention/watch.py) stops it when it returns a reason; `idle`
+    (rsync_timeout) stops an rsync that relays nothing for that long: its
+    own --timeout does not always fire for a stopped sender (with --super,
+    bench/FLEET.md).  Nothing here grows with the number of files: one line
+    per file goes by."""
     out = _Relay(on_progress, on_line, on_new_file, new_files)
     err_lines: collections.deque[str] = collections.deque(maxlen=KEPT_ERRORS)
     failed: list[dict[str, str]] = []
@@ -306,10 +310,14 @@ def run_rsync(
                         failed.append(bad)
 
     started = time.monotonic()
-    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch)
+    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch,
+                              idle=idle)  # fmt: skip
     code = -1 if ended.code is None or ended.timed_out else ended.code
     if ended.stopped:
         err_lines.append("rsync was stopped by the free-space watch")
+    elif ended.idle:
+        err_lines.append(f"timeout: rsync moved nothing for {idle:g} s (rsync_timeout): the "
+                         "sending side stalled")  # fmt: skip
     elif ended.timed_out:
         err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")
     elif ended.signal is not None:

@@ -217,12 +217,12 @@ def build(
     store's, measuring what the tree took) sees every directory and every
     entry not carried from a base.
 
-    `written_after` (ns; the btrfs store): the tree is a snapshot of the
-    base, so every file keeps its inode, and rsync --inplace keeps it even
-    for a file it rewrote.  A file is carried only when, besides, its ctime
-    is older than that: any write since the snapshot was made sets it.
-    (rsync names what it wrote, but a file it failed half-way through, in
-    place, it does not.)"""
+    `written_after` (ns; the btrfs store, a run that ended with errors):
+    the tree is a snapshot of the base, so every file keeps its inode, and
+    rsync --inplace keeps it even for a file it rewrote.  rsync names what
+    it wrote, but not a file it failed half-way through in place: then a
+    file is carried only when, besides, its ctime is older than that (any
+    write since the snapshot was made sets it)."""
     prehashed = prehashed or {}
     started = time.monotonic()
     stats = BuildStats()

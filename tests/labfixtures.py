@@ -92,9 +92,12 @@ class Site:
         """Every path in the repository with its size and mtime: to show nothing changed.
 
         The host's `.lock` is left out: every run that gets as far as the lock
-        writes its pid there, refused or not; it holds no snapshot data."""
+        writes its pid there, refused or not; it holds no snapshot data.  So
+        are the session places (`.sessions/`), which every login takes."""
         found = []
         for dirpath, dirs, files in os.walk(self.repo):
+            if dirpath == self.repo and ".sessions" in dirs:
+                dirs.remove(".sessions")
             for name in sorted(dirs + files):
                 if name == ".lock":
                     continue
@@ -133,6 +136,18 @@ def btrfs() -> Iterator[str]:
             yield point
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def btrfs_dir(btrfs: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh directory of this test's own on the session's btrfs (root's,
+    0755), removed with every subvolume in it afterwards."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
+    path = os.path.join(btrfs, f"unit-{name}")
+    remove_btrfs_tree(path)
+    os.makedirs(path, mode=0o755)
+    yield path
+    remove_btrfs_tree(path)
 
 
 @pytest.fixture

@@ -1,25 +1,86 @@
-"""The btrfs store through its interface, on a real btrfs (as root: the
-admin path deletes): plan, begin, publish, discard, delete."""
+"""The btrfs store: what a run builds on (plain records and trees), then
+on the loop-mounted btrfs: the run's writable subvolume, hard-link groups
+separated from the base, publishing read-only, and deleting subvolumes,
+plain trees left by the hardlink store, and the trash."""
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
 from pullsnap import errors
-from pullsnap.grabber.integrity import manifest
 from pullsnap.grabber.store import btrfsioctl
-from pullsnap.grabber.store.btrfs import BtrfsStore
+from pullsnap.grabber.store.btrfs import CTIME_MARGIN_NS, BtrfsStore
 from pullsnap.grabber.store.repository import HostRepo
-from tests.labfixtures import remove_btrfs_tree
+from pullsnap.grabber.store.space import Space
+from tests.grabber.store.test_repository import HOST, N1, N2, N3, N4, N5, good, latest, make_tree
 
-pytestmark = pytest.mark.root
+# --- plan (no btrfs needed) ------------------------------------------------------------------
 
-N1, N2, N3 = "2026-01-01T000000Z", "2026-01-02T000000Z", "2026-01-03T000000Z"
+
+def _left(repo: HostRepo, name: str, state: str) -> None:
+    make_tree(repo.incomplete(name))
+    repo.write_record(name, {"state": state})
+
+
+def test_the_first_run_builds_on_nothing(repo: HostRepo) -> None:
+    target = BtrfsStore(repo, admin=False).plan(N1)
+    assert (target.name, target.tree) == (N1, repo.incomplete(N1))
+    assert target.bases == () and target.reused == () and target.link is False
+    assert not os.path.exists(target.tree)  # planning changes nothing
+
+
+def test_a_run_starts_from_the_newest_good_snapshot(repo: HostRepo) -> None:
+    good(repo, N1)
+    good(repo, N2)
+    target = BtrfsStore(repo, admin=True).plan(N3)
+    assert target.bases == (repo.tree(N2),) and target.reused == ()
+
+
+def test_a_newer_interrupted_tree_is_where_the_run_starts(repo: HostRepo) -> None:
+    """What had arrived is not sent again; every interrupted or failed tree
+    is discarded after success, the older than the base too."""
+    _left(repo, N1, "interrupted")
+    good(repo, N2)
+    _left(repo, N3, "failed")
+    _left(repo, N4, "running")  # another run's: never taken
+    target = BtrfsStore(repo, admin=False).plan(N5)
+    assert target.bases == (repo.incomplete(N3),)
+    assert target.reused == (repo.incomplete(N3), repo.incomplete(N1))
+
+
+def test_an_interrupted_tree_older_than_the_base_is_not_built_on(repo: HostRepo) -> None:
+    _left(repo, N1, "interrupted")
+    good(repo, N2)
+    target = BtrfsStore(repo, admin=False).plan(N3)
+    assert target.bases == (repo.tree(N2),)
+    assert target.reused == (repo.incomplete(N1),)
+
+
+def test_added_is_what_the_record_says(repo: HostRepo) -> None:
+    good(repo, N1, added={"bytes": 4096, "inodes": 3})
+    good(repo, N2, stats={"transferred_size": 10})
+    store = BtrfsStore(repo, admin=False)
+    first, second = repo.good()
+    assert store.added(first) == Space(4096, 3)
+    assert store.added(second) == Space(10, 0)
+
+
+# --- on btrfs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def host(btrfs_dir: str) -> HostRepo:
+    r = HostRepo(os.path.join(btrfs_dir, "repo"), HOST)
+    r.ensure()
+    return r
 
 
 def _flags(path: str) -> tuple[bool, bool]:
+    """(a subvolume, read-only)."""
     fd = btrfsioctl.open_dir(path)
     try:
         return btrfsioctl.is_subvolume(fd), btrfsioctl.is_readonly(fd)
@@ -27,89 +88,136 @@ def _flags(path: str) -> tuple[bool, bool]:
         os.close(fd)
 
 
-@pytest.fixture
-def store(btrfs: str):
-    root = os.path.join(btrfs, f"store-{os.getpid()}")
-    remove_btrfs_tree(root)
-    host = HostRepo(root, "web1")
-    host.ensure()
-    yield BtrfsStore(host, admin=True)
-    remove_btrfs_tree(root)
-
-
-def _run(store: BtrfsStore, name: str, files: dict[str, bytes]) -> None:
-    host = store.host
+def _run(store: BtrfsStore, name: str, files: dict[str, bytes], links: tuple = ()) -> None:
+    """A run that writes `files` (and hard links: (existing, new)) and publishes."""
     target = store.plan(name)
-    host.write_record(name, {"state": "running"})
     store.begin(target)
     for rel, data in files.items():
-        with open(os.path.join(target.tree, rel), "wb") as f:
-            f.write(data)
-    host.write_record(name, {"state": "complete"})
+        Path(target.tree, rel).parent.mkdir(parents=True, exist_ok=True)
+        Path(target.tree, rel).write_bytes(data)
+    for old, new in links:
+        os.link(os.path.join(target.tree, old), os.path.join(target.tree, new))
+    store.host.write_record(name, {"state": "complete", "host": HOST})
     store.publish(name)
 
 
-def test_each_run_is_a_writable_snapshot_of_the_last_published_read_only(store) -> None:
-    host = store.host
-    first = store.plan(N1)
-    assert first.bases == () and not first.link and first.tree == host.incomplete(N1)
-    _run(store, N1, {"a": b"one\n", "b": b"two\n"})
-    assert _flags(host.tree(N1)) == (True, True)
-    assert os.readlink(os.path.join(host.path, "latest")) == N1
-    second = store.plan(N2)
-    assert second.bases == (host.tree(N1),)
-    _run(store, N2, {"a": b"changed\n"})
-    with open(os.path.join(host.tree(N2), "b"), "rb") as f:
-        assert f.read() == b"two\n"  # carried by the snapshot, not by rsync
-    with open(os.path.join(host.tree(N1), "a"), "rb") as f:
-        assert f.read() == b"one\n"
-    # A file written after the snapshot was made has a ctime the cutoff sees.
-    cutoff = store.written_after(N2)
-    assert cutoff is not None and os.lstat(os.path.join(host.tree(N2), "a")).st_ctime_ns >= cutoff
-    assert BtrfsStore(host, admin=True).written_after(N2) == 0  # unknown here: hash it all
+@pytest.mark.root
+def test_the_first_run_writes_into_a_new_writable_subvolume(host: HostRepo) -> None:
+    store = BtrfsStore(host, admin=False)
+    assert store.written_after(N1) == 0  # not begun here: everything is hashed
+    before = time.time_ns()
+    store.begin(store.plan(N1))
+    after = time.time_ns()
+    tree = host.incomplete(N1)
+    assert _flags(tree) == (True, False)
+    assert os.stat(tree).st_mode & 0o777 == 0o700
+    assert os.listdir(tree) == []
+    began = store.written_after(N1)
+    assert began is not None and before - CTIME_MARGIN_NS <= began <= after - CTIME_MARGIN_NS
 
 
-def test_hard_links_are_separated_before_an_in_place_run(store) -> None:
-    host = store.host
-    _run(store, N1, {"a": b"same\n"})
-    # The base's manifest shows a and b as one file; the writable copy keeps one name.
-    entries = [manifest.Entry(b"a", "d", 5, 7, N1), manifest.Entry(b"b", "d", 5, 7, N1)]
-    manifest.write(host.manifest_path(N1), {"snapshot": N1}, entries)
-    target = store.plan(N2)
-    host.write_record(N2, {"state": "running"})
-    fd = btrfsioctl.open_dir(host.tree(N1))
-    btrfsioctl.set_readonly(fd, False)
-    os.link(os.path.join(host.tree(N1), "a"), os.path.join(host.tree(N1), "b"))
-    btrfsioctl.set_readonly(fd)
-    os.close(fd)
-    store.begin(target)
-    assert sorted(os.listdir(target.tree)) == ["a"]
-    assert sorted(os.listdir(host.tree(N1))) == ["a", "b"]
-
-
-def test_an_interrupted_tree_is_the_next_start_and_goes_after_success(store) -> None:
-    host = store.host
-    _run(store, N1, {"a": b"one\n"})
-    target = store.plan(N2)
-    host.write_record(N2, {"state": "interrupted"})
-    store.begin(target)
-    with open(os.path.join(target.tree, "half"), "wb") as f:
-        f.write(b"arrived\n")
-    resumed = store.plan(N3)
-    assert resumed.bases == (host.incomplete(N2),) and resumed.reused == (host.incomplete(N2),)
-    host.write_record(N3, {"state": "running"})
-    store.begin(resumed)
-    assert sorted(os.listdir(resumed.tree)) == ["a", "half"]
-    store.discard(N2)
+@pytest.mark.root
+def test_publish_makes_it_read_only_under_its_name_and_latest_follows(host: HostRepo) -> None:
+    store = BtrfsStore(host, admin=False)
+    _run(store, N2, {"etc/hostname": b"web1\n"})
     assert not os.path.exists(host.incomplete(N2))
+    assert _flags(host.tree(N2)) == (True, True)
+    assert latest(host) == N2
+    with pytest.raises(OSError):
+        Path(host.tree(N2), "etc", "new").write_bytes(b"x")
+    # An older run published later does not pull `latest` back.
+    store.begin(store.plan(N1))
+    host.write_record(N1, {"state": "partial", "host": HOST})
+    store.publish(N1)
+    assert _flags(host.tree(N1)) == (True, True)
+    assert latest(host) == N2
 
 
-def test_delete_refuses_the_newest_and_removes_a_read_only_snapshot(store) -> None:
-    host = store.host
-    _run(store, N1, {"a": b"one\n"})
-    _run(store, N2, {"a": b"two\n"})
+@pytest.mark.root
+def test_a_run_is_a_snapshot_of_the_base_with_its_link_groups_split(host: HostRepo) -> None:
+    """rsync --inplace would write through a hard link into the other names:
+    each group keeps its first name only, and the base keeps all of them."""
+    store = BtrfsStore(host, admin=False)
+    _run(store, N1, {"a": b"linked\n", "sub/x": b"plain\n"}, links=(("a", "b"), ("a", "sub/c")))
+    target = store.plan(N2)
+    assert target.bases == (host.tree(N1),)
+    store.begin(target)
+    tree = target.tree
+    assert _flags(tree) == (True, False)
+    assert sorted(str(p.relative_to(tree)) for p in Path(tree).rglob("*")) == [
+        "a", "sub", "sub/x"]  # fmt: skip
+    assert Path(tree, "a").read_bytes() == b"linked\n" and os.stat(Path(tree, "a")).st_nlink == 1
+    Path(tree, "a").write_bytes(b"rewritten in place\n")
+    base = host.tree(N1)
+    assert Path(base, "b").read_bytes() == b"linked\n"
+    assert Path(base, "a").read_bytes() == b"linked\n"
+    assert os.stat(Path(base, "a")).st_nlink == 3
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("admin", [True, False])
+def test_delete_removes_the_read_only_subvolume_and_its_record(host: HostRepo, admin: bool) -> None:
+    store = BtrfsStore(host, admin=admin)
+    _run(store, N1, {"f": b"1"})
+    _run(store, N2, {"f": b"2"})
     with pytest.raises(errors.NewestGood):
         store.delete(N2)
     store.delete(N1)
-    assert not os.path.exists(host.tree(N1)) and host.read_record(N1) is None
-    assert [t.name for t in store.usage(use_cache=False).trees] == [N2]
+    assert not os.path.lexists(host.tree(N1))
+    assert host.read_record(N1) is None
+    assert [a.name for a in host.good()] == [N2]
+    assert _flags(host.tree(N2)) == (True, True)
+
+
+@pytest.mark.root
+def test_a_plain_tree_the_hardlink_store_left_is_deleted_as_a_tree(host: HostRepo) -> None:
+    """After `grabber migrate` the older snapshots are still plain trees."""
+    store = BtrfsStore(host, admin=True)
+    _run(store, N2, {"f": b"2"})
+    good(host, N1, host=HOST)
+    os.link(os.path.join(host.tree(N1), "etc", "hostname"), os.path.join(host.tree(N1), "x"))
+    fd = btrfsioctl.open_dir(host.tree(N1))
+    try:
+        assert not btrfsioctl.is_subvolume(fd)
+    finally:
+        os.close(fd)
+    store.delete(N1)
+    assert not os.path.lexists(host.tree(N1)) and host.read_record(N1) is None
+
+
+@pytest.mark.root
+def test_a_symlink_in_a_snapshot_s_place_is_left_alone(host: HostRepo, tmp_path: Path) -> None:
+    store = BtrfsStore(host, admin=True)
+    _run(store, N2, {"f": b"2"})
+    host.write_record(N1, {"state": "complete", "host": HOST})
+    os.symlink(tmp_path, host.tree(N1))
+    (tmp_path / "precious").write_text("x")
+    with pytest.raises(errors.NotADirectory):
+        store.delete(N1)
+    assert (tmp_path / "precious").read_text() == "x"
+    assert host.read_record(N1) is not None
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("admin", [True, False])
+def test_discard_removes_the_run_s_subvolume_or_leftover_tree(host: HostRepo, admin: bool) -> None:
+    store = BtrfsStore(host, admin=admin)
+    store.begin(store.plan(N1))
+    Path(host.incomplete(N1), "partial").write_bytes(b"half")
+    store.discard(N1)
+    assert not os.path.lexists(host.incomplete(N1))
+    store.discard(N1)  # nothing there: nothing to do
+    make_tree(host.incomplete(N2))  # a hardlink store's interrupted tree
+    store.discard(N2)
+    assert not os.path.lexists(host.incomplete(N2))
+
+
+@pytest.mark.root
+def test_empty_trash_removes_what_was_set_aside(host: HostRepo) -> None:
+    store = BtrfsStore(host, admin=False)
+    store.empty_trash()  # no trash yet
+    os.mkdir(host.trash(), 0o700)
+    make_tree(os.path.join(host.trash(), "old.hardlink.1"))
+    Path(host.trash(), "stray").write_text("x")
+    store.empty_trash()
+    assert os.listdir(host.trash()) == []

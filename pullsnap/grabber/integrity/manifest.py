@@ -276,12 +276,12 @@ def entries(
     the tree took) sees every directory and every entry not carried from a
     base.
 
-    `written_after` (ns; the btrfs store): the tree is a snapshot of the
-    base, so every file keeps its inode, and rsync --inplace keeps it even
-    for a file it rewrote.  A file is carried only when, besides, its ctime
-    is older than that: any write since the snapshot was made sets it.
-    (rsync names what it wrote, but a file it failed half-way through, in
-    place, it does not.)"""
+    `written_after` (ns; the btrfs store, a run that ended with errors):
+    the tree is a snapshot of the base, so every file keeps its inode, and
+    rsync --inplace keeps it even for a file it rewrote.  rsync names what
+    it wrote, but not a file it failed half-way through in place: then a
+    file is carried only when, besides, its ctime is older than that (any
+    write since the snapshot was made sets it)."""
     started = time.monotonic()
     listed = _Cursor(_listed(new_files))
     carry = [_Cursor(_base_items(base)) for base in bases]

@@ -37,7 +37,11 @@ def write_manifest(run: Run) -> Found:
         paths = basemanifests.base_paths(run.host, list(run.target.bases))
         bases = basemanifests.open_all(paths, run.host.path)
     meter = run.store.meter(run.name)
-    written_after = run.store.written_after(run.name)
+    # rsync names every file it writes (new_files), in place or not; only a
+    # file it failed half-way through goes unnamed, and only in a run that
+    # ended with errors (exit 23 or 24): then the store's cutoff (btrfs:
+    # ctimes) says which files the run may have touched, at a stat each.
+    written_after = run.store.written_after(run.name) if run.state != "complete" else None
     try:
         stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
                               run.mode, run.held, meter, written_after)  # fmt: skip

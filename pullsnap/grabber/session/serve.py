@@ -5,8 +5,8 @@ sshd ── grabber -c "pullsnap-grabber host=web1" ── SSH_ORIGINAL_COMMAND=
   2 one of web1's session places (sessions.py)     all held: refused, nothing started
   3 handoff from stdin (size limit, deadline)      nothing touched yet
   4 one-time key -> private ssh-agent               refused key: stop here
-  5 lock <repo>/web1 and take a pull slot, then backup.run_backup: admit,
-    prepare, pull, finish (a probe: the same lock and slot, then a handshake)
+  5 lock <repo>/web1, then backup.run_backup: admit, a pull slot, prepare,
+    pull, finish (a probe: the same lock and a slot, then a handshake)
   6 last stdout line: pullsnap-result {...}; exit status = the verdict
 """
 
@@ -121,17 +121,16 @@ def pull_once(
         connect_timeout=cfg.connect_timeout,
     )
     host = HostRepo(cfg.repository, host_name)
-    # A probe needs the host's lock, not its store (it writes no tree).
-    store = None if h.probe else open_store(host, cfg.store, strict=True)
-    holder = {"pid": os.getpid(), "since": iso(now()), **({"by": "a probe"} if h.probe else {})}
     limit = cfg.max_concurrent_pulls
-    # A probe transfers nothing, so min_interval does not hold it back; the
-    # host lock and the slots do, and its own deadline covers both waits.
-    started = time.monotonic()
-    patience = min(cfg.queue_timeout, cfg.probe_timeout) if h.probe else cfg.queue_timeout
-    queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
-    with host.lock(holder), queue:
-        if h.probe:
+    if h.probe:
+        # A probe transfers nothing, so min_interval does not hold it back; the
+        # host lock and the slots do, and its own deadline covers both waits.
+        # It needs the host's lock, not its store (it writes no tree).
+        started = time.monotonic()
+        patience = min(cfg.queue_timeout, cfg.probe_timeout)
+        queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log,
+                                who=host_name)  # fmt: skip
+        with host.lock({"pid": os.getpid(), "since": iso(now()), "by": "a probe"}), queue:
             left = max(1.0, cfg.probe_timeout - (time.monotonic() - started))
             result = _probe(cfg, connect, h, early.private, mode, held, out, left)
             if result["exit"] == errors.OK:
@@ -140,10 +139,16 @@ def pull_once(
                     f"Landlock ABI {abi})" if abi else "no Landlock)"
                 )
             return result
-        assert store is not None
+    store = open_store(host, cfg.store, strict=True)
+    # Admission (backup.run_backup) comes before the queue: a refused run
+    # never holds a place in it.
+    queue = slots.pull_slot(cfg.repository, limit, cfg.queue_timeout, out.queued, log=out.log,
+                            who=host_name)  # fmt: skip
+    with host.lock({"pid": os.getpid(), "since": iso(now())}):
         return backup.run_backup(
             Run(cfg=cfg, store=store, connect=connect, handoff=h, fingerprint=key.fingerprint,
-                mode=mode, held=held, out=out, now=now)
+                mode=mode, held=held, out=out, now=now),
+            queue,
         )  # fmt: skip
 
 

@@ -176,5 +176,7 @@ def audit(text: str, path: str) -> list[Verdict]:
             continue
         first_use[key.blob] = (number, bound.host)
         config = f", config {bound.config}" if bound.config else ""
-        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{config}"))
+        sources = key.option("from")
+        where = f", only from {sources}" if sources else ""
+        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{config}{where}"))
     return verdicts

@@ -66,3 +66,10 @@ def test_the_same_key_bound_twice_only_counts_once() -> None:
     one, two = _audit(first, second)
     assert one.problem == "" and one.host == "web1"
     assert "bound on line 1 to web1 already" in two.problem
+
+
+def test_a_line_bound_to_source_addresses_says_so() -> None:
+    line = authorized_keys_line("web7", _key() + " c", sources=["10.7.0.17", "192.0.2.0/24"])
+    [verdict] = _audit(line)
+    assert (verdict.host, verdict.problem) == ("web7", "")
+    assert verdict.detail.endswith(", only from 10.7.0.17,192.0.2.0/24")

@@ -93,11 +93,13 @@ class Site:
 
         The host's `.lock` is left out: every run that gets as far as the lock
         writes its pid there, refused or not; it holds no snapshot data.  So
-        are the session places (`.sessions/`), which every login takes."""
+        are the session places (`.sessions/`), which every login takes, and
+        the pull slots and their queue (`.pull-slots/`), which every pull
+        and probe takes."""
         found = []
         for dirpath, dirs, files in os.walk(self.repo):
-            if dirpath == self.repo and ".sessions" in dirs:
-                dirs.remove(".sessions")
+            if dirpath == self.repo:
+                dirs[:] = [d for d in dirs if d not in (".sessions", ".pull-slots")]
             for name in sorted(dirs + files):
                 if name == ".lock":
                     continue

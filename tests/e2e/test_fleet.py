@@ -20,7 +20,7 @@ from bench.fleet import binding_check
 from bench.fleetnight import run_night
 from bench.fleetsite import Fleet, TreeSpec
 from pullsnap import errors
-from pullsnap.grabber.session import slots
+from pullsnap.grabber.session import sessions, slots
 from pullsnap.grabber.store.repository import HostRepo
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -78,8 +78,12 @@ def test_every_host_gets_exactly_its_own_snapshot_in_arrival_order(fleet: Fleet)
             assert run.exit == errors.OK and run.good, (run.host, run.problem)
         # Nothing crosses hosts: each directory holds one snapshot of its own
         # host (checked file by file by `good`), and nothing else is there.
-        assert sorted(os.listdir(fleet.repo)) == sorted([h.name for h in fleet.hosts] +
-                                                        [slots.SLOTS])  # fmt: skip
+        names = [h.name for h in fleet.hosts]
+        assert sorted(os.listdir(fleet.repo)) == sorted([*names, slots.SLOTS, sessions.SESSIONS])
+        # The session places, one directory per host, named by its binding.
+        assert sorted(os.listdir(os.path.join(fleet.repo, sessions.SESSIONS))) == sorted(
+            h.name for h in fleet.hosts
+        )
         for host in fleet.hosts:
             assert len(HostRepo(fleet.repo, host.name).good()) == 1
         # One slot: served strictly in the order the runs took their tickets.

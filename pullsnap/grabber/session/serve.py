@@ -209,8 +209,10 @@ def _serve(
 ) -> int:  # fmt: skip
     out = Reporter(stdout)
     early: Early | None = None
+    host = ""
     try:
         bound = binding.binding_from_login(argv, environ)
+        host = bound.host
         cfg = load(bound.config or DEFAULT_GRABBER_CONFIG)
         peer = binding.peer_address(environ)
         check_repository(cfg)
@@ -222,8 +224,10 @@ def _serve(
     except OSError as e:
         # A full filesystem anywhere (a record, a lock, a directory) is the
         # no-space outcome, like the guard's refusal: exit 5, not a crash.
+        # Named for the host once the binding is known, as the run's own lines are.
         error = errors.NoSpace if is_no_space(e) else errors.RunFailed
-        return _fail(out, error(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
+        what = f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+        return _fail(out, error(f"{host}: {what}" if host else what))
     except errors.PullsnapError as e:
         return _fail(out, e)
     finally:

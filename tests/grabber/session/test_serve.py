@@ -166,7 +166,9 @@ def test_a_handoff_that_never_comes_ends_at_its_deadline(site, monkeypatch) -> N
     [(errors.NoSpace("need 1 GiB"), errors.NO_SPACE, "need 1 GiB"),
      (errors.Locked("web1: already running"), errors.LOCKED, "web1: already running"),
      (FileNotFoundError(2, "No such file or directory", "/usr/bin/rsync"), errors.FAILED,
-      "No such file or directory: /usr/bin/rsync")],
+      "web1: No such file or directory: /usr/bin/rsync"),
+     (OSError(28, "No space left on device", "/srv/pullsnap/.pull-slots/ticket.1"),
+      errors.NO_SPACE, "web1: No space left on device: /srv/pullsnap/.pull-slots/ticket.1")],
 )  # fmt: skip
 def test_a_failed_pull_is_one_result_line_and_its_exit_code(
     site, failure: Exception, code: int, message: str

@@ -23,7 +23,8 @@ from typing import Any
 
 from pullsnap import caps, childenv, errors
 from pullsnap.grabber.confine import receiver
-from pullsnap.grabber.integrity import manifest, prehash, tree
+from pullsnap.grabber.integrity import basemanifests, prehash, tree
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
@@ -82,15 +83,20 @@ def do_pull(run: Run) -> None:
         excludes=h.excludes, mode=run.mode, timeout=cfg.rsync_timeout,
         compress=cfg.compress, confined=jail.prepared is not None, in_place=not target.link,
     )  # fmt: skip
-    # Forked before rsync: no thread exists yet.
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held, enabled=target.link)
-    bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
+    # Forked before rsync: no thread exists yet.  What grows with the number
+    # of files (rsync's names, the digests, an old base manifest sorted) is
+    # spooled in the host's directory, not held (integrity/spool.py).
+    scratch = run.host.path
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch, enabled=target.link)
+    paths = basemanifests.base_paths(run.host, list(target.bases))
+    bases = basemanifests.BaseReader(paths, scratch)
+    new_files = Spool(scratch)
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None, idle=cfg.rsync_timeout,
+            watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot and (reason := kept()):

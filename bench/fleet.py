@@ -31,7 +31,6 @@ import sys
 import time
 from typing import Any
 
-from bench.fleetmeter import CpuGroup
 from bench.fleetnight import Night, run_night
 from bench.fleetsite import Fleet, TreeSpec, change_files, seed_tree
 
@@ -151,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         fleet.close()  # its processes first: a mount they use cannot go
         mounts.close()
-        if fleet.lab is not None:
-            CpuGroup(f"pullsnap-fleet-{fleet.lab.tag}").close()
     _write(args.out, results, nights, args.name)
     return 0 if all(n.all_good for n in nights) else 1
 

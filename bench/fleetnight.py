@@ -114,9 +114,10 @@ class Staller:
     def _loop(self) -> None:
         while not self._done.is_set():
             pids = _processes_of(self.uid, "--sender")
-            if pids:
+            if pids and self.after:
                 time.sleep(self.after)
-                pids = _processes_of(self.uid, "--sender")
+                pids = _processes_of(self.uid, "--sender")  # none: it was done already
+            if pids:
                 for pid in pids:
                     os.kill(pid, signal.SIGSTOP)
                 self.pids, self.stopped_at = pids, time.monotonic()

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.fleetmeter import CpuGroup
 from bench.fleetnet import Fleetnet
 from lab import Lab, Sshd, chown_tree, make_user, remove_user, write
 
@@ -184,6 +185,7 @@ class Fleet:
     def close(self) -> None:
         if self.lab is not None:
             self.lab.close()
+            CpuGroup(f"pullsnap-fleet-{self.lab.tag}").close()  # empty once sshd is gone
         for user in self.users:
             subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True, check=False)
             remove_user(user)

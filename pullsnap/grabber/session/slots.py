@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from pullsnap import errors
 from pullsnap.flock import try_flock
+from pullsnap.grabber.store.space import is_no_space
 from pullsnap.units import human_duration
 
 SLOTS = ".pull-slots"
@@ -187,13 +188,22 @@ def pull_slot(
     if limit <= 0:
         yield Slot(-1, arrived=time.time())
         return
-    directory = _directory(root)
-    fds = _open_slots(directory, limit)
+    fds: list[int] = []
     ticket: tuple[int, int] | None = None
     try:
         started, arrived = clock(), time.time()
         told = None
-        number, fd = ticket = _take_ticket(directory, who)
+        try:
+            directory = _directory(root)
+            fds = _open_slots(directory, limit)
+            number, fd = ticket = _take_ticket(directory, who)
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            raise errors.NoSpace(
+                f"{who or 'this run'}: cannot take a place in the queue for a pull slot "
+                f"({e.strerror}): the repository's filesystem is out of space or inodes"
+            ) from None
         while True:
             free = _free(fds)
             ahead = live_ahead(directory, number, len(free)) if free else 0
@@ -231,7 +241,7 @@ def pull_slot(
             sleep(POLL_NEXT if free else POLL)
     finally:
         if ticket is not None:
-            _drop_ticket(directory, *ticket)
+            _drop_ticket(os.path.join(root, SLOTS), *ticket)
         for slot_fd in fds:
             os.close(slot_fd)
 

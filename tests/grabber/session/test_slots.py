@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import select
@@ -222,3 +223,20 @@ def test_a_killed_waiter_keeps_no_one_waiting(tmp_path: Path) -> None:
                 proc.kill()
     assert _in_order(log) == ["holder", "second"]
     assert [n for n in os.listdir(tmp_path / slots.SLOTS) if n.startswith("ticket")] == []
+
+
+def test_no_room_for_a_ticket_is_the_no_space_outcome(tmp_path: Path) -> None:
+    def full(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pytest.raises(errors.NoSpace) as refused,
+    ):
+        patch.setattr(slots.os, "mkdir", full)
+        with slots.pull_slot(str(tmp_path), 2, 10, print, who="web2"):
+            pass
+    assert str(refused.value) == (
+        "web2: cannot take a place in the queue for a pull slot (No space left on device): "
+        "the repository's filesystem is out of space or inodes"
+    )

@@ -98,7 +98,7 @@ class Unreadable(RunFailed):
 
 
 class NoSuchHost(UsageError):
-    """no host {!r} in {} (see: grabber list)"""
+    """no host {!r} in {} (see: {})"""
 
 
 class Refused(PullsnapError):

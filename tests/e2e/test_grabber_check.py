@@ -114,8 +114,8 @@ def test_authorize_on_a_fresh_account_leaves_keys_sshd_can_read(site: Site) -> N
     pw = make_user(name, home, "/bin/sh")
     try:
         os.chown(home, pw.pw_uid, pw.pw_gid)
-        done = site.lab.grabber("--config", site.grabber_config, "authorize", "--user", name,
-                                "web9", site.lab.login_public_key())  # fmt: skip
+        done = site.lab.grabber("--config", site.grabber_config, "authorize", "--bind-config",
+                                "--user", name, "web9", site.lab.login_public_key())  # fmt: skip
         assert done.returncode == errors.OK, done.stderr
         ssh_dir = os.path.join(home, ".ssh")
         for path, mode in ((ssh_dir, 0o700), (os.path.join(ssh_dir, "authorized_keys"), 0o600)):
@@ -124,7 +124,9 @@ def test_authorize_on_a_fresh_account_leaves_keys_sshd_can_read(site: Site) -> N
         as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
         readable = subprocess.run([*as_user, "cat", os.path.join(ssh_dir, "authorized_keys")],
                                   capture_output=True, text=True, check=False)  # fmt: skip
-        assert 'command="pullsnap-grabber host=web9"' in readable.stdout
+        assert f'command="pullsnap-grabber host=web9 config={site.grabber_config}"' in (
+            readable.stdout
+        )
         check = ["--config", site.grabber_config, "check", "--user", name]
         assert "ok: authorized: web9" in site.lab.grabber(*check).stdout
         os.chown(ssh_dir, 0, 0)

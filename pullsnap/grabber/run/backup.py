@@ -35,7 +35,8 @@ from pullsnap.grabber.transfer import pull
 
 def admit(run: Run) -> None:
     """Refuse before anything is touched (raise a PullsnapError)."""
-    note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval)
+    note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval,
+                           run.cfg.path)  # fmt: skip
     if note:
         run.out.log(note)
 

@@ -229,7 +229,7 @@ CHECKS: tuple[tuple[str, Callable[[Subject], Iterator[Finding]]], ...] = (
             s.cfg, s.user, launcher_caps(s.user.pw_shell) is not None
         ),
     ),
-    ("authorized_keys", lambda s: filechecks.check_authorized_keys(s.user)),
+    ("authorized_keys", lambda s: filechecks.check_authorized_keys(s.user, s.cfg.path)),
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
 from pullsnap.units import human_duration, human_size
@@ -227,8 +228,9 @@ def _age_text(s: HostStatus) -> str:
     return f"last good {human_duration(s.age)} ago, max {human_duration(s.max_age)}"
 
 
-def render(statuses: Sequence[HostStatus]) -> str:
-    """The human `grabber status` text: one block per host (pure)."""
+def render(statuses: Sequence[HostStatus], config: str = "") -> str:
+    """The human `grabber status` text: one block per host (pure); the
+    commands it suggests name `config`."""
     if not statuses:
         return "no hosts in the repository or the config\n"
     width = max(len(s.host) for s in statuses)
@@ -264,7 +266,8 @@ def render(statuses: Sequence[HostStatus]) -> str:
             f"failed {s.failed}, interrupted {s.interrupted}"
         )
         for name in s.suspect:
-            out.append(f"{pad}SUSPECT   {name}: check it, then: grabber accept {s.host} {name}")
+            accept = hints.grabber(config, "accept", s.host, name)
+            out.append(f"{pad}SUSPECT   {name}: check it, then: {accept}")
         out.append(f"{pad}verify    {verify_text(s.verify)}")
     return "\n".join(out) + "\n"
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.repository import LATEST, HostRepo, parse_name
 
 FAKE_STAT = "user.rsync.%stat"
@@ -224,7 +225,7 @@ def show(path: bytes) -> str:
     return "".join(out)
 
 
-def snapshot_tree(host: HostRepo, name: str) -> str:
+def snapshot_tree(host: HostRepo, name: str, config: str = "") -> str:
     """The tree of a published snapshot (`latest` allowed), or a UsageError."""
     if name == LATEST:
         newest = host.newest_good()
@@ -233,9 +234,8 @@ def snapshot_tree(host: HostRepo, name: str) -> str:
         name = newest.name
     known = {a.name for a in host.attempts() if a.has_tree}
     if parse_name(name) is None or name not in known:
-        raise errors.UsageError(
-            f"{host.host} has no snapshot {name!r} (see: grabber list {host.host})"
-        )
+        see = hints.grabber(config, "list", host.host)
+        raise errors.UsageError(f"{host.host} has no snapshot {name!r} (see: {see})")
     return host.tree(name)
 
 

@@ -66,3 +66,21 @@ def test_the_same_key_bound_twice_only_counts_once() -> None:
     one, two = _audit(first, second)
     assert one.problem == "" and one.host == "web1"
     assert "bound on line 1 to web1 already" in two.problem
+
+
+def test_a_line_bound_to_another_configuration_is_a_problem_with_a_runnable_fix() -> None:
+    """A line without `config=` reads the default file; with /srv/g.toml in
+    use that host's backups would go elsewhere.  The fix names the file, binds
+    it and carries the key itself, so it runs as printed."""
+    text = authorized_keys_line("web1", _key()) + authorized_keys_line("web2", _key(seed=b"m"),
+                                                                     "/srv/g.toml")  # fmt: skip
+    first, second = keyfile.audit(text, "/k", "/srv/g.toml", "opsv")
+    assert "web1 is bound to config the default /etc/pullsnap/grabber.toml" in first.problem
+    assert first.fix == (
+        f"grabber --config /srv/g.toml authorize --bind-config --user opsv web1 '{_key()}' "
+        "rewrites it"
+    )
+    assert second.problem == "" and second.host == "web2"
+    [default] = keyfile.audit(authorized_keys_line("web1", _key()), "/k",
+                              "/etc/pullsnap/grabber.toml")  # fmt: skip
+    assert default.problem == ""

@@ -35,7 +35,7 @@ def test_the_operators_parser_knows_every_command() -> None:
     sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == [
         "list", "authorize", "deauthorize", "install-launcher", "allow-run", "accept", "status",
-        "report", "versions", "diff", "du", "check", "prune", "verify",
+        "report", "versions", "diff", "du", "restore", "delete", "check", "prune", "verify",
     ]  # fmt: skip
 
 

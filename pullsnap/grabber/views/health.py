@@ -41,6 +41,7 @@ class HostStatus:
     max_age: float
     stale: bool
     last_good: str | None = None
+    good_mode: str = ""  # the newest good snapshot's: "super" or "fake-super"
     age: float | None = None  # seconds since the newest good snapshot began
     last_attempt: str | None = None
     last_state: str = ""  # complete, partial, suspect, failed, interrupted, running, unknown
@@ -130,6 +131,7 @@ def summarize(
         max_age=max_age,
         stale=age is None or age > max_age,
         last_good=newest.name if newest else None,
+        good_mode=str(newest.record.get("mode", "")) if newest else "",
         age=age,
         last_attempt=last.name if last else None,
         last_state=states[-1] if states else "",
@@ -158,6 +160,7 @@ def as_json(s: HostStatus) -> dict[str, Any]:
         "stale": s.stale,
         "max_age": s.max_age,
         "last_good": s.last_good,
+        "good_mode": s.good_mode or None,
         "age": None if s.age is None else round(s.age, 3),
         "last_attempt": s.last_attempt,
         "last_state": s.last_state,
@@ -242,8 +245,9 @@ def render(statuses: Sequence[HostStatus], config: str = "") -> str:
             out.append(f"{s.host:<{width}}  {flag:<5}  no good snapshot yet")
         else:
             assert s.age is not None
+            mode = f" ({s.good_mode})" if s.good_mode else ""
             out.append(
-                f"{s.host:<{width}}  {flag:<5}  last good {s.last_good}, "
+                f"{s.host:<{width}}  {flag:<5}  last good {s.last_good}{mode}, "
                 f"{human_duration(s.age)} ago (max {human_duration(s.max_age)})"
             )
         if s.last_run is not None:

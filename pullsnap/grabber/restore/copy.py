@@ -64,9 +64,11 @@ def _run(argv: list[str], capture: bool) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, env=_environment(), stdin=subprocess.DEVNULL, text=True,
                           capture_output=capture, check=False)  # fmt: skip
     if done.returncode not in _RSYNC_OK:
-        last = (done.stderr or "").strip().splitlines()[-1:] if capture else []
+        said = (done.stderr or "").strip().splitlines() if capture else []
+        # The first line is the cause (ssh's, or rsync's); the last, rsync's summary.
+        told = "; ".join(dict.fromkeys(said[:1] + said[-1:]))
         raise errors.RunFailed(
-            f"rsync failed with exit {done.returncode}" + (f": {last[0]}" if last else "")
+            f"rsync failed with exit {done.returncode}" + (f": {told}" if told else "")
             + f" ({plan.shown(argv)})"
         )  # fmt: skip
     return done

@@ -51,6 +51,12 @@ def _restore_exactly(site: Site, mode: str) -> None:
     assert f"web1  {name}  complete  {mode}" in listed.stdout
     status = _grabber(site, "status", "web1")
     assert f"last good {name} ({mode})" in status.stdout
+    versions = _grabber(site, "versions", "web1", site.src + "/etc/hosts")
+    assert f", {mode} snapshot" in versions.stdout, versions.stdout
+    page = os.path.join(site.root, "report.html")
+    assert _grabber(site, "report", "--html", page).returncode == errors.OK
+    with open(page) as f:
+        assert f'{name} <span class="note">{mode}</span>' in f.read()
 
 
 def test_a_fake_super_snapshot_restores_owners_and_modes_from_its_xattrs(site: Site) -> None:

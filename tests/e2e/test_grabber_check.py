@@ -76,8 +76,8 @@ def test_super_demanded_without_the_launcher_is_a_problem(site: Site) -> None:
 
 
 def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site: Site) -> None:
-    """With the launcher, a repository without nosuid,nodev makes runs fall
-    back to --fake-super; the check says so and its fix command works."""
+    """With the launcher, a repository without nosuid,nodev makes runs refuse
+    with the fix `check` names too; that fix command works."""
     site.lab.use_launcher(True)
     mounted = False
     try:
@@ -85,7 +85,11 @@ def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site:
         assert "the capability launcher (rsync --super)" in done.stdout
         assert "ok: launcher holds chown," in done.stdout
         [problem] = _problems(done)
-        assert "runs fall back to --fake-super" in problem and "nosuid,nodev" in problem
+        assert "runs are refused" in problem and "nosuid,nodev" in problem
+        os.makedirs(site.src)
+        refused = site.run()
+        assert refused.returncode == errors.FAILED
+        assert f"fix: {_fix(problem)}" in refused.stderr
         command = _fix(problem).split(", and in /etc/fstab")[0]
         assert command == f"mount --bind -o nosuid,nodev {site.repo} {site.repo}"
         subprocess.run(shlex.split(command), check=True)
@@ -93,7 +97,6 @@ def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site:
         done = _check(site)
         assert done.returncode == errors.OK, done.stdout
         assert "ok: rsync --super: capabilities, confinement and mount options agree" in done.stdout
-        os.makedirs(site.src)
         assert site.run().returncode == errors.OK
         [name] = site.snapshots()
         with open(os.path.join(site.host_dir(), name + ".json")) as f:

@@ -70,10 +70,15 @@ def receiver_mode(
     risk = suid_risk(cfg)
     if risk is None:
         return "super"
-    if cfg.super == "super":
-        raise RunFailed(f"refusing rsync --super: {risk}")
-    warn(f"warning: using --fake-super, not --super: {risk}")
-    return "fake-super"
+    # With the launcher installed the operator expects --super snapshots
+    # (exact owners, `cp -a` restores); a silent --fake-super one would be
+    # restored wrongly, so the run stops with the fix `grabber check` names.
+    from pullsnap.grabber.setup.filechecks import remount_fix_for
+
+    raise RunFailed(
+        f'refusing rsync --super: {risk}; or set super = "fake-super" -- fix: '
+        f"{remount_fix_for(cfg.repository)}"
+    )
 
 
 # Held by the grabber only to set up the read-only mount namespace; the

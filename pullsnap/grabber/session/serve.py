@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -68,6 +69,14 @@ def check_repository(cfg: GrabberConfig) -> None:
         ) from None
     if st.st_uid != os.geteuid() or not os.access(cfg.repository, os.W_OK | os.X_OK):
         raise errors.RunFailed(f"repository {cfg.repository} is not owned and writable by us")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        # What `grabber check` calls a problem stops runs too: other users
+        # could read every host's files (README step 2: 0700).
+        raise errors.Refused(
+            f"repository {cfg.repository} is mode {mode:04o}, open to other users: runs are "
+            f"refused until it is 0700 -- fix: chmod 0700 {cfg.repository}"
+        )
 
 
 def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:

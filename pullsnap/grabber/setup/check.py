@@ -145,9 +145,7 @@ def check_super(s: Subject) -> Iterator[Finding]:
         )
     risk = receiver.suid_risk(cfg)
     if risk is not None:
-        consequence = (
-            "runs are refused" if cfg.super == "super" else "runs fall back to --fake-super"
-        )
+        consequence = "runs are refused"
         missing = ",".join(mounts.missing_safety_options(cfg.repository))
         yield Finding(
             False,

@@ -52,6 +52,8 @@ def _snapshots_cell(s: HostStatus) -> str:
         text += f' <span class="warn">+{len(s.suspect)} suspect</span>'
     if s.failed:
         text += f' <span class="note">{s.failed} failed</span>'
+    for warning in s.warnings:
+        text += f' <span class="warn" title="{escape(warning)}">partial</span>'
     return text
 
 

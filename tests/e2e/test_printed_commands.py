@@ -60,15 +60,28 @@ def test_a_key_bound_without_the_config_in_use_is_flagged_and_the_fix_runs(site:
     assert status.stdout.startswith("web1  ok")
 
 
-def test_the_too_soon_refusal_names_a_command_that_lifts_it(site: Site) -> None:
+def test_the_first_run_and_the_too_soon_refusal_name_the_command_that_lifts_it(
+    site: Site,
+) -> None:
+    """With the default min_interval (4h) a test run right after the first
+    is refused: the first verdict line says so and names `allow-run`."""
     _tree(site)
-    site.regrab(policy={"min_interval": "1h"})
-    assert site.run().returncode == errors.OK
+    site.regrab(policy={"min_interval": "4h"})
+    first = site.run()
+    assert first.returncode == errors.OK, first.stderr
+    [verdict] = [line for line in first.stdout.splitlines() if line.startswith("lab: ok")]
+    assert "(first snapshot of web1; runs are at least min_interval 4h00m apart" in verdict
+    told = verdict.split("to run again sooner, on the backup host: ", 1)[1].rstrip(")")
+    assert told == f"grabber --config {site.grabber_config} allow-run web1"
     again = site.run()
     assert again.returncode == errors.TOO_SOON
     [printed] = re.findall(r"\(on the backup host: (grabber [^)]*)\)", again.stderr)
     assert printed == f"grabber --config {site.grabber_config} allow-run web1"
     assert _as_printed(site, printed).returncode == errors.OK
+    second = site.run()
+    assert second.returncode == errors.OK and "first snapshot" not in second.stdout
+    assert site.run().returncode == errors.TOO_SOON
+    assert _as_printed(site, told).returncode == errors.OK
     assert site.run().returncode == errors.OK
 
 

@@ -67,6 +67,17 @@ def admit(host: HostRepo, now: dt.datetime, min_interval: float, config: str = "
     )
 
 
+def first_run_note(host: str, began: dt.datetime, min_interval: float, config: str) -> str:
+    """What the first snapshot of a host tells the operator (pure): a second
+    run right after it, as when testing a new setup, is refused as too soon."""
+    after = iso(began + dt.timedelta(seconds=min_interval))
+    return (
+        f"first snapshot of {host}; runs are at least min_interval {human_duration(min_interval)}"
+        f" apart, the next may start after {after}; to run again sooner, on the backup host: "
+        f"{hints.grabber(config, 'allow-run', host)}"
+    )
+
+
 def allow_one_run(host: HostRepo) -> None:
     """`grabber allow-run`: let the next run of `host` start before its interval."""
     path = os.path.join(host.path, ALLOW_RUN)

@@ -50,7 +50,7 @@ def suid_risk(cfg: GrabberConfig) -> str | None:
     point = mount.mount_point if mount else cfg.repository
     return (
         f"the repository's filesystem ({point}) is mounted without {','.join(missing)}: "
-        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true)"
+        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true in {cfg.path})"
     )
 
 
@@ -63,7 +63,7 @@ def receiver_mode(
     if cfg.super == "super" and not complete:
         raise RunFailed(
             'super = "super" but the receiver capabilities are missing: install the launcher '
-            '(see README "--super") or set super = "auto"'
+            f'(see README "--super") or set super = "auto" in {cfg.path}'
         )
     if cfg.super == "fake-super" or not complete:
         return "fake-super"
@@ -76,7 +76,7 @@ def receiver_mode(
     from pullsnap.grabber.setup.filechecks import remount_fix_for
 
     raise RunFailed(
-        f'refusing rsync --super: {risk}; or set super = "fake-super" -- fix: '
+        f'refusing rsync --super: {risk}; or set super = "fake-super" in {cfg.path} -- fix: '
         f"{remount_fix_for(cfg.repository)}"
     )
 
@@ -161,7 +161,7 @@ def namespace(
             raise RunFailed(
                 "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
                 "read-only mount namespace: reinstall it (grabber install-launcher) or set "
-                "allow_unconfined_super = true to accept the risk"
+                f"allow_unconfined_super = true in {cfg.path} to accept the risk"
             )
         warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
              "are not prevented")  # fmt: skip
@@ -214,7 +214,7 @@ def confine(
         if mode == "super" and not cfg.allow_unconfined_super:
             raise RunFailed(
                 f"Landlock is unavailable ({e}): refusing rsync --super unconfined; "
-                "set allow_unconfined_super = true to accept the risk"
+                f"set allow_unconfined_super = true in {cfg.path} to accept the risk"
             ) from None
         warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
         return Confined(None, ambient, ns)

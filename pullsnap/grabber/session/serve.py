@@ -86,7 +86,7 @@ def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:
     if risk is not None and not cfg.allow_unsafe_rsync:
         raise errors.Refused(
             f"the backup host's rsync ({cfg.rsync}) {risk}: upgrade it, or set "
-            "allow_unsafe_rsync = true in its grabber configuration"
+            f"allow_unsafe_rsync = true in {cfg.path or 'its grabber configuration'}"
         )
     return versions.dotted(version)
 

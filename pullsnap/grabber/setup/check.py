@@ -141,7 +141,7 @@ def check_super(s: Subject) -> Iterator[Finding]:
         yield Finding(
             False,
             "Landlock is unavailable: runs refuse rsync --super unconfined",
-            "a kernel with Landlock, or allow_unconfined_super = true",
+            f"a kernel with Landlock, or allow_unconfined_super = true in {cfg.path}",
         )
     risk = receiver.suid_risk(cfg)
     if risk is not None:
@@ -210,7 +210,7 @@ def check_rsync(s: Subject) -> Iterator[Finding]:
             False,
             f"rsync ({s.cfg.rsync}) {risk}: runs are refused",
             f"install rsync >= {want} (a distribution build with the fixes: "
-            "allow_unsafe_rsync = true)",
+            f"allow_unsafe_rsync = true in {s.cfg.path})",
         )
 
 

@@ -131,7 +131,7 @@ def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
             "anyway, or their own older snapshots while their host holds more than its "
             "share, or are refused with no-space",
             "add space (or inodes: a filesystem made with more), or lower min_free_abs / "
-            "min_free_inodes / min_free_avg",
+            f"min_free_inodes / min_free_avg in {cfg.path}",
         )
 
 

@@ -35,9 +35,9 @@ def _is_login_shell(argv: list[str]) -> bool:
     return (len(argv) > 1 and argv[1] == "-c") or os.path.basename(argv[0]).startswith("-")
 
 
-def _config_option(parser: argparse.ArgumentParser, default: object) -> None:
+def _config_option(parser: argparse.ArgumentParser, default: object, *short: str) -> None:
     parser.add_argument(
-        "--config", default=default, metavar="FILE",
+        *short, "--config", default=default, metavar="FILE",
         help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
     )  # fmt: skip
 
@@ -77,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     # status`, as git and borg take theirs.  argparse copies a subparser's
     # values over the main parser's (Lib/argparse.py, _SubParsersAction),
     # so the subcommand's option has no default and sets `config` only
-    # when given.
+    # when given.  After the command `-c FILE` too, as `initiator -c FILE`;
+    # before it, `-c` is the login shell's (sshd runs `grabber -c COMMAND`).
     for command in sub.choices.values():
-        _config_option(command, argparse.SUPPRESS)
+        _config_option(command, argparse.SUPPRESS, "-c")
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 

@@ -54,6 +54,7 @@ def test_the_configuration_may_follow_the_command() -> None:
     assert parse(["--config", "/srv/g.toml", "status"]).config == "/srv/g.toml"
     assert parse(["--config", "/a.toml", "list", "--config", "/b.toml"]).config == "/b.toml"
     assert parse(["status"]).config == "/etc/pullsnap/grabber.toml"
+    assert parse(["check", "-c", "/srv/g.toml"]).config == "/srv/g.toml"
 
 
 def test_the_login_shell_typed_by_hand_says_what_to_type(capsys, monkeypatch) -> None:

@@ -109,6 +109,15 @@ def restore(req: Request, progress: bool, say: Callable[[str], None]) -> Done:
         if overwritten:
             raise errors.Refused(plan.refusal(overwritten, destination))
     say(f"restoring {shown} from {req.host.host}/{name} ({copy.mode}) to {destination}")
+    if not copy.to_host:
+        from pullsnap.grabber.confine import mounts
+
+        missing = mounts.missing_safety_options(copy.target)
+        if missing:
+            # Restored exactly, a backed-up host's setuid files and device
+            # nodes work on this host too (mount(8) nosuid, nodev).
+            say(f"note: {copy.target} is on a mount without {','.join(missing)}: setuid files "
+                "and device nodes from the snapshot work there; inspect them before use")  # fmt: skip
     _run(plan.rsync_argv(copy), capture=not progress)
     found = manifest.read(req.host.manifest_path(name))
     if copy.to_host:

@@ -100,6 +100,18 @@ def prepare(req: Request, progress: bool) -> tuple[plan.Copy, str, bytes, str]:
     return copy, name, b"/".join(parts), shown
 
 
+def _mount_note(target: str) -> str:
+    """Restored exactly, a backed-up host's setuid files and device nodes
+    work on this host too unless its mount says nosuid,nodev (mount(8))."""
+    from pullsnap.grabber.confine import mounts
+
+    missing = mounts.missing_safety_options(target)
+    if not missing:
+        return ""
+    return (f"note: {target} is on a mount without {','.join(missing)}: setuid files and "
+            "device nodes from the snapshot work there; inspect them before use")  # fmt: skip
+
+
 def restore(req: Request, progress: bool, say: Callable[[str], None]) -> Done:
     copy, name, in_snapshot, shown = prepare(req, progress)
     destination = plan.destination(copy)
@@ -109,15 +121,8 @@ def restore(req: Request, progress: bool, say: Callable[[str], None]) -> Done:
         if overwritten:
             raise errors.Refused(plan.refusal(overwritten, destination))
     say(f"restoring {shown} from {req.host.host}/{name} ({copy.mode}) to {destination}")
-    if not copy.to_host:
-        from pullsnap.grabber.confine import mounts
-
-        missing = mounts.missing_safety_options(copy.target)
-        if missing:
-            # Restored exactly, a backed-up host's setuid files and device
-            # nodes work on this host too (mount(8) nosuid, nodev).
-            say(f"note: {copy.target} is on a mount without {','.join(missing)}: setuid files "
-                "and device nodes from the snapshot work there; inspect them before use")  # fmt: skip
+    if not copy.to_host and (note := _mount_note(copy.target)):
+        say(note)
     _run(plan.rsync_argv(copy), capture=not progress)
     found = manifest.read(req.host.manifest_path(name))
     if copy.to_host:

@@ -96,15 +96,19 @@ def login_mistake(argv: list[str], commands: Collection[str]) -> str:
         "`grabber -c ...` is the login shell sshd starts for a backup, and this was not "
         "started by sshd (no SSH_CONNECTION)"
     )
-    words = argv[2:] if len(argv) > 1 and argv[1] == "-c" else []
-    if len(argv) == 3:
-        words = shlex.split(argv[2]) if argv[2].strip() else []
+    typed_c = len(argv) > 1 and argv[1] == "-c"
+    words = argv[2:] if typed_c else []
+    if typed_c and len(argv) == 3:
+        try:
+            words = shlex.split(argv[2])
+        except ValueError:  # an unclosed quote: take it as one word
+            words = [argv[2]]
     if words and words[0] in commands:
         return f"{what}: to run that command, type: {shlex.join(['grabber', *words])}"
     if len(words) > 1 and words[0].startswith("/") and words[1] in commands:
         typed = shlex.join(["grabber", "--config", *words])
         return f"{what}: to use {words[0]} as the configuration, type: {typed}"
-    if not words and len(argv) > 1 and argv[1] == "-c":
+    if not words and typed_c:
         return f"{what}: for a configuration file, type: grabber --config FILE COMMAND"
     return (
         f"{what}: this account only serves backups; as root or another user, run "

@@ -145,7 +145,7 @@ class Run:
                 self.tools.remove(tool)
         names = {t.name for t in self.tools}
         self.stage.start_host_sshd()
-        if "pullsnap" in names:
+        if names & {"pullsnap", "pullsnap-btrfs"}:
             self.stage.start_lab()
 
     # --- measuring -------------------------------------------------------------------
@@ -327,6 +327,7 @@ class Run:
         self.meter.close()
         for point in contenders.leftover_mounts(self.stage.work):
             subprocess.run(["umount", point], check=False)
+        self.stage.drop_btrfs()
         self.stage.empty_trash()
         for name in ("repos", "restore", "lab", "hostsshd", "tiny"):
             shutil.rmtree(self.stage.path(name), ignore_errors=True)

@@ -38,6 +38,9 @@ class Contender:
     repo: str = ""
     snapshots: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    # The repository on the stage's loop-mounted btrfs (Stage.btrfs), not
+    # on the work directory's filesystem.
+    on_btrfs: bool = False
 
     def unavailable(self) -> str | None:
         missing = [p for p in self.programs if shutil.which(p) is None]
@@ -47,7 +50,8 @@ class Contender:
         """Once per run, before the first repetition."""
 
     def fresh(self, stage: Stage, rep: int) -> None:
-        self.repo = stage.path("repos", f"{self.name}-r{rep}")
+        repos = os.path.join(stage.btrfs(), "repos") if self.on_btrfs else stage.path("repos")
+        self.repo = os.path.join(repos, f"{self.name}-r{rep}")
         os.makedirs(self.repo)
         self.snapshots = 0
 
@@ -96,6 +100,27 @@ class RsyncSsh(RsyncLocal):
         argv = [*RSYNC, *([f"--link-dest={prev}"] if prev else []),
                 "-e", " ".join(stage.host_ssh()), f"root@127.0.0.1:{stage.src}/",
                 self.latest() + "/"]  # fmt: skip
+        sample = measure.run(stage.meter, argv)
+        return sample, received_bytes(sample.stdout)
+
+
+@dataclass
+class RsyncSshSubvolume(RsyncLocal):
+    """The btrfs floor: each backup a subvolume (empty, then a writable
+    snapshot of the last one, made before the timed step), filled by the
+    same rsync over ssh with --inplace --delete."""
+
+    def backup(self, stage: Stage) -> tuple[measure.Sample, int | None]:
+        prev = self.latest() if self.snapshots else None
+        self.snapshots += 1
+        if prev is None:
+            subprocess.run(["btrfs", "subvolume", "create", self.latest()], check=True,
+                           capture_output=True)  # fmt: skip
+        else:
+            subprocess.run(["btrfs", "subvolume", "snapshot", prev, self.latest()], check=True,
+                           capture_output=True)  # fmt: skip
+        argv = [*RSYNC, "--inplace", "--delete", "-e", " ".join(stage.host_ssh()),
+                f"root@127.0.0.1:{stage.src}/", self.latest() + "/"]  # fmt: skip
         sample = measure.run(stage.meter, argv)
         return sample, received_bytes(sample.stdout)
 
@@ -211,6 +236,7 @@ class Pullsnap(Contender):
     sources: tuple[str, ...] = ()
     initiator_config: str = ""
     mounted: bool = False
+    store: str = "hardlink"  # grabber.toml's store
 
     def prepare(self, stage: Stage) -> None:
         lab = stage.lab
@@ -236,7 +262,8 @@ class Pullsnap(Contender):
             subprocess.run(["mount", "--bind", self.repo, self.repo], check=True)
             subprocess.run(["mount", "-o", "remount,bind,nosuid,nodev", self.repo], check=True)
             self.mounted = True
-        config = lab.write_grabber_config(name=f"grabber-{self.name}.toml", repository=self.repo)
+        config = lab.write_grabber_config(name=f"grabber-{self.name}.toml", repository=self.repo,
+                                          store=self.store)  # fmt: skip
         lab.authorize([("web1", config)])
 
     def backup(self, stage: Stage) -> tuple[measure.Sample, int | None]:
@@ -317,10 +344,13 @@ def _users_of(path: str) -> set[str]:
 def all_contenders() -> list[Contender]:
     return [
         Pullsnap("pullsnap"),
+        Pullsnap("pullsnap-btrfs", ("btrfs", "mkfs.btrfs"), on_btrfs=True, store="btrfs"),
         RsyncSsh("rsync-ssh", ("rsync", "ssh", "sshd")),
+        RsyncSshSubvolume("rsync-ssh-btrfs", ("rsync", "ssh", "sshd", "btrfs"), on_btrfs=True),
         RsyncLocal("rsync-local", ("rsync",)),
         Rsnapshot("rsnapshot", ("rsnapshot", "rsync")),
         Rsnapshot("rsnapshot-ssh", ("rsnapshot", "rsync", "ssh"), over_ssh=True),
+        Rsnapshot("rsnapshot-btrfs", ("rsnapshot", "rsync", "btrfs"), on_btrfs=True),
         Borg("borg-none", ("borg",), encryption="none"),
         Borg("borg-repokey", ("borg",), encryption="repokey"),
         Restic("restic", ("restic",)),
@@ -331,4 +361,5 @@ def leftover_mounts(work: str) -> list[str]:
     """Bind mounts a crashed run left under `work` (to undo before deleting)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         points = [line.split()[4] for line in f]
-    return [p for p in points if p.startswith(work.rstrip("/") + "/")]
+    # Innermost first: a repository's bind mount inside the stage's btrfs.
+    return [p for p in points if p.startswith(work.rstrip("/") + "/")][::-1]

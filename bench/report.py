@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 SCENARIOS = ("full", "nochange", "smallchange", "restore")
-TOOLS = ("pullsnap", "rsync-ssh", "rsync-local", "rsnapshot", "rsnapshot-ssh", "borg-none",
-         "borg-repokey", "restic")  # fmt: skip
+TOOLS = ("pullsnap", "pullsnap-btrfs", "rsync-ssh", "rsync-ssh-btrfs", "rsync-local",
+         "rsnapshot", "rsnapshot-btrfs", "rsnapshot-ssh", "borg-none", "borg-repokey",
+         "restic")  # fmt: skip
 BASELINE = "rsync-ssh"
 
 
@@ -103,17 +104,19 @@ def main_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
 def ratio_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
     med = medians(steps)
     tools = tools_in(steps)
-    if "pullsnap" not in tools:
-        return []
+    lines: list[str] = []
+    for ours in ("pullsnap", "pullsnap-btrfs"):
+        if ours not in tools:
+            continue
 
-    def ratio(other: str, sc: str) -> str:
-        a, b = med.get(("pullsnap", sc)), med.get((other, sc))
-        return f"{a / b:.2f}x" if a and b else "-"
+        def ratio(other: str, sc: str, ours: str = ours) -> str:
+            a, b = med.get((ours, sc)), med.get((other, sc))
+            return f"{a / b:.2f}x" if a and b else "-"
 
-    lines = ["### pullsnap / each peer (median wall time; below 1 = pullsnap faster)", ""]
-    peers = [t for t in tools if t != "pullsnap"]
-    lines += _table(["pullsnap / ...", *SCENARIOS], ([t, *(ratio(t, sc) for sc in SCENARIOS)]
-                                                    for t in peers))  # fmt: skip
+        lines += [f"### {ours} / each peer (median wall time; below 1 = {ours} faster)", ""]
+        peers = [t for t in tools if t != ours]
+        lines += _table([f"{ours} / ...", *SCENARIOS], ([t, *(ratio(t, sc) for sc in SCENARIOS)]
+                                                       for t in peers))  # fmt: skip
     return lines
 
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Stage:
     host_sshd: Sshd | None = None
     _trash_count: int = 0
     notes: list[str] = field(default_factory=list)
+    btrfs_mount: str = ""
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.work, *parts)
@@ -114,28 +116,74 @@ class Stage:
         self.lab = lab
         return lab
 
+    def btrfs(self) -> str:
+        """<work>/btrfs: a btrfs filesystem in a sparse 16 GiB file on the work
+        directory's disk, loop-mounted (made on first use, gone at close)."""
+        if not self.btrfs_mount:
+            image, point = self.path("btrfs.img"), self.path("btrfs")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(image)
+            subprocess.run(["truncate", "-s", "16G", image], check=True)
+            subprocess.run(["mkfs.btrfs", "-q", "-f", image], check=True, capture_output=True)
+            os.makedirs(point, exist_ok=True)
+            subprocess.run(["mount", "-o", "loop,user_subvol_rm_allowed", image, point],
+                           check=True)  # fmt: skip
+            os.chmod(point, 0o755)
+            self.btrfs_mount = point
+        return self.btrfs_mount
+
     def trash(self, path: str) -> None:
         """Move a tree aside; deleting tens of thousands of inodes right before a
         timed step would slow it (ext4 without a journal skips recently freed
         inodes when allocating), so deletion waits for `empty_trash`."""
         if not os.path.lexists(path):
             return
-        os.makedirs(self.path("trash"), exist_ok=True)
+        # Beside it on its own filesystem: a rename cannot leave it.
+        on_btrfs = bool(self.btrfs_mount) and path.startswith(self.btrfs_mount + "/")
+        trash = os.path.join(self.btrfs_mount, "trash") if on_btrfs else self.path("trash")
+        os.makedirs(trash, exist_ok=True)
         while True:  # an earlier run's leftovers may hold the next number
             self._trash_count += 1
-            aside = self.path("trash", f"{self._trash_count:04d}-{os.path.basename(path)}")
+            aside = os.path.join(trash, f"{self._trash_count:04d}-{os.path.basename(path)}")
             if not os.path.lexists(aside):
                 break
         os.rename(path, aside)
 
     def empty_trash(self) -> None:
         shutil.rmtree(self.path("trash"), ignore_errors=True)
+        if self.btrfs_mount:
+            remove_subvolumes(os.path.join(self.btrfs_mount, "trash"))
+
+    def drop_btrfs(self) -> None:
+        """Unmount the stage's btrfs (its bind mounts first) and remove its image."""
+        if not self.btrfs_mount:
+            return
+        subprocess.run(["umount", "-R", self.btrfs_mount], capture_output=True, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("btrfs.img"))
+        self.btrfs_mount = ""
 
     def close(self) -> None:
         if self.lab is not None:
             self.lab.close()
         if self.host_sshd is not None:
             self.host_sshd.stop()
+
+
+def remove_subvolumes(top: str) -> None:
+    """Remove a tree holding btrfs subvolumes, read-only ones too (root)."""
+    if not os.path.isdir(top):
+        return
+    for dirpath, dirs, _files in os.walk(top, topdown=False):
+        for name in dirs:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
+                subprocess.run(["btrfs", "property", "set", "-ts", path, "ro", "false"],
+                               capture_output=True, check=False)  # fmt: skip
+                subprocess.run(["btrfs", "subvolume", "delete", path], capture_output=True,
+                               check=False)  # fmt: skip
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def _stamp_text(spec: dataset.Spec) -> str:

@@ -361,3 +361,24 @@ def make_sample_tree(root: str, files: int = 1500, seed: int = 2010) -> None:
     os.symlink("etc/motd", os.path.join(root, "motd.symlink"))
     os.mkfifo(os.path.join(root, "a.fifo"))
     write(os.path.join(root, "name with spaces; and $ymbols.txt"), "odd name\n")
+
+
+@contextlib.contextmanager
+def btrfs_mount(image: str, mountpoint: str, size: str = "3G") -> Iterator[str]:
+    """A btrfs filesystem in a sparse file, loop-mounted at `mountpoint`
+    (root only: mount(8) -o loop), unmounted and removed afterwards."""
+    _run(["truncate", "-s", size, image])
+    try:
+        _run(["mkfs.btrfs", "-q", "-f", image])
+        os.makedirs(mountpoint, exist_ok=True)
+        _run(["mount", "-o", "loop,user_subvol_rm_allowed", image, mountpoint])
+        try:
+            os.chmod(mountpoint, 0o755)
+            yield mountpoint
+        finally:
+            # A test's process still in it (a killed run's children) must not
+            # keep the loop device: lazily, then the image goes.
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(image)

@@ -137,6 +137,9 @@ class GrabberConfig:
 
     path: str = ""
     repository: str = conv(abspath, default="/srv/pullsnap")
+    # "auto": btrfs subvolumes when the repository is on btrfs and the grabber
+    # can delete them, else hardlinked trees (grabber/store/storekind.py).
+    store: str = conv(choice("auto", "hardlink", "btrfs"), default="auto")
     # "auto": --super when the receiver capabilities are held, else --fake-super.
     super: str = conv(choice("auto", "super", "fake-super"), default="auto")
     # --super without Landlock: the receiver holds DAC_OVERRIDE unconfined.

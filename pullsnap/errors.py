@@ -1,10 +1,29 @@
 """Typed errors and the exit codes both commands share.
 
-Every expected failure is a subclass of `PullsnapError` whose docstring is
-its message template (borg's helpers/errors.py does the same) and which
-carries the exit code cron and systemd see.  One top-level handler in each
-CLI turns it into a single line on stderr; nothing expected prints a
-traceback.
+Every expected failure is a `PullsnapError`: its class carries the exit
+code cron and systemd see, its docstring is its message template (borg's
+helpers/errors.py does the same), and one top-level handler in each CLI
+prints it as a single line on stderr; nothing expected prints a traceback.
+The classes come in two tiers:
+
+- A *kind* per exit code (`UsageError`, `RunFailed`, `Refused`,
+  `Unreachable`, `Timeout`, `Locked`, `NoSpace`, `TooSoon`, ...) has the
+  template "{}": the raise site writes the whole line, because what it
+  must say (the path, the setting, the command that fixes it) is known
+  only there.  Most raise sites are of this tier.
+- A *specific error* has a real template and derives from its kind.  One
+  is made when the same failure is raised in more than one place, or when
+  a caller or a test must tell it apart (`NoSuchHost`, `NoSuchSnapshot`,
+  `HandoffTimeout`, the `DeletionRefused` family); a raise site uses it
+  wherever it fits, never its kind with the same words.  A failure of one
+  module only may be declared there (`LauncherError`, `RemoteShellWord`,
+  `MountNamespaceError`), deriving from its kind or, for exit status 1,
+  from `PullsnapError` itself.
+
+Pure parsers below the boundaries raise `ValueError` (configvalues.Invalid
+is one): the configuration loader turns it into `ConfigError`, the command
+lines into their usage error.  A `ValueError` elsewhere is a broken
+invariant of validated input, not a message for an operator.
 
 Exit codes (README "Exit codes" repeats this table):
 
@@ -60,7 +79,7 @@ EXIT_NAMES = {
 
 
 class PullsnapError(Exception):
-    """Error: {}"""
+    """{}"""
 
     exit_code = FAILED
 
@@ -99,6 +118,14 @@ class Unreadable(RunFailed):
 
 class NoSuchHost(UsageError):
     """no host {!r} in {} (see: {})"""
+
+
+class NoSuchSnapshot(UsageError):
+    """{0} has no snapshot {1!r} (see: {2})"""
+
+    def __init__(self, host: str, name: str, see: str = "") -> None:
+        # `see`: the list command naming the configuration in use (hints.py).
+        super().__init__(host, name, see or f"grabber list {host}")
 
 
 class Refused(PullsnapError):

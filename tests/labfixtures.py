@@ -6,13 +6,15 @@ import contextlib
 import os
 import re
 import shutil
+import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from lab import Lab, chown_tree
+from lab import Lab, btrfs_mount, chown_tree
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +119,38 @@ def super_site(site: Site) -> Iterator[Site]:
         yield s
 
 
+@pytest.fixture(scope="session")
+def btrfs(lab: Lab) -> Iterator[str]:
+    """A loop-mounted btrfs filesystem for the whole session (3 GiB, sparse),
+    reachable by the lab's users; unmounted and removed at the end."""
+    with btrfs_mount(lab.path("btrfs.img"), lab.path("btrfs")) as mountpoint:
+        yield mountpoint
+
+
+@pytest.fixture
+def btrfs_dir(btrfs: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh directory of this test's own on the session's btrfs (root's,
+    0755), removed with every subvolume in it afterwards."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
+    path = os.path.join(btrfs, f"unit-{name}")
+    remove_btrfs_tree(path)
+    os.makedirs(path, mode=0o755)
+    yield path
+    remove_btrfs_tree(path)
+
+
 @pytest.fixture
 def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
+    yield from _site(lab, request, "")
+
+
+@pytest.fixture
+def btrfs_site(lab: Lab, btrfs: str, request: pytest.FixtureRequest) -> Iterator[Site]:
+    """`site` with its repository on btrfs (the btrfs store)."""
+    yield from _site(lab, request, btrfs)
+
+
+def _site(lab: Lab, request: pytest.FixtureRequest, repo_parent: str) -> Iterator[Site]:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
     root = lab.path("t", name)
     shutil.rmtree(root, ignore_errors=True)
@@ -126,7 +158,9 @@ def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
     for d in (lab.path("t"), root):
         os.chmod(d, 0o755)
     src = os.path.join(root, "src")
-    repo = os.path.join(root, "repo")
+    repo = os.path.join(repo_parent or root, "repo" if not repo_parent else f"repo-{name}")
+    if repo_parent:
+        remove_btrfs_tree(repo)
     os.makedirs(repo, mode=0o700)
     g = lab.grabber_pw()
     chown_tree(repo, g.pw_uid, g.pw_gid)
@@ -138,3 +172,21 @@ def site(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Site]:
     lab.authorize([("web1", site.grabber_config)])
     yield site
     shutil.rmtree(root, ignore_errors=True)
+    if repo_parent:
+        remove_btrfs_tree(repo)
+
+
+def remove_btrfs_tree(path: str) -> None:
+    """Remove a directory holding subvolumes (read-only ones too), as root."""
+    if not os.path.lexists(path):
+        return
+    for dirpath, dirs, _files in os.walk(path, topdown=False):
+        for d in dirs:
+            sub = os.path.join(dirpath, d)
+            st = os.lstat(sub)
+            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
+                subprocess.run(["btrfs", "property", "set", "-ts", sub, "ro", "false"],
+                               capture_output=True, check=False)  # fmt: skip
+                subprocess.run(["btrfs", "subvolume", "delete", sub], capture_output=True,
+                               check=False)  # fmt: skip
+    shutil.rmtree(path, ignore_errors=True)

@@ -36,3 +36,62 @@ def test_every_exit_code_has_a_name() -> None:
 def test_a_deletion_refusal_is_one_kind_of_error() -> None:
     for cls in (errors.NotOurSnapshot, errors.NewestGood, errors.NotADirectory):
         assert issubclass(cls, errors.DeletionRefused)
+
+
+# --- the two tiers the module's docstring describes ----------------------------------
+
+import inspect  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PACKAGE = Path(errors.__file__).parent
+KINDS = {"PullsnapError", "UsageError", "RunFailed", "Refused", "GateRefused", "BindingError",
+         "Unreachable", "Timeout", "Locked", "NoSpace", "TooSoon", "DeletionRefused"}  # fmt: skip
+
+
+def _classes() -> dict[str, type[errors.PullsnapError]]:
+    return {name: cls for name, cls in vars(errors).items()
+            if inspect.isclass(cls) and issubclass(cls, errors.PullsnapError)}  # fmt: skip
+
+
+def test_kinds_have_the_open_template_and_specific_errors_a_real_one() -> None:
+    for name, cls in _classes().items():
+        template = (cls.__doc__ or "").strip()
+        assert (template == "{}") is (name in KINDS), name
+        assert cls.exit_code in errors.EXIT_NAMES, name
+
+
+def _raises() -> list[tuple[str, str, str]]:
+    """(module, class named, the text up to the closing parenthesis) per raise."""
+    found = []
+    for module in PACKAGE.rglob("*.py"):
+        text = module.read_text()
+        for match in re.finditer(r"raise (?:errors\.)?(\w+)\(((?:[^()]|\([^()]*\))*)\)", text):
+            found.append((str(module.relative_to(PACKAGE)), match.group(1), match.group(2)))
+    return found
+
+
+def test_nothing_raises_the_base_class() -> None:
+    assert [m for m, cls, _ in _raises() if cls == "PullsnapError"] == []
+
+
+def test_a_kind_is_not_raised_with_the_words_of_a_specific_error() -> None:
+    """Where a specific error fits it is used: its template's words do not
+    appear in a raise of its kind."""
+    clashes = []
+    for name, cls in _classes().items():
+        if name in KINDS:
+            continue
+        words = max(re.split(r"\{[^}]*\}", (cls.__doc__ or "").strip()), key=len).strip()
+        if len(words) < 10:
+            continue
+        kinds = {k.__name__ for k in cls.__mro__ if k.__name__ in KINDS}
+        clashes += [(module, kind, words) for module, kind, args in _raises()
+                    if kind in kinds and words in args]  # fmt: skip
+    assert clashes == []
+
+
+def test_no_such_snapshot_names_the_host_twice() -> None:
+    e = errors.NoSuchSnapshot("web1", "2026-01-01T000000Z")
+    assert str(e) == "web1 has no snapshot '2026-01-01T000000Z' (see: grabber list web1)"
+    assert e.exit_code == errors.USAGE and isinstance(e, errors.UsageError)

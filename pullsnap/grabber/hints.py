@@ -16,8 +16,9 @@ from pullsnap.config import DEFAULT_GRABBER_CONFIG
 
 
 def config_words(config: str) -> list[str]:
-    """`--config FILE` for a configuration other than the default, else nothing."""
-    if not config or os.path.abspath(config) == DEFAULT_GRABBER_CONFIG:
+    """`--config FILE` for a configuration other than the default, else nothing
+    (nor for one that came from no file: config.grabber_from_dict's "<config>")."""
+    if not config or config.startswith("<") or os.path.abspath(config) == DEFAULT_GRABBER_CONFIG:
         return []
     return ["--config", os.path.abspath(config)]
 

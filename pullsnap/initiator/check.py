@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
-from pullsnap import caps, errors, findings, landlock, versions
+from pullsnap import caps, errors, findings, landlock, oneshot, versions
 from pullsnap.config import Destination, InitiatorConfig
 from pullsnap.findings import Finding
 from pullsnap.initiator import advice, hostkeys
@@ -24,10 +22,10 @@ from pullsnap.versions import MIN_RSYNC, parse_version
 
 def _version(argv: list[str]) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        done = oneshot.run(argv, timeout=10)
+    except OSError:  # TimeoutError is one
         return ""
-    return (done.stdout + done.stderr).decode("utf-8", "replace")
+    return done.stdout + done.stderr
 
 
 def check_tools(cfg: InitiatorConfig) -> Iterator[Finding]:
@@ -299,7 +297,7 @@ def _check_hook(
 ) -> Iterator[Finding]:
     from pullsnap.initiator.children import CHILD_PATH
 
-    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=CHILD_PATH)
+    program = oneshot.which(argv[0], CHILD_PATH)
     if program is None or not os.access(program, os.X_OK):
         yield Finding(False, f"{where}: {argv[0]} is not an executable program",
                       f"fix `before`/`after` in {cfg.path}")  # fmt: skip

@@ -56,7 +56,8 @@ class Kind(enum.Enum):
 # is to be the sender (options.c server_options(), rsync 3.5), cut down to
 # what a read-only sender needs for the client options we support (-a, -H,
 # -A, -X, -z, -R, -n, -x, -c, -W, -S, -v, --numeric-ids, --timeout,
-# --bwlimit), and the shape of support/rrsync's short_no_arg and long_opts.
+# --bwlimit, --inplace), and the shape of support/rrsync's short_no_arg and
+# long_opts.
 #
 # Short letters, outside the capability string:
 #   v verbose, n dry run, l o g D t p r (-a), H hard links, A ACLs,
@@ -78,6 +79,12 @@ LONG_OPTIONS: dict[str, Kind] = {
     "new-compress": Kind.NO_ARG,
     "old-compress": Kind.NO_ARG,
     "checksum-choice": Kind.WORD,
+    # A btrfs store's receiver updates files in place: the sender then never
+    # matches a block against an earlier offset of the basis, which the
+    # receiver may have overwritten already (match.c, updating_basis_file).
+    # It changes nothing the sender reads or where; the receiver's --delete
+    # options stay on the receiving side (options.c server_options()).
+    "inplace": Kind.NO_ARG,
     # Options that move options in-band or follow symlinks out of the roots.
     "protect-args": Kind.DISABLED,
     "secluded-args": Kind.DISABLED,

@@ -21,9 +21,9 @@ import binascii
 import dataclasses
 import hashlib
 import re
-import subprocess
 from dataclasses import dataclass
 
+from pullsnap import oneshot
 from pullsnap.config import Destination
 from pullsnap.initiator import advice, children
 
@@ -129,11 +129,10 @@ def refused_message(dest: Destination, refusal: Refusal) -> str:
 
 def _lookup(ssh_keygen: str, known_hosts: str, name: str) -> list[HostKey]:
     try:
-        done = subprocess.run([ssh_keygen, "-F", name, "-f", known_hosts], capture_output=True,
-                              text=True, timeout=10, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+        done = oneshot.run([ssh_keygen, "-F", name, "-f", known_hosts], timeout=10)
+    except OSError:  # TimeoutError is one
         return []
-    found = parse_lines(done.stdout) if done.returncode == 0 else []
+    found = parse_lines(done.stdout) if done.ok else []
     # Named by the lookup, not by the line: a hashed line's name is a hash.
     return [dataclasses.replace(key, name=name) for key in found]
 
@@ -152,10 +151,7 @@ def scan(ssh_keyscan: str, dest: Destination, timeout: float = 10) -> list[HostK
     types = ",".join(t.lower() for t in TYPE_ORDER)
     argv = [ssh_keyscan, "-T", str(int(timeout)), "-p", str(dest.port), "-t", types, dest.host]
     try:
-        done = subprocess.run(
-            children.with_pdeathsig(argv), capture_output=True, text=True,
-            timeout=timeout + 5, env=children.child_env(), check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+        done = oneshot.run(children.with_pdeathsig(argv), timeout=timeout + 5)
+    except OSError:  # TimeoutError is one
         return []
     return parse_lines(done.stdout)

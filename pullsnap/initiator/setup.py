@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import pwd
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 
-from pullsnap import errors, findings
+from pullsnap import errors, findings, oneshot
 from pullsnap.config import Destination, InitiatorConfig
 from pullsnap.findings import Finding
 from pullsnap.initiator import advice, check
@@ -49,11 +48,10 @@ def _ensure_dir(path: str, mode: int, owner: pwd.struct_passwd | None) -> Iterat
 
 
 def _make_key(cfg: InitiatorConfig, path: str, host: str, user: pwd.struct_passwd) -> Finding:
-    done = subprocess.run(
-        [cfg.ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", f"pullsnap@{host}", "-f", path],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
+    done = oneshot.run(
+        [cfg.ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", f"pullsnap@{host}", "-f", path]
+    )
+    if not done.ok:
         return Finding(False, f"ssh-keygen failed: {done.stderr.strip()}", f"check {path}")
     for name, mode in ((path, 0o600), (path + ".pub", 0o644)):
         os.chmod(name, mode)
@@ -68,12 +66,9 @@ def _public_key(cfg: InitiatorConfig, path: str) -> str:
             return f.read().strip()
     except FileNotFoundError:
         # ssh-keygen -y derives it from the private key (ssh-keygen(1)).
-        done = subprocess.run([cfg.ssh_keygen, "-y", "-f", path], capture_output=True,
-                              text=True, check=False)  # fmt: skip
-        if done.returncode != 0:
-            raise errors.RunFailed(
-                f"cannot read the public half of {path}: {done.stderr.strip()}"
-            ) from None
+        done = oneshot.run([cfg.ssh_keygen, "-y", "-f", path])
+        if not done.ok:
+            raise errors.Unreadable(f"the public half of {path}", done.stderr.strip()) from None
         return done.stdout.strip()
 
 

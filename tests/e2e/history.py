@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from lab import Lab, chown_tree
 from pullsnap import errors, handoff
 from pullsnap.grabber.session.binding import authorized_keys_line
-from tests.labfixtures import Site
+from tests.labfixtures import Site, remove_btrfs_tree
 from tests.trees import OTHER_GID, OTHER_UID, make_rich_tree
 
 # What run 2 sees changed, path (inside the source) -> the reasons `grabber diff` gives.
@@ -117,13 +117,16 @@ def wrong_host_key_attempt(lab: Lab, root: str, paths: tuple[str, ...]):
     return lab.ssh_to_backup_host(message)
 
 
-def build(lab: Lab, name: str) -> History:
+def build(lab: Lab, name: str, repo_parent: str = "") -> History:
+    """`repo_parent`: where the repository goes (a btrfs mount: the btrfs
+    store), else beside the sources."""
     root = lab.path("t", name)
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     for d in (lab.path("t"), root):
         os.chmod(d, 0o755)
-    repo = os.path.join(root, "repo")
+    repo = os.path.join(repo_parent, f"repo-{name}") if repo_parent else os.path.join(root, "repo")
+    remove_btrfs_tree(repo)
     os.makedirs(repo, mode=0o700)
     g = lab.grabber_pw()
     chown_tree(repo, g.pw_uid, g.pw_gid)
@@ -196,3 +199,4 @@ def build(lab: Lab, name: str) -> History:
 
 def remove(h: History) -> None:
     shutil.rmtree(h.root, ignore_errors=True)
+    remove_btrfs_tree(h.repo)

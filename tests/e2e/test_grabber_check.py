@@ -139,3 +139,22 @@ def test_authorize_on_a_fresh_account_leaves_keys_sshd_can_read(site: Site) -> N
         assert not [p for p in _problems(site.lab.grabber(*check)) if ssh_dir in p]
     finally:
         remove_user(name)
+
+
+def test_check_says_which_store_and_why(btrfs_site: Site) -> None:
+    site = btrfs_site
+    done = _check(site)
+    assert done.returncode == errors.OK, done.stdout
+    assert 'ok: store for a new host: btrfs (store = "auto": the repository is on btrfs' \
+        in done.stdout, done.stdout  # fmt: skip
+    # The lab's own repository is not on btrfs.
+    plain = site.lab.write_grabber_config(name=os.path.join(site.root, "plain.toml"))
+    done = _check(site, plain)
+    assert 'ok: store for a new host: hardlink (store = "auto": the repository is not on btrfs)' \
+        in done.stdout, done.stdout  # fmt: skip
+    # Asked for where it cannot work: a problem, and how to fix it.
+    done = _check(site, site.lab.write_grabber_config(name=plain, store="btrfs"))
+    assert done.returncode == errors.FAILED
+    [problem] = [p for p in _problems(done) if "store for a new host" in p]
+    assert "the repository is not on btrfs" in problem
+    assert _fix(problem).startswith("put the repository on a btrfs filesystem")

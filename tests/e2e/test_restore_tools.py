@@ -20,10 +20,23 @@ pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def past(lab) -> Iterator[history.History]:
+def past_hardlink(lab) -> Iterator[history.History]:
     h = history.build(lab, "restore-history")
     yield h
     history.remove(h)
+
+
+@pytest.fixture(scope="module")
+def past_btrfs(lab, btrfs: str) -> Iterator[history.History]:
+    h = history.build(lab, "restore-history-btrfs", repo_parent=btrfs)
+    yield h
+    history.remove(h)
+
+
+@pytest.fixture(params=["hardlink", "btrfs"])
+def past(request: pytest.FixtureRequest) -> history.History:
+    """The same history in either store: diff and versions tell the same story."""
+    return request.getfixturevalue(f"past_{request.param}")
 
 
 def _diff(h: history.History, a: str, b: str) -> set[tuple[str, str, frozenset[str]]]:
@@ -109,7 +122,8 @@ def _gnu_du(paths: list[str]) -> int:
     return int(done.stdout.splitlines()[-1].split()[0])
 
 
-def test_du_agrees_with_gnu_du(past: history.History) -> None:
+def test_du_agrees_with_gnu_du(past_hardlink: history.History) -> None:
+    past = past_hardlink
     done = past.grabber("du", "web1", "--json", "--no-cache")
     assert done.returncode == errors.OK, done.stderr
     body = json.loads(done.stdout)

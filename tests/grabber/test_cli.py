@@ -36,6 +36,7 @@ def test_the_operators_parser_knows_every_command() -> None:
     assert list(sub.choices) == [
         "list", "authorize", "deauthorize", "install-launcher", "allow-run", "accept", "status",
         "report", "versions", "diff", "du", "restore", "delete", "check", "prune", "verify",
+        "migrate",
     ]  # fmt: skip
 
 

@@ -38,7 +38,7 @@ SAFE_LETTERS = frozenset("vnlogDtprHAXRxczWS")
 DISABLED_LETTERS = "sLkKb"
 _SAFE_LONG = """
     numeric-ids timeout bwlimit compress-choice compress-level new-compress old-compress
-    checksum-choice
+    checksum-choice inplace
 """
 _DISABLED_LONG = """
     protect-args secluded-args copy-links copy-dirlinks keep-dirlinks backup copy-unsafe-links
@@ -58,6 +58,7 @@ ACCEPTED_OPTIONS = [
     ["-aHAX"],
     ["-az"],
     ["-a", "--numeric-ids"],
+    ["-aHAX", "--numeric-ids", "--inplace", "--delete", "--delete-excluded"],
     ["-a", "--timeout=300"],
     ["-a", "--bwlimit=100"],
     ["-a", "--bwlimit=1.5m"],
@@ -93,7 +94,6 @@ REFUSED_OPTIONS = [
     (["-a", "-M--delete"], "option --delete is not allowed"),
     (["-a", "-M--log-file=/tmp/x"], "option --log-file is not allowed"),
     (["-a", "-M--confine-root=/"], "option --confine-root is not allowed"),
-    (["-a", "--inplace"], "unknown option --inplace"),
     (["-a", "--append"], "unknown option --append"),
     (["-a", "--info=stats2"], "unknown option --info"),
     (["-a", "--list-only"], "unknown option --list-only"),

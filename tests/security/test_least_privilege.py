@@ -7,6 +7,8 @@ holds exactly the capabilities its role needs (read from /proc/PID/status).
     grabber (python)          receiver caps + CAP_SYS_ADMIN permitted, none effective
     receiver rsync            exactly the --super set, never CAP_SYS_ADMIN, no_new_privs
     its ssh                   nothing
+    subvolume deletion        (btrfs store) a forked child of the grabber: CAP_SYS_ADMIN
+                              and CAP_DAC_OVERRIDE, nothing else, no_new_privs
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from pullsnap import caps, errors
 from pullsnap.grabber.integrity import prehash
+from pullsnap.grabber.store import subvoldelete
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
@@ -44,6 +47,14 @@ def _snapshot_processes(uids: set[int]) -> dict[int, tuple[str, caps.CapState, i
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(caps.status_fields(f.read())["PPid"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
 def _role(cmdline: str, uid: int, lab) -> str:
     initiator = uid == lab.initiator_pw().pw_uid
     if initiator and "bin/initiator" in cmdline:
@@ -59,6 +70,8 @@ def _role(cmdline: str, uid: int, lab) -> str:
         return "initiator-tool"
     if not initiator and cmdline.startswith(prehash.TITLE):
         return "hasher"
+    if not initiator and cmdline.startswith(subvoldelete.TITLE):
+        return "subvolume-delete"
     if not initiator and "pullsnap.grabber." in cmdline:
         return "grabber"
     if not initiator and cmdline.startswith("/usr/bin/rsync -a"):
@@ -129,3 +142,48 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
             assert state.effective == state.permitted == state.ambient == frozenset(), state
             if role == "initiator-tool":
                 assert state.inheritable == frozenset(), state
+
+
+def test_btrfs_deletions_hold_cap_sys_admin_only_in_their_own_child(btrfs_site: Site) -> None:
+    """A btrfs run whose retention deletes a read-only subvolume: no process
+    of the grabber user but the deletion child ever holds CAP_SYS_ADMIN
+    effective, and that child holds nothing else but CAP_DAC_OVERRIDE."""
+    site = btrfs_site
+    rules = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,
+             "keep_yearly": 0, "suspect_drop": 0}  # fmt: skip
+    site.regrab(min_keep=1, policy=rules)
+    os.makedirs(site.src)
+    with open(os.path.join(site.src, "big"), "wb") as f:
+        f.write(os.urandom(64 * 1024 * 1024))
+    uid = site.lab.grabber_pw().pw_uid
+    with site.super_mode():
+        for _ in range(2):
+            assert site.run().returncode == errors.OK
+        first = site.snapshots()[0]
+        site.configure()
+        proc = site.lab.initiator_background("-c", site.initiator_config, "--now")
+        seen: dict[int, tuple[str, caps.CapState, int]] = {}
+        while proc.poll() is None:
+            for pid, found in _snapshot_processes({uid}).items():
+                if found[1].effective or pid not in seen:
+                    seen[pid] = found  # every sighting with something effective counts
+                roles = _role(found[0], found[2], site.lab)
+                starting = found[1].effective == frozenset(caps.GRABBER_LAUNCHER_CAPS)
+                if starting and roles == "grabber":
+                    continue  # the launcher's exec, before hold_quietly (SECURITY.md)
+                if "sys_admin" in found[1].effective and roles != "subvolume-delete":
+                    # Only the receiver-to-be, between fork and exec, building
+                    # its mount namespace (confine/receiver.py): that alone.
+                    assert roles == "grabber" and found[1].effective == {"sys_admin"}, found
+                    assert _parent(pid) in seen and _parent(pid) != 1, found
+                if roles == "subvolume-delete":
+                    assert found[1].effective <= set(subvoldelete.KEEP), found
+                    assert found[1].no_new_privs, found
+                if roles == "receiver":
+                    assert "sys_admin" not in found[1].permitted, found
+            time.sleep(0.001)
+        _, err = proc.communicate()
+    assert proc.returncode == errors.OK, err
+    assert first not in site.snapshots()
+    assert not os.path.exists(os.path.join(site.host_dir(), first))
+    assert {_role(c, u, site.lab) for c, _, u in seen.values()} >= {"grabber", "receiver"}

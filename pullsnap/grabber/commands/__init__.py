@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import argparse
 
-from pullsnap.grabber.commands import hostsetup, monitor, prune, restore, runs, snapshots, verify
+from pullsnap.grabber.commands import (
+    hostsetup,
+    migrate,
+    monitor,
+    prune,
+    restore,
+    runs,
+    snapshots,
+    verify,
+)
 
 # In the order `grabber --help` lists them.
 REGISTER = (
@@ -26,6 +35,7 @@ REGISTER = (
     hostsetup.register_check,
     prune.register,
     verify.register,
+    migrate.register,
 )
 
 

@@ -94,11 +94,13 @@ def register_du(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "du", help="space per snapshot: what each holds, and what only it holds",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Snapshots share unchanged files as hardlinks.  For each snapshot of HOST\n"
-        "(and each leftover .incomplete tree) this shows\n\n"
+        description="Snapshots share unchanged files (hardlinks) or blocks (btrfs).  For each\n"
+        "snapshot of HOST"
+        " (and each leftover .incomplete tree) this shows\n\n"
         "  SIZE    what the snapshot references, as `du -s` of it alone would\n"
         "  UNIQUE  what only this snapshot holds: deleting it alone frees this much\n\n"
-        "and the host's total: every file counted once.  Figures are blocks on disk.\n"
+        "and the host's total: every file counted once.  Figures are blocks on disk (btrfs:\n"
+        "extents, as `btrfs filesystem du` counts them: exclusive and shared).\n"
         "They are cached in <repository>/HOST/.usage.json until a snapshot comes or goes.\n\n"
         "example:  grabber du web1",
     )  # fmt: skip

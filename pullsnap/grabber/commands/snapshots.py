@@ -10,7 +10,7 @@ import sys
 from pullsnap import errors
 from pullsnap.grabber import hints
 from pullsnap.grabber.commands import arguments
-from pullsnap.grabber.store.base import open_store
+from pullsnap.grabber.store.base import store_of
 from pullsnap.grabber.views import readonly
 
 RESTORE = """\
@@ -92,7 +92,7 @@ def delete(args: argparse.Namespace) -> int:
     cfg = arguments.config(args)
     host = readonly.existing_host(cfg, args.host)
     forced = hints.grabber(cfg.path, "delete", args.host, args.snapshot, "--force")
-    line = deletion.delete(open_store(host), args.snapshot, force=args.force,
+    line = deletion.delete(store_of(cfg, args.host), args.snapshot, force=args.force,
                            by=deletion.who(os.getuid(), os.environ), reason=args.reason,
                            now=dt.datetime.now(dt.UTC), hint=forced)  # fmt: skip
     print(f"grabber: deleted {args.host}/{args.snapshot} ({line['state']}, {line['mode']}); "

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 # and the rsync version probe start (session/early.py).
 
 
+def _in(cfg: GrabberConfig) -> str:
+    """` in FILE`: where a setting a message names is set."""
+    return f" in {cfg.path}" if cfg.path and not cfg.path.startswith("<") else ""
+
+
 def suid_risk(cfg: GrabberConfig) -> str | None:
     """Why --super is unsafe on this repository's filesystem, or None.
 
@@ -50,7 +55,7 @@ def suid_risk(cfg: GrabberConfig) -> str | None:
     point = mount.mount_point if mount else cfg.repository
     return (
         f"the repository's filesystem ({point}) is mounted without {','.join(missing)}: "
-        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true in {cfg.path})"
+        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true{_in(cfg)})"
     )
 
 
@@ -63,7 +68,7 @@ def receiver_mode(
     if cfg.super == "super" and not complete:
         raise RunFailed(
             'super = "super" but the receiver capabilities are missing: install the launcher '
-            f'(see README "--super") or set super = "auto" in {cfg.path}'
+            f'(see README "--super") or set super = "auto"{_in(cfg)}'
         )
     if cfg.super == "fake-super" or not complete:
         return "fake-super"
@@ -76,7 +81,7 @@ def receiver_mode(
     from pullsnap.grabber.setup.filechecks import remount_fix_for
 
     raise RunFailed(
-        f'refusing rsync --super: {risk}; or set super = "fake-super" in {cfg.path} -- fix: '
+        f'refusing rsync --super: {risk}; or set super = "fake-super"{_in(cfg)} -- fix: '
         f"{remount_fix_for(cfg.repository)}"
     )
 
@@ -148,7 +153,7 @@ class Confined:
 
 def namespace(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
-    warn: Callable[[str], None],
+    warn: Callable[[str], None], writable: Sequence[str] = (),
 ) -> Namespace | None:  # fmt: skip
     """The receiver's mount namespace, or None for an unconfined --super the
     operator allowed; refuses when neither CAP_SYS_ADMIN nor a user
@@ -161,7 +166,7 @@ def namespace(
             raise RunFailed(
                 "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
                 "read-only mount namespace: reinstall it (grabber install-launcher) or set "
-                f"allow_unconfined_super = true in {cfg.path} to accept the risk"
+                f"allow_unconfined_super = true{_in(cfg)} to accept the risk"
             )
         warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
              "are not prevented")  # fmt: skip
@@ -175,13 +180,15 @@ def namespace(
                 "the launcher (grabber install-launcher), which builds it with CAP_SYS_ADMIN"
             )
     etc = etcview.write_etc(private_dir)
-    mountns.check_paths((host_dir,), etc)
-    return Namespace((host_dir,), etc, own_user, caps.kernel_cap_names() if own_user else ())
+    paths = tuple(writable) or (host_dir,)
+    mountns.check_paths(paths, etc)
+    return Namespace(paths, etc, own_user, caps.kernel_cap_names() if own_user else ())
 
 
 def confine(
     cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
     port: int, warn: Callable[[str], None], write_dirs: Sequence[str] = (),
+    only_write_dirs: bool = False,
 ) -> Confined:  # fmt: skip
     """Prepare the child's confinement, or refuse --super without one.
 
@@ -191,13 +198,18 @@ def confine(
     records, `latest`, manifests or older snapshots of the same host.  (Files
     hardlinked from the link-dest trees share their inodes: those it could
     still write through; `grabber verify` finds such changes.)
+    `only_write_dirs` (the btrfs store): the mount namespace, too, leaves
+    only `write_dirs` writable, not `host_dir`: btrfs's subvolume ioctls
+    (clearing a read-only flag, deleting a subvolume) are not Landlock's to
+    refuse, and need a writable mount.
     """
     from pullsnap import connectfd, landlock
     from pullsnap.grabber.confine import receiverpolicy
     from pullsnap.grabber.transfer import pull
 
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
-    ns = namespace(cfg, mode, held, host_dir, private_dir, warn)
+    ns = namespace(cfg, mode, held, host_dir, private_dir, warn,
+                   write_dirs if only_write_dirs else ())  # fmt: skip
     try:
         programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
         # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
@@ -214,7 +226,7 @@ def confine(
         if mode == "super" and not cfg.allow_unconfined_super:
             raise RunFailed(
                 f"Landlock is unavailable ({e}): refusing rsync --super unconfined; "
-                f"set allow_unconfined_super = true in {cfg.path} to accept the risk"
+                f"set allow_unconfined_super = true{_in(cfg)} to accept the risk"
             ) from None
         warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
         return Confined(None, ambient, ns)

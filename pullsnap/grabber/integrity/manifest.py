@@ -208,13 +208,21 @@ def build(
     bases: list[Mapping[bytes, Entry]],
     prehashed: Mapping[bytes, tuple[str, int, int]] | None = None,
     meter: tree.Shown | None = None,
+    written_after: int | None = None,
 ) -> tuple[list[Entry], BuildStats]:
     """The manifest of the tree at `path`: hash what is new, carry the rest from `bases`.
 
     `prehashed`: (digest, size, inode) by path, hashed while rsync ran
     (prehash.py); taken where the file still has that inode.  `meter` (the
     store's, measuring what the tree took) sees every directory and every
-    entry not carried from a base."""
+    entry not carried from a base.
+
+    `written_after` (ns; the btrfs store): the tree is a snapshot of the
+    base, so every file keeps its inode, and rsync --inplace keeps it even
+    for a file it rewrote.  A file is carried only when, besides, its ctime
+    is older than that: any write since the snapshot was made sets it.
+    (rsync names what it wrote, but a file it failed half-way through, in
+    place, it does not.)"""
     prehashed = prehashed or {}
     started = time.monotonic()
     stats = BuildStats()
@@ -229,6 +237,13 @@ def build(
                 carried = next(
                     (b[path] for b in bases if path in b and b[path].inode == inode), None
                 )
+            if carried is not None and written_after is not None:
+                try:
+                    st = os.stat(file_name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    st = None
+                if st is None or st.st_ctime_ns >= written_after:
+                    carried = None
             if carried is not None:
                 entries.append(carried)
                 stats.carried += 1
@@ -271,12 +286,14 @@ def make(
     mode: str,
     held: tuple[str, ...],
     meter: tree.Shown | None = None,
+    written_after: int | None = None,
 ) -> BuildStats:
     """Write `<name>.manifest` beside a published snapshot; its numbers.
     No room for it is NoSpace (the run's no-space outcome)."""
     try:
         with tree.reading_as_receiver(mode, held):
-            entries, stats = build(host.tree(name), name, new_files, bases, prehashed, meter)
+            entries, stats = build(host.tree(name), name, new_files, bases, prehashed, meter,
+                                   written_after)  # fmt: skip
         write(host.manifest_path(name), {"snapshot": name, "host": host.host}, entries)
     except OSError as e:
         error = errors.NoSpace if is_no_space(e) else errors.RunFailed

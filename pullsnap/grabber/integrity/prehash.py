@@ -115,13 +115,18 @@ def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
 class Prehasher:
     """The parent's side: `add` each new file's path, `close` for the digests."""
 
-    def __init__(self, tree: str, mode: str, held: tuple[str, ...]) -> None:
+    def __init__(self, tree: str, mode: str, held: tuple[str, ...], enabled: bool = True) -> None:
+        """`enabled` False: no hasher (the manifest step hashes it all).  A
+        run that updates files in place (the btrfs store, rsync --inplace)
+        has none: rsync names a file before it writes it, and writes it
+        under its own name and inode, so a digest taken meanwhile could be
+        of half of it and still pass the inode check."""
         self.pid = 0
         self._names = -1
         self._results = -1
         self._pending = bytearray()
         self._last_send = time.monotonic()
-        if threading.active_count() != 1:
+        if not enabled or threading.active_count() != 1:
             return  # fork(2) with other threads alive is not safe: build hashes it all
         keep = ("dac_override",) if mode == "super" and "dac_override" in held else ()
         try:

@@ -39,6 +39,10 @@ class Mismatch:
     path: bytes
     why: str
     inode: int = 0
+    # The tree's device: a btrfs snapshot is a subvolume with a device of
+    # its own, and keeps the inode numbers of the one it was made from, so
+    # only (device, inode) says "the same file".
+    device: int = 0
 
     def where(self) -> str:
         return f"{self.snapshot}/{os.fsdecode(self.path)}"
@@ -64,43 +68,48 @@ def _targets(host: HostRepo, snapshot: str | None, config: str = "") -> list[Att
         return trees
     chosen = [a for a in trees if a.name == snapshot]
     if not chosen:
-        see = hints.grabber(config, "list", host.host)
-        raise errors.UsageError(f"no snapshot {snapshot!r} of {host.host} (see: {see})")
+        raise errors.NoSuchSnapshot(host.host, snapshot, hints.grabber(config, "list", host.host))
     return chosen
 
 
 def verify_snapshot(
     host: HostRepo, name: str, entries: dict[bytes, manifest.Entry], keep: Callable[[], bool],
-    cache: dict[int, tuple[str, int]], outcome: Outcome,
+    cache: dict[tuple[int, int], tuple[str, int]], outcome: Outcome,
 ) -> None:  # fmt: skip
-    """Walk one tree; hash each sampled file not yet hashed (by inode)."""
+    """Walk one tree; hash each sampled file not yet hashed (by device and inode)."""
     seen: set[bytes] = set()
     root = tree.open_tree(host.tree(name))
+    device = os.fstat(root).st_dev
     try:
         for dir_fd, file_name, path, inode in tree.walk_files(root):
+            key = (device, inode)
             seen.add(path)
             entry = entries.get(path)
             if entry is None:
-                outcome.mismatches.append(Mismatch(name, path, "not in the manifest", inode))
+                outcome.mismatches.append(
+                    Mismatch(name, path, "not in the manifest", inode, device)
+                )
                 continue
             if not keep():
                 continue
-            if inode not in cache:
+            if key not in cache:
                 try:
                     digest, size, _ = tree.hash_file(dir_fd, file_name)
                 except PermissionError:
                     outcome.unreadable.append(f"{name}/{show(path)}")
                     continue
                 except OSError as e:
-                    outcome.mismatches.append(Mismatch(name, path, f"unreadable: {e}", inode))
+                    outcome.mismatches.append(
+                        Mismatch(name, path, f"unreadable: {e}", inode, device)
+                    )
                     continue
-                cache[inode] = (digest, size)
+                cache[key] = (digest, size)
                 outcome.checked_bytes += size
-            digest, size = cache[inode]
+            digest, size = cache[key]
             outcome.checked += 1
             if digest != entry.digest or size != entry.size:
                 why = f"content differs from the manifest (stored by the {entry.origin} run)"
-                outcome.mismatches.append(Mismatch(name, path, why, inode))
+                outcome.mismatches.append(Mismatch(name, path, why, inode, device))
     finally:
         os.close(root)
     for path in sorted(set(entries) - seen):
@@ -138,7 +147,7 @@ def sharing(host: HostRepo, trees: Sequence[Attempt], m: Mismatch) -> list[str]:
                 st = os.lstat(os.path.join(os.fsencode(host.tree(attempt.name)), path))
             except OSError:
                 continue
-            if st.st_ino == m.inode:
+            if st.st_ino == m.inode and (not m.device or st.st_dev == m.device):
                 found.append(attempt.name)
                 break
     return found or [m.snapshot]
@@ -149,7 +158,7 @@ def verify_host(host: HostRepo, snapshot: str | None, sample: float,
     rng = rng or random.Random()
     keep = (lambda: True) if sample >= 1 else (lambda: rng.random() < sample)
     outcome = Outcome()
-    cache: dict[int, tuple[str, int]] = {}
+    cache: dict[tuple[int, int], tuple[str, int]] = {}
     for attempt in _targets(host, snapshot, config):
         entries = manifest.read(host.manifest_path(attempt.name))
         if entries is None:
@@ -168,9 +177,9 @@ def verify_host(host: HostRepo, snapshot: str | None, sample: float,
 def report(host: HostRepo, outcome: Outcome, trees: Sequence[Attempt]) -> list[str]:
     """One line per damaged file (per inode: hard links share the damage)."""
     lines = []
-    done: set[tuple[int, bytes]] = set()
+    done: set[tuple[int, int, bytes]] = set()
     for m in outcome.mismatches:
-        key = (m.inode, b"") if m.inode else (0, m.where().encode())
+        key = (m.device, m.inode, b"") if m.inode else (0, 0, m.where().encode())
         if key in done:
             continue
         done.add(key)

@@ -43,7 +43,7 @@ from pullsnap import errors
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber.retention import prune, rules, share
 from pullsnap.grabber.retention.share import Candidate
-from pullsnap.grabber.store.base import HostUsage, Store, open_store
+from pullsnap.grabber.store.base import HostUsage, Store, store_of
 from pullsnap.grabber.store.repository import INCOMPLETE, HostRepo, hosts, iso
 from pullsnap.grabber.store.space import Space, free_space, show
 
@@ -106,7 +106,7 @@ def reservations(cfg: GrabberConfig, own: Store) -> dict[str, Space]:
     """Every host's reservation (the running host's from its own store)."""
     found = {}
     for name in {*hosts(cfg.repository), own.host.host}:
-        store = own if name == own.host.host else open_store(HostRepo(cfg.repository, name))
+        store = own if name == own.host.host else store_of(cfg, name)
         found[name] = reservation(cfg, store)
     return found
 
@@ -163,7 +163,7 @@ def delete_for_space(cfg: GrabberConfig, own: str, chosen: Candidate, now: dt.da
     deciding again that its own retention removes it: a running backup of
     that host, or a change of its history meanwhile, leaves it alone.
     """
-    store = open_store(HostRepo(cfg.repository, chosen.host))
+    store = store_of(cfg, chosen.host)
     if chosen.host == own:
         store.delete(chosen.name)
         return True
@@ -201,7 +201,7 @@ def make_room(
         return Room([], Budget(keep, with_reserves({**reserve, own: Space()})))
 
     with reading():
-        usages = {h: (store if h == own else open_store(HostRepo(cfg.repository, h))).usage()
+        usages = {h: (store if h == own else store_of(cfg, h)).usage()
                   for h in reserve}  # fmt: skip
     held = {h: u.held for h, u in usages.items()}
     fixed = {h: Space(cfg.policy_for(h).share, cfg.policy_for(h).share_inodes) for h in held}

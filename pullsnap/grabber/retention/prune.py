@@ -18,7 +18,7 @@ from pullsnap import errors
 from pullsnap.config import GrabberConfig
 from pullsnap.grabber import hints
 from pullsnap.grabber.retention import rules
-from pullsnap.grabber.store.base import Store, open_store
+from pullsnap.grabber.store.base import Store, store_of
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo, hosts, iso
 from pullsnap.names import check_host_name
 
@@ -143,6 +143,6 @@ def prune_hosts(
     skipped = [
         name
         for name in selected_hosts(cfg.repository, names, cfg.path)
-        if not prune_host(cfg, open_store(HostRepo(cfg.repository, name)), now, dry_run, say)
+        if not prune_host(cfg, store_of(cfg, name), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

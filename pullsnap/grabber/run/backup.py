@@ -20,13 +20,14 @@ import os
 import time
 from typing import Any
 
-from pullsnap import childenv, errors
+from pullsnap import caps, childenv, errors
 from pullsnap.grabber.confine import receiver
 from pullsnap.grabber.integrity import manifest, prehash, tree
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
+from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso, parse_name
 from pullsnap.grabber.store.space import is_no_space
@@ -64,18 +65,22 @@ def do_pull(run: Run) -> None:
     begin(run)
     run.out.log(f"pulling {', '.join(h.paths)} into {run.host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
+    # btrfs: the receiver sees its own subvolume and nothing of the host's
+    # older snapshots, not even read-only (a read-only flag can be cleared
+    # through a writable mount only: the namespace leaves none).
     jail = receiver.confine(
         cfg, run.mode, run.held, run.host.path, private_dir, h.port, run.out.log,
-        write_dirs=[target.tree, *target.bases],
+        write_dirs=[target.tree, *target.bases] if target.link else [target.tree],
+        only_write_dirs=not target.link,
     )  # fmt: skip
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
-        target=target.tree, link_dests=target.bases, excludes=h.excludes,
-        mode=run.mode, timeout=cfg.rsync_timeout, compress=cfg.compress,
-        confined=jail.prepared is not None,
+        target=target.tree, link_dests=target.bases if target.link else (),
+        excludes=h.excludes, mode=run.mode, timeout=cfg.rsync_timeout,
+        compress=cfg.compress, confined=jail.prepared is not None, in_place=not target.link,
     )  # fmt: skip
     # Forked before rsync: no thread exists yet.
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held)
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, enabled=target.link)
     bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
@@ -141,6 +146,16 @@ def begin(run: Run) -> None:
     assert run.target is not None
     try:
         run.store.begin(run.target)
+        if not run.target.link:
+            # A copy of the last snapshot: what the host no longer sends goes
+            # (rsync --delete sees only below the paths it transfers).
+            with caps.effective_while(("dac_override",)):
+                gone = sourcetrim.trim(run.target.tree, run.handoff.paths)
+            if gone:
+                run.out.log(
+                    f"no longer among the sources: {', '.join(gone[:5])}"
+                    + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+                )
     except OSError as e:
         if not is_no_space(e):
             raise

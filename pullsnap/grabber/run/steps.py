@@ -35,9 +35,10 @@ def write_manifest(run: Run) -> Found:
     if bases is None:
         bases = manifest.read_all(manifest.base_paths(run.host, list(run.target.bases)))
     meter = run.store.meter(run.name)
+    written_after = run.store.written_after(run.name)
     try:
         stats = manifest.make(run.host, run.name, run.result.new_files, bases, run.prehashed,
-                              run.mode, run.held, meter)  # fmt: skip
+                              run.mode, run.held, meter, written_after)  # fmt: skip
     except errors.NoSpace as e:
         # The walk was done; only writing the manifest failed.
         text = f"snapshot {run.name} kept, but {e}"

@@ -135,7 +135,7 @@ def pull_once(
             )
         return result
     check_repository(cfg)
-    store = open_store(HostRepo(cfg.repository, host_name))
+    store = open_store(HostRepo(cfg.repository, host_name), cfg.store, strict=True)
     holder = {"pid": os.getpid(), "since": iso(now())}
     limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
     queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)

@@ -19,7 +19,8 @@ from pullsnap.grabber import hints
 from pullsnap.grabber.confine import mounts
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.setup import keyfile
-from pullsnap.grabber.store.base import open_store
+from pullsnap.grabber.store import storekind
+from pullsnap.grabber.store.base import store_of
 from pullsnap.grabber.store.repository import HostRepo, hosts
 from pullsnap.grabber.store.space import free_space, show
 
@@ -77,7 +78,23 @@ def check_repository(
                 f"needed for --super: {remount_fix_for(root)}",
                 note=True,
             )
+    yield from check_store(cfg, launcher)
     yield from _check_space(cfg)
+
+
+def check_store(cfg: GrabberConfig, launcher: bool) -> Iterator[Finding]:
+    """Which store new hosts get and each host has, and why (storekind.choose);
+    store = "btrfs" where it cannot work is a problem, with the fix."""
+    kind, options = storekind.mount_of(cfg.repository)
+    fs = storekind.Filesystem(kind == "btrfs", launcher, "user_subvol_rm_allowed" in options)
+    new = storekind.choose(cfg.store, fs, None)
+    works = new.kind == "hardlink" or storekind.impossible(fs) is None
+    yield Finding(works, f"store for a new host: {new.kind} ({new.why})", new.fix)
+    for name in hosts(cfg.repository):
+        host = HostRepo(cfg.repository, name)
+        choice = storekind.choose(cfg.store, fs, storekind.existing_kind(host))
+        fix = choice.fix.replace("HOST", name)
+        yield Finding(True, f"store of {name}: {choice.kind} ({choice.why})", fix, note=bool(fix))
 
 
 def _uid_known(uid: int) -> bool:
@@ -117,7 +134,7 @@ def _check_hardlinks(root: str) -> Iterator[Finding]:
 
 def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
     """Free bytes and inodes against what the free-space guard asks for."""
-    reserve = {h: guard.reservation(cfg, open_store(HostRepo(cfg.repository, h)))
+    reserve = {h: guard.reservation(cfg, store_of(cfg, h))
                for h in hosts(cfg.repository)}  # fmt: skip
     need = guard.largest_need(cfg, reserve)
     free = free_space(cfg.repository)

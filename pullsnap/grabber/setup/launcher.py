@@ -20,12 +20,11 @@ import importlib.resources
 import os
 import pwd
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 
 from pullsnap import caps as capabilities
+from pullsnap import oneshot
 from pullsnap.errors import PullsnapError
 
 DEFAULT_LAUNCHER = "/usr/local/lib/pullsnap/grabber-launcher"
@@ -95,16 +94,16 @@ def parse_getcap(output: str) -> dict[str, frozenset[str]]:
 
 def _run(argv: list[str], what: str) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = oneshot.run(argv)
     except OSError as exc:
         raise LauncherError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
-    if done.returncode != 0:
+    if not done.ok:
         raise LauncherError(f"{what} failed: {(done.stderr or done.stdout).strip()}")
     return done.stdout
 
 
 def _find(program: str, hint: str) -> str:
-    found = shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    found = oneshot.which(program, os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if found is None:
         raise LauncherError(f"{program} not found ({hint})")
     return found

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pullsnap import errors
 from pullsnap.grabber.store import space
 from pullsnap.grabber.store.repository import Attempt, HostRepo
 from pullsnap.grabber.store.space import Space
+
+if TYPE_CHECKING:
+    from pullsnap.config import GrabberConfig
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class Target:
     # deletes them while the run's record says "running".
     bases: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()  # interrupted trees among `bases`: discarded after success
+    # True: rsync hard-links unchanged files from `bases` (--link-dest), and
+    # the receiver may write there.  False (btrfs): the tree already holds
+    # the first base's files (a writable snapshot of it), rsync updates it
+    # in place and the receiver sees nothing else.
+    link: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,12 @@ class Store(Protocol):
 
     def meter(self, name: str) -> Meter: ...
 
+    def written_after(self, name: str) -> int | None:
+        """None when a file the run wrote has an inode the base's manifest
+        does not have at its path (hard links); else a time (ns): a file
+        whose ctime is not before it may have been written by the run."""
+        ...
+
     def added(self, attempt: Attempt) -> Space:
         """What `attempt`'s snapshot took on disk when it was made (what its
         Meter measured, kept in its record as "added")."""
@@ -131,11 +145,17 @@ def recorded_added(record: Mapping[str, Any]) -> Space:
     return Space(transferred if type(transferred) is int and transferred > 0 else 0, 0)
 
 
-def open_store(host: HostRepo) -> Store:
-    """The store of `host`'s snapshots: hardlinked trees, the only kind yet."""
-    from pullsnap.grabber.store.hardlink import HardlinkStore
+def open_store(host: HostRepo, kind: str = "auto", strict: bool = False) -> Store:
+    """The store of `host`'s snapshots: `kind` as configured ("auto",
+    "hardlink", "btrfs"), settled by storekind.choose; `strict` for a run."""
+    from pullsnap.grabber.store import storekind
 
-    return HardlinkStore(host)
+    return storekind.open_kind(host, kind, strict)
+
+
+def store_of(cfg: GrabberConfig, host: str) -> Store:
+    """A host's store in the configured repository, as configured."""
+    return open_store(HostRepo(cfg.repository, host), cfg.store)
 
 
 def recover(store: Store, running_elsewhere: bool = False) -> list[str]:

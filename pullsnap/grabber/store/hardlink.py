@@ -108,6 +108,9 @@ class HardlinkStore:
     def meter(self, name: str) -> growth.HardlinkMeter:
         return growth.HardlinkMeter()
 
+    def written_after(self, name: str) -> int | None:
+        return None  # a file rsync stored anew has an inode of its own
+
     def added(self, attempt: Attempt) -> Space:
         """What the run measured (growth.py), or for a record from before
         that was measured, rsync's transferred size and no inodes."""

@@ -78,6 +78,9 @@ class PullSpec:
     # Landlock confines the receiver: rsync's own defensive walk of the
     # --link-dest paths adds nothing and costs most of a no-change run.
     confined: bool = False
+    # The target is a writable snapshot of the last one (the btrfs store):
+    # update it to the source's state, changed files in place.
+    in_place: bool = False
 
 
 def known_hosts_line(host_key: str) -> str:
@@ -170,6 +173,13 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         # follows.  Without Landlock the walk stays on.  Not sent to the
         # sender.
         argv.append("--insecure-links")
+    if spec.in_place:
+        # Write into the existing file, so the blocks it did not change stay
+        # shared with the older snapshot (rsync(1) --inplace; a hard-link
+        # group the host split is separated before, store/linkgroups.py), and
+        # remove what the source no longer has, or now excludes
+        # (--delete-excluded): the snapshot is then what a fresh copy would be.
+        argv += ["--inplace", "--delete", "--delete-excluded"]
     for link_dest in spec.link_dests[:MAX_LINK_DESTS]:
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude={pattern}" for pattern in spec.excludes]

@@ -76,6 +76,7 @@ def is_new_file(code: str) -> bool:
 # the calls in sender.c, flist.c, receiver.c), e.g.
 #   rsync: [sender] send_files failed to open "/etc/shadow": Permission denied (13)
 #   rsync: [sender] opendir "/root" failed: Permission denied (13)
+#   rsync: [sender] readlink_stat("/proc/1/cwd") failed: Permission denied (13)
 _FAILED_PATH_RE = re.compile(r'^rsync: (?:\[\w+\] )?(.*?)"(.+)"(?:[^"]*?): (.+)$')
 
 
@@ -84,7 +85,9 @@ def failed_path(line: str) -> dict[str, str] | None:
     match = _FAILED_PATH_RE.match(line.strip())
     if match is None:
         return None
-    return {"path": match.group(2), "error": f"{match.group(1).strip()}: {match.group(3)}"}
+    # flist.c names some calls with the file inside: readlink_stat("/x") failed.
+    call = match.group(1).strip().removesuffix("(").strip()
+    return {"path": match.group(2), "error": f"{call}: {match.group(3)}"}
 
 
 # strerror(ENOENT): a source path (or a file below it) that is not there.

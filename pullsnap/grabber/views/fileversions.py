@@ -2,7 +2,11 @@
 
 A file that did not change between runs is the same inode in both
 snapshots (rsync --link-dest hardlinks it), so the versions of a path are
-the runs of equal inodes along the snapshots, oldest first.  Each version
+the runs of equal inodes along the snapshots, oldest first.  A btrfs
+snapshot is a subvolume with a device of its own that keeps every inode
+number of the one it was made from, changed or not; there a file is the
+same while its inode and its ctime are (any write since the snapshot was
+made sets the ctime, and a snapshot keeps it).  Each version
 is shown with the snapshots that hold it, its size and mtime, and the
 newest snapshot path to copy it back from.
 
@@ -29,13 +33,15 @@ from pullsnap.units import human_size
 @dataclass(frozen=True)
 class Sighting:
     snapshot: str
-    inode: int | None  # None: the path is not in this snapshot
+    # The file's identity: its inode, or (inode, ctime) in a btrfs
+    # snapshot; None: the path is not in this snapshot.
+    inode: int | tuple[int, int] | None
     meta: Meta | None = None
 
 
 @dataclass(frozen=True)
 class Version:
-    inode: int | None  # None: a gap, the path was absent
+    inode: int | tuple[int, int] | None  # None: a gap, the path was absent
     snapshots: tuple[str, ...]
     meta: Meta | None = None
 
@@ -86,15 +92,19 @@ def strip_snapshot_prefix(host: HostRepo, path: str) -> str:
 
 def sightings(host: HostRepo, parts: Sequence[bytes]) -> list[Sighting]:
     found = []
+    device = os.lstat(host.path).st_dev
     for attempt in host.attempts():
         if not attempt.has_tree:
             continue
         hit = lookup(host.tree(attempt.name), parts)
         if hit is None:
             found.append(Sighting(attempt.name, None))
-        else:
-            path, st = hit
-            found.append(Sighting(attempt.name, st.st_ino, meta_of(path, st)))
+            continue
+        path, st = hit
+        # A subvolume (btrfs) has a device of its own.
+        subvolume = os.lstat(host.tree(attempt.name)).st_dev != device
+        identity = (st.st_ino, st.st_ctime_ns) if subvolume else st.st_ino
+        found.append(Sighting(attempt.name, identity, meta_of(path, st)))
     return found
 
 

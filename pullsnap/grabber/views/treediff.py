@@ -10,10 +10,12 @@ other xattrs.  In a --fake-super snapshot the real mode, owner and device
 are in the `user.rsync.%stat` xattr (rsync's xattrs.c writes
 "%o %u,%u %u:%u": mode, major,minor, uid:gid) and are read from there.
 
-Different inodes with the same attributes count as unchanged (a run that
-reused an interrupted tree copies rather than links); `--content` compares
-their bytes as well.  Directory mtimes are not reported: the entries added
-or removed below them are.
+Two btrfs snapshots keep equal inode numbers for changed files too (each
+is a subvolume with a device of its own): between them every name is
+compared by its attributes.  Different inodes with the same attributes
+count as unchanged (a run that reused an interrupted tree copies rather
+than links); `--content` compares their bytes as well.  Directory mtimes
+are not reported: the entries added or removed below them are.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def _below(root: bytes, rel: bytes, sign: str) -> list[_Item]:
     return items
 
 
-def _compare(ra: bytes, rb: bytes, rel: bytes, content: bool) -> list[_Item]:
+def _compare(ra: bytes, rb: bytes, rel: bytes, content: bool, same_device: bool) -> list[_Item]:
     left, right = _listing(ra + rel), _listing(rb + rel)
     items: list[_Item] = []
     for name in sorted(left.keys() | right.keys()):
@@ -184,7 +186,7 @@ def _compare(ra: bytes, rb: bytes, rel: bytes, content: bool) -> list[_Item]:
             if a_dir or b_dir:
                 items.append((sign, path, None))
             continue
-        if ea.inode() == eb.inode() and not (a_dir and b_dir):
+        if same_device and ea.inode() == eb.inode() and not (a_dir and b_dir):
             continue  # one hardlinked file: nothing changed
         ma = meta_of(ea.path, ea.stat(follow_symlinks=False))
         mb = meta_of(eb.path, eb.stat(follow_symlinks=False))
@@ -209,6 +211,10 @@ def _compare(ra: bytes, rb: bytes, rel: bytes, content: bool) -> list[_Item]:
 def diff_trees(a: str, b: str, content: bool = False) -> Iterator[Change]:
     """Changes from tree `a` to tree `b`, depth first, names sorted."""
     ra, rb = os.fsencode(a), os.fsencode(b)
+    # Two btrfs snapshots are subvolumes with devices of their own, and keep
+    # the inode numbers of the one they were made from, changed or not: an
+    # equal inode says "unchanged" only within one filesystem tree.
+    same_device = os.lstat(a).st_dev == os.lstat(b).st_dev
     stack: list[_Item] = [("both", b"", None)]
     while stack:
         kind, rel, change = stack.pop()
@@ -216,7 +222,7 @@ def diff_trees(a: str, b: str, content: bool = False) -> Iterator[Change]:
             yield change
             continue
         if kind == "both":
-            items = _compare(ra, rb, rel, content)
+            items = _compare(ra, rb, rel, content, same_device)
         else:
             items = _below(ra if kind == "-" else rb, rel, kind)
         stack.extend(reversed(items))
@@ -246,8 +252,7 @@ def snapshot_tree(host: HostRepo, name: str, config: str = "") -> str:
         name = newest.name
     known = {a.name for a in host.attempts() if a.has_tree}
     if parse_name(name) is None or name not in known:
-        see = hints.grabber(config, "list", host.host)
-        raise errors.UsageError(f"{host.host} has no snapshot {name!r} (see: {see})")
+        raise errors.NoSuchSnapshot(host.host, name, hints.grabber(config, "list", host.host))
     return host.tree(name)
 
 

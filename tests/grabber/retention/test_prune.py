@@ -21,7 +21,8 @@ from pullsnap.grabber.store import repository
 from pullsnap.grabber.store.base import open_store
 from pullsnap.grabber.store.repository import HostRepo, snapshot_name
 
-pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
+# The fault scenarios (a deletion cut short, a run in progress, trees the
+# grabber user cannot remove) carry the `faults` marker; the rules do not.
 
 T0 = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(hours=1)
@@ -102,6 +103,7 @@ def test_dry_run_predicts_exactly_what_prune_removes(
     assert not any(" remove " in line for line in again)
 
 
+@pytest.mark.faults
 def test_an_interrupted_deletion_is_finished_by_the_next_prune(tmp_path: Path) -> None:
     cfg = config(str(tmp_path))
     host = HostRepo(cfg.repository, "web1")
@@ -118,6 +120,7 @@ def test_an_interrupted_deletion_is_finished_by_the_next_prune(tmp_path: Path) -
     assert os.listdir(trash) == []
 
 
+@pytest.mark.faults
 def test_a_host_with_a_run_in_progress_is_skipped(tmp_path: Path) -> None:
     cfg = config(str(tmp_path))
     host = HostRepo(cfg.repository, "web1")
@@ -130,6 +133,7 @@ def test_a_host_with_a_run_in_progress_is_skipped(tmp_path: Path) -> None:
     assert host.attempts() == before
 
 
+@pytest.mark.faults
 def test_the_base_of_a_running_backup_is_never_removed(tmp_path: Path) -> None:
     cfg = config(str(tmp_path), keep_daily=1, keep_weekly=0)
     host = HostRepo(cfg.repository, "web1")
@@ -164,6 +168,7 @@ def test_grabber_prune_command(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.faults
 def test_prune_as_the_grabber_user_leaves_root_trees_to_the_trash_and_says_so() -> None:
     """A --super snapshot holds root's directories: without the launcher's
     capabilities their files cannot be unlinked.  The snapshot still goes (to

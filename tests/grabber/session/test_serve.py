@@ -154,3 +154,20 @@ def test_a_bad_handoff_is_refused(site) -> None:
     data = f"PULLSNAP-HANDOFF 1 {len(body)}\n".encode() + body
     code, result = _serve(site, data, lambda *a: {"exit": 0})
     assert code == errors.REFUSED and "is not absolute" in result["message"]
+
+
+def test_an_ssh_path_rsync_cannot_split_is_a_result_line_not_a_traceback(site) -> None:
+    """pull.ssh_command refuses a word rsync -e would split (RemoteShellWord,
+    a RunFailed): the login shell says so on its one result line."""
+    from pullsnap.grabber.transfer import pull as transfer
+
+    def pull(cfg, host, peer, h, out, early, held) -> dict[str, Any]:
+        connect = transfer.ConnectBack(user=h.user, address=peer, port=h.port,
+                                       known_hosts="/k", public_key_file="/k.pub",
+                                       agent_socket="/a", connect_timeout=5)  # fmt: skip
+        transfer.ssh_command("/opt/my ssh/ssh", connect)
+        return {"exit": 0}
+
+    code, result = _serve(site, handoff.encode(site["handoff"]), pull)
+    assert code == errors.FAILED and result["status"] == "failed"
+    assert "'/opt/my ssh/ssh'" in result["message"]

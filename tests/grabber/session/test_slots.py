@@ -14,8 +14,6 @@ import pytest
 from pullsnap import errors
 from pullsnap.grabber.session import slots
 
-pytestmark = pytest.mark.faults  # the snapshot lifecycle under faults (issue 5)
-
 
 class FakeClock:
     def __init__(self) -> None:
@@ -83,6 +81,7 @@ def test_a_freed_slot_is_taken(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.faults  # a holder killed: the kernel frees its slot
 def test_a_killed_holder_frees_its_slot(tmp_path: Path) -> None:
     code = (
         "import sys, time; from pullsnap.grabber.session import slots\n"

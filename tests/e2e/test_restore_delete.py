@@ -192,3 +192,24 @@ def test_delete_refuses_the_newest_good_unless_forced_and_records_who(site: Site
     # The next run builds on what is left, and becomes latest.
     assert site.run().returncode == errors.OK
     assert len(site.snapshots()) == 2
+
+
+def test_restore_and_delete_on_the_btrfs_store(btrfs_site: Site) -> None:
+    """Through the store, not hard links: a read-only subvolume restores
+    exactly, and a forced deletion of the newest removes the subvolume and
+    moves latest back."""
+    site = btrfs_site
+    make_rich_tree(site.src)
+    for _ in range(2):
+        assert site.run().returncode == errors.OK
+    first, second = site.snapshots()
+    target = os.path.join(site.root, "restored")
+    done = _grabber(site, "restore", "web1", first, site.src, target)
+    assert done.returncode == errors.OK, done.stdout + done.stderr
+    assert differences(site.src, target) == []
+    assert _grabber(site, "delete", "web1", second).returncode == errors.FAILED
+    done = _grabber(site, "delete", "web1", second, "--force")
+    assert done.returncode == errors.OK, done.stderr
+    assert site.snapshots() == [first] and not os.path.exists(site.host_dir() + "/" + second)
+    assert os.readlink(os.path.join(site.host_dir(), "latest")) == first
+    assert site.run().returncode == errors.OK  # the next run builds on what is left

@@ -71,3 +71,16 @@ def test_a_repository_open_to_other_users_refuses_runs_with_the_fix(site: Site) 
     assert fix == f"chmod 0700 {site.repo}"
     subprocess.run(fix, shell=True, check=True)
     assert site.run().returncode == errors.OK
+
+
+def test_a_missing_repository_refuses_runs_with_the_command_that_makes_it(site: Site) -> None:
+    os.makedirs(os.path.join(site.src, "etc"))
+    write(os.path.join(site.src, "etc", "hosts"), "127.0.0.1 localhost\n")
+    os.rmdir(site.repo)
+    refused = site.run()
+    assert refused.returncode == errors.FAILED
+    fix = refused.stderr.split(" -- fix: ", 1)[1].split("\n", 1)[0].strip()
+    user = site.lab.grabber_user
+    assert fix == f"install -d -o {user} -g {user} -m 0700 {site.repo}"
+    subprocess.run(fix, shell=True, check=True)
+    assert site.run().returncode == errors.OK

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pullsnap import errors
+from pullsnap import errors, oneshot
 from pullsnap.childenv import child_env
 from pullsnap.grabber import hints
 from pullsnap.grabber.integrity import manifest
@@ -60,18 +59,22 @@ def _environment() -> dict[str, str]:
     return child_env(**{k: os.environ[k] for k in _SSH_ENVIRONMENT if k in os.environ})
 
 
-def _run(argv: list[str], capture: bool) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, env=_environment(), stdin=subprocess.DEVNULL, text=True,
-                          capture_output=capture, check=False)  # fmt: skip
-    if done.returncode not in _RSYNC_OK:
-        said = (done.stderr or "").strip().splitlines() if capture else []
+def _run(argv: list[str], capture: bool) -> str:
+    """rsync's stdout when captured; on a terminal its output goes straight
+    there (the operator's side: through `sh`, pullsnap/oneshot.py)."""
+    if capture:
+        done = oneshot.run(argv, env=_environment())
+        code, out, said = done.code, done.stdout, done.stderr.strip().splitlines()
+    else:
+        code, out, said = oneshot.run_foreground(argv, env=_environment()), "", []
+    if code not in _RSYNC_OK:
         # The first line is the cause (ssh's, or rsync's); the last, rsync's summary.
         told = "; ".join(dict.fromkeys(said[:1] + said[-1:]))
         raise errors.RunFailed(
-            f"rsync failed with exit {done.returncode}" + (f": {told}" if told else "")
+            f"rsync failed with exit {code}" + (f": {told}" if told else "")
             + f" ({plan.shown(argv)})"
         )  # fmt: skip
-    return done
+    return out
 
 
 def prepare(req: Request, progress: bool) -> tuple[plan.Copy, str, bytes, str]:
@@ -117,7 +120,7 @@ def restore(req: Request, progress: bool, say: Callable[[str], None]) -> Done:
     destination = plan.destination(copy)
     if not req.force:
         dry = _run(plan.rsync_argv(copy, dry_run=True), capture=True)
-        overwritten = plan.overwrites(dry.stdout.splitlines())
+        overwritten = plan.overwrites(dry.splitlines())
         if overwritten:
             raise errors.Refused(plan.refusal(overwritten, destination))
     say(f"restoring {shown} from {req.host.host}/{name} ({copy.mode}) to {destination}")
@@ -129,7 +132,7 @@ def restore(req: Request, progress: bool, say: Callable[[str], None]) -> Done:
         checked = check.check_sources(copy.source, in_snapshot, found)
         after = _run(plan.rsync_argv(copy, dry_run=True, checksum=True), capture=True)
         checked.problems += [f"{destination}: {p} differs from the snapshot"
-                             for p in plan.changed(after.stdout.splitlines())]  # fmt: skip
+                             for p in plan.changed(after.splitlines())]  # fmt: skip
     else:
         checked = check.check_local(copy.source, copy.target, in_snapshot, found)
     return Done(name, copy.mode, shown, destination, checked)

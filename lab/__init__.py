@@ -104,6 +104,7 @@ class Sshd:
     # in with a key from a file the bench owns (never root's own ~/.ssh).
     permit_root: bool = False
     authorized_keys: str = ".ssh/authorized_keys"
+    address: str = "127.0.0.1"  # the fleet bench listens on its bridge's address
 
     def start(self) -> None:
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
@@ -113,9 +114,9 @@ class Sshd:
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key])
         with open(key + ".pub", encoding="ascii") as f:
             self.host_public = " ".join(f.read().split()[:2])
-        self.port = self.port or free_port()
+        self.port = self.port or free_port(self.address)
         config = write(os.path.join(self.directory, "sshd_config"), "\n".join([
-            f"ListenAddress 127.0.0.1:{self.port}",
+            f"ListenAddress {self.address}:{self.port}",
             f"HostKey {key}",
             "PidFile none",
             f"AuthorizedKeysFile {self.authorized_keys}",
@@ -140,7 +141,7 @@ class Sshd:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd exited; see {self.directory}/sshd.log")
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                if s.connect_ex((self.address, self.port)) == 0:
                     return
             time.sleep(0.05)
         raise RuntimeError("sshd did not start listening")
@@ -155,7 +156,7 @@ class Sshd:
                 self.process.wait()
 
     def known_hosts_line(self) -> str:
-        return f"[127.0.0.1]:{self.port} {self.host_public}\n"
+        return f"[{self.address}]:{self.port} {self.host_public}\n"
 
 
 @dataclass

@@ -164,9 +164,17 @@ class GrabberConfig:
     min_free_avg: float = conv(number(0, 1000), default=2.0)
     min_keep: int = conv(integer(1, 100000), default=3)
     # At most this many pulls at once across hosts (0: no cap); a run beyond
-    # it waits up to queue_timeout for a slot, then fails with exit code 8.
-    max_concurrent_pulls: int = conv(integer(0, 10000), default=0)
+    # it waits its turn (arrival order) up to queue_timeout, then fails with
+    # exit code 8.  8: bench/FLEET.md (32 hosts at once on 2 cores: no
+    # shorter night above 4, and each slot more is memory and seeks).
+    max_concurrent_pulls: int = conv(integer(0, 10000), default=8)
     queue_timeout: float = conv(positive_duration, default=2 * 3600.0)
+    # At most this many sessions of one host at once (all its keys together;
+    # 0: no cap); one more is refused before it starts anything (exit code 4).
+    max_sessions_per_host: int = conv(integer(0, 1000), default=2)
+    # A probe (initiator --dry-run, check --probe): its wait for a pull slot
+    # and its handshake together end within this.
+    probe_timeout: float = conv(positive_duration, default=60.0)
     # Monitoring (README "Status and alerts"): commands run as the grabber user
     # with a documented environment, never with client text in their argv.
     on_success: tuple[str, ...] = conv(hook_command, default=())

@@ -92,9 +92,12 @@ class Site:
         """Every path in the repository with its size and mtime: to show nothing changed.
 
         The host's `.lock` is left out: every run that gets as far as the lock
-        writes its pid there, refused or not; it holds no snapshot data."""
+        writes its pid there, refused or not; it holds no snapshot data.  So
+        are the session places (`.sessions/`), which every login takes."""
         found = []
         for dirpath, dirs, files in os.walk(self.repo):
+            if dirpath == self.repo and ".sessions" in dirs:
+                dirs.remove(".sessions")
             for name in sorted(dirs + files):
                 if name == ".lock":
                     continue
@@ -120,11 +123,19 @@ def super_site(site: Site) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="session")
-def btrfs(lab: Lab) -> Iterator[str]:
-    """A loop-mounted btrfs filesystem for the whole session (3 GiB, sparse),
-    reachable by the lab's users; unmounted and removed at the end."""
-    with btrfs_mount(lab.path("btrfs.img"), lab.path("btrfs")) as mountpoint:
-        yield mountpoint
+def btrfs() -> Iterator[str]:
+    """A loop-mounted btrfs filesystem for the whole session (3 GiB, sparse,
+    mounted user_subvol_rm_allowed), reachable by the lab's users; unmounted
+    and removed at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (runs in CI as root)")
+    base = tempfile.mkdtemp(prefix="pullsnap-btrfs-")
+    os.chmod(base, 0o755)
+    try:
+        with btrfs_mount(os.path.join(base, "btrfs.img"), os.path.join(base, "mnt")) as point:
+            yield point
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

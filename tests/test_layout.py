@@ -66,8 +66,6 @@ CHILDREN = {
         "pullsnap/grabber/run/hooks.py",  # hooks: their own session, killed whole at a deadline
         "pullsnap/versions.py",  # version probes started early, answered later
         "pullsnap/initiator/wiring.py",  # `ssh -G`, before the run's first child
-        # `btrfs filesystem du`: a run's free-space guard, dac_override ambient for it alone
-        "pullsnap/grabber/store/btrfsusage.py",
     },
     # The initiator's run: Twisted's spawnProcess under one ProcessProtocol each.
     "spawnProcess": {"pullsnap/initiator/children.py"},

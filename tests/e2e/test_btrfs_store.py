@@ -38,7 +38,7 @@ def _restore(snap: str, to: str) -> None:
                     "-M--super", snap + "/", to + "/"], check=True)  # fmt: skip
 
 
-def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site) -> None:
+def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site, capsys) -> None:
     site = btrfs_site
     make_rich_tree(site.src)
     assert site.run().returncode == errors.OK
@@ -74,6 +74,20 @@ def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site) -> None:
     assert _record(site, names[-1])["link_dest"] == [names[1]]
     # Every snapshot's manifest matches its tree.
     assert main(["grabber", "--config", site.grabber_config, "verify", "web1"]) == errors.OK
+    # The views read the same repository: list, status with its space, the report.
+    capsys.readouterr()
+    assert main(["grabber", "--config", site.grabber_config, "list", "web1"]) == errors.OK
+    listed = capsys.readouterr().out
+    assert all(f"web1  {name}  complete" in listed for name in names), listed
+    assert main(["grabber", "--config", site.grabber_config, "status", "--json"]) == errors.OK
+    status = json.loads(capsys.readouterr().out)
+    [web1] = [h for h in status if h["host"] == "web1"]
+    assert web1["last_good"] == names[-1] and web1["snapshots"] == 3, web1
+    assert web1["used"] > 0 and not web1["stale"], web1
+    page = os.path.join(site.root, "report.html")
+    assert main(["grabber", "--config", site.grabber_config, "report", "--html", page]) == 0
+    with open(page, encoding="utf-8") as f:
+        assert names[-1] in f.read()
 
 
 RETAIN_ONE = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,

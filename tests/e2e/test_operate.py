@@ -56,7 +56,9 @@ def test_dry_run_probe_makes_no_snapshot(site: Site) -> None:
     done = site.run("--dry-run")
     assert done.returncode == errors.OK, done.stderr
     assert "handshake and gate check passed" in done.stdout
-    assert site.repo_state() == before
+    # It took the host's lock like a run (so made the host's directory), nothing else.
+    assert [p for p in site.repo_state() if p[0] != site.host_dir()] == before
+    assert os.listdir(site.host_dir()) == [".lock"]
 
 
 def test_check_reports_ok_and_problems(site: Site) -> None:

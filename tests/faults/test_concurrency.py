@@ -182,3 +182,29 @@ def test_eight_hosts_at_once_with_a_cap_on_concurrent_pulls(site: Site) -> None:
             assert f.read() == f"{name}\n"
         assert record(site, good[-1], host=name)["pruned_after"] == history[name][:-2]
     assert slots.busy(site.repo, CAP) == 0
+
+
+def test_a_run_refused_as_too_soon_never_queues(site: Site) -> None:
+    os.makedirs(site.src)
+    with open(os.path.join(site.src, "f"), "w") as f:
+        f.write("x")
+    site.regrab(policy={"min_interval": "4h"}, max_concurrent_pulls=1, queue_timeout=60)
+    assert site.run().returncode == errors.OK
+    busy = _hold_slot(site.repo)
+    try:
+        refused = site.run("-v")
+        waiting = slots.waiting(site.repo)
+        # Lifted once, the run queues; giving up gives the allowance back.
+        site.regrab(policy={"min_interval": "4h"}, max_concurrent_pulls=1, queue_timeout=2)
+        allowed = site.lab.grabber("--config", site.grabber_config, "allow-run", "web1")
+        assert allowed.returncode == 0, allowed.stderr
+        gave_up = site.run("-v")
+    finally:
+        os.close(busy)
+    assert refused.returncode == errors.TOO_SOON, refused.stderr
+    assert "queued" not in refused.stderr and waiting == 0
+    assert gave_up.returncode == errors.TIMEOUT, gave_up.stderr
+    assert "queued: all 1 pull slots are busy" in gave_up.stderr
+    assert os.path.exists(os.path.join(site.host_dir(), ".allow-run"))
+    assert site.run().returncode == errors.OK  # the allowance, used now
+    assert len(site.snapshots()) == 2

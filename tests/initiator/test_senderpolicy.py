@@ -1,5 +1,5 @@
 """The sender's Landlock policy (senderpolicy.py, pure): what the table says.
-The sender confined for real: tests/initiator/test_gate.py."""
+The sender confined for real: tests/initiator/test_gatecmd.py."""
 
 from __future__ import annotations
 

@@ -179,7 +179,10 @@ def test_a_web1_key_writes_only_below_web1(site: Site) -> None:
         f.write("x")
     site.lab.authorize([("web1", site.grabber_config)])
     assert site.run().returncode == errors.OK
-    assert sorted(os.listdir(site.repo)) == ["web1"]
+    # Its snapshots, its session places (sessions.py), named by the binding,
+    # and the pull slots, which are no host's.
+    assert sorted(os.listdir(site.repo)) == [".pull-slots", ".sessions", "web1"]
+    assert os.listdir(os.path.join(site.repo, ".sessions")) == ["web1"]
     [record] = [n for n in os.listdir(site.host_dir()) if n.endswith(".json")]
     with open(os.path.join(site.host_dir(), record)) as f:
         assert json.load(f)["initiator"]["address"] == "127.0.0.1"  # from SSH_CONNECTION

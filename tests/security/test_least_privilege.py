@@ -7,8 +7,8 @@ holds exactly the capabilities its role needs (read from /proc/PID/status).
     grabber (python)          receiver caps + CAP_SYS_ADMIN permitted, none effective
     receiver rsync            exactly the --super set, never CAP_SYS_ADMIN, no_new_privs
     its ssh                   nothing
-    subvolume deletion        (btrfs store) a forked child of the grabber: CAP_SYS_ADMIN
-                              and CAP_DAC_OVERRIDE, nothing else, no_new_privs
+    subvolume deletion        (btrfs store) a forked child of the grabber: CAP_SYS_ADMIN,
+                              CAP_DAC_OVERRIDE, CAP_FOWNER, nothing else, no_new_privs
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ def test_every_process_holds_only_what_its_role_needs(super_site: Site) -> None:
 def test_btrfs_deletions_hold_cap_sys_admin_only_in_their_own_child(btrfs_site: Site) -> None:
     """A btrfs run whose retention deletes a read-only subvolume: no process
     of the grabber user but the deletion child ever holds CAP_SYS_ADMIN
-    effective, and that child holds nothing else but CAP_DAC_OVERRIDE."""
+    effective, and that child holds nothing else but CAP_DAC_OVERRIDE and
+    CAP_FOWNER."""
     site = btrfs_site
     rules = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,
              "keep_yearly": 0, "suspect_drop": 0}  # fmt: skip

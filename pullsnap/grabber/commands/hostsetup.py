@@ -26,6 +26,11 @@ def register_authorize(sub: argparse._SubParsersAction) -> None:
         "--bind-config", action="store_true",
         help="name this --config in the line (when it is not the default path)",
     )  # fmt: skip
+    p.add_argument(
+        "--from", dest="sources", metavar="ADDR", action="append", default=[],
+        help="accept the key only from this address or network (address/bits); "
+        "repeat or separate with commas: sshd's from=\"...\" option",
+    )  # fmt: skip
     p.set_defaults(handler=run_authorize)
     p = sub.add_parser("deauthorize", help="remove a host's authorized_keys lines")
     p.add_argument("host", metavar="HOST")
@@ -44,7 +49,8 @@ def register_authorize(sub: argparse._SubParsersAction) -> None:
 
 def run_authorize(args: argparse.Namespace) -> int:
     config = os.path.abspath(args.config) if args.bind_config else None
-    line = authorize.authorize(args.user, args.host, args.key, config)
+    sources = [part for value in args.sources for part in value.split(",") if part.strip()]
+    line = authorize.authorize(args.user, args.host, args.key, config, sources)
     print(f"grabber: {authorize.authorized_keys_path(args.user)}: {line.strip()}")
     return errors.OK
 

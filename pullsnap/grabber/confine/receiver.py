@@ -1,8 +1,10 @@
 """The receiving rsync's privileges and confinement.
 
     grabber (login shell, via the launcher: receiver caps permitted, not effective)
-      fork ── child: pdeathsig, mount namespace (read-only but <repo>/<host>/,
-              its own /etc), Landlock (write only <repo>/<host>/), caps ambient
+      fork ── child: pdeathsig, mount namespace with a root of its own (only
+              what its Landlock rules name, its own /etc, <repo>/<host>/
+              writable and nosymfollow), Landlock (write only the new
+              snapshot and its bases), caps ambient
               exec rsync --super ...      (ambient caps survive no_new_privs)
               └─ exec ssh (same confinement, connect only to the handoff's port)
 
@@ -28,6 +30,7 @@ from pullsnap.errors import PullsnapError, RunFailed
 
 if TYPE_CHECKING:
     from pullsnap import landlock
+    from pullsnap.grabber.confine import rootview
 
 # The login shell imports this module early; what only a pull needs (rsync's
 # driver, Landlock, mount namespaces) is imported when used, while ssh-agent
@@ -93,12 +96,12 @@ NAMESPACE_CAP = "sys_admin"
 
 @dataclass(frozen=True)
 class Namespace:
-    """The receiver's mount namespace: read-only but for `writable`, the
-    run's own /etc (etcview.py), built with CAP_SYS_ADMIN or, without it,
-    in a user namespace of its own (userns.py)."""
+    """The receiver's mount namespace: a root of its own (rootview.py)
+    showing `view`, read-only but for the host's directory, with the run's
+    own /etc (etcview.py), built with CAP_SYS_ADMIN or, without it, in a
+    user namespace of its own (userns.py)."""
 
-    writable: tuple[str, ...]
-    etc: str
+    view: rootview.View
     own_user: bool
     drop: tuple[str, ...] = ()  # what the user namespace gave, dropped before exec
 
@@ -124,11 +127,11 @@ class Confined:
             # SIGTERM lets rsync remove its temporary file before it goes.
             prctl.set_pdeathsig(signal.SIGTERM)
             if ns is not None and ns.own_user:
-                mountns.read_only_except(ns.writable, ns.etc, own_user_namespace=True)
+                mountns.own_root(ns.view, own_user_namespace=True)
                 caps.drop_entirely(ns.drop)
             elif ns is not None:
                 caps.set_effective([NAMESPACE_CAP], True)
-                mountns.read_only_except(ns.writable, ns.etc, own_user_namespace=False)
+                mountns.own_root(ns.view, own_user_namespace=False)
                 caps.drop_entirely([NAMESPACE_CAP])
             if prepared is not None:
                 landlock.enforce(prepared)  # sets no_new_privs first
@@ -151,14 +154,12 @@ class Confined:
             self.prepared.close()
 
 
-def namespace(
-    cfg: GrabberConfig, mode: str, held: tuple[str, ...], host_dir: str, private_dir: str,
-    warn: Callable[[str], None], writable: Sequence[str] = (),
-) -> Namespace | None:  # fmt: skip
-    """The receiver's mount namespace, or None for an unconfined --super the
-    operator allowed; refuses when neither CAP_SYS_ADMIN nor a user
-    namespace can build it."""
-    from pullsnap.grabber.confine import etcview, mountns, userns
+def namespace_kind(cfg: GrabberConfig, mode: str, held: tuple[str, ...],
+                   warn: Callable[[str], None]) -> bool | None:  # fmt: skip
+    """Whether the receiver's mount namespace is built in a user namespace of
+    its own (True) or with CAP_SYS_ADMIN (False); None for an unconfined
+    --super the operator allowed.  Refuses when neither can build it."""
+    from pullsnap.grabber.confine import userns
 
     own_user = NAMESPACE_CAP not in held
     if own_user and mode == "super":
@@ -169,7 +170,7 @@ def namespace(
                 f"allow_unconfined_super = true{_in(cfg)} to accept the risk"
             )
         warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
-             "are not prevented")  # fmt: skip
+             "are not prevented, and old snapshots' symlinks are followed")  # fmt: skip
         return None
     if own_user:
         problem = userns.why_unavailable(userns.read_switches())
@@ -179,10 +180,12 @@ def namespace(
                 f"the receiving rsync needs a mount namespace and {what}: {fix}, or install "
                 "the launcher (grabber install-launcher), which builds it with CAP_SYS_ADMIN"
             )
-    etc = etcview.write_etc(private_dir)
-    paths = tuple(writable) or (host_dir,)
-    mountns.check_paths(paths, etc)
-    return Namespace(paths, etc, own_user, caps.kernel_cap_names() if own_user else ())
+    return own_user
+
+
+def shown(rules: landlock.Confinement) -> tuple[str, ...]:
+    """Every path the receiver's Landlock rules name: what its root shows."""
+    return (*rules.read_only, *rules.executable, *rules.read_write)
 
 
 def confine(
@@ -192,35 +195,44 @@ def confine(
 ) -> Confined:  # fmt: skip
     """Prepare the child's confinement, or refuse --super without one.
 
-    The mount namespace leaves `host_dir` writable (nothing outside it).
+    The mount namespace shows the receiver only what its Landlock rules name
+    and `host_dir`, the one writable path, where no symlink is followed.
     Landlock narrows further when `write_dirs` are given: the new snapshot's
     directory and its --link-dest trees, so a subverted receiver cannot touch
     records, `latest`, manifests or older snapshots of the same host.  (Files
     hardlinked from the link-dest trees share their inodes: those it could
     still write through; `grabber verify` finds such changes.)
-    `only_write_dirs` (the btrfs store): the mount namespace, too, leaves
-    only `write_dirs` writable, not `host_dir`: btrfs's subvolume ioctls
+    `only_write_dirs` (the btrfs store): the mount namespace, too, shows
+    only `write_dirs` (writable, nosymfollow), not `host_dir`: btrfs's subvolume ioctls
     (clearing a read-only flag, deleting a subvolume) are not Landlock's to
     refuse, and need a writable mount.
     """
     from pullsnap import connectfd, landlock
-    from pullsnap.grabber.confine import receiverpolicy
+    from pullsnap.grabber.confine import etcview, mountns, receiverpolicy, rootview
     from pullsnap.grabber.transfer import pull
 
     ambient = tuple(c for c in held if c != NAMESPACE_CAP) if mode == "super" else ()
-    ns = namespace(cfg, mode, held, host_dir, private_dir, warn,
-                   write_dirs if only_write_dirs else ())  # fmt: skip
+    own_user = namespace_kind(cfg, mode, held, warn)
+    etc = None
+    writable = tuple(write_dirs) if only_write_dirs and write_dirs else (host_dir,)
+    if own_user is not None:
+        etc = etcview.write_etc(private_dir)
+        mountns.check_paths(writable, etc)
+    programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
+    # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
+    # reading its standard library (under /usr/lib) and that one script.
+    helper = connectfd.helper_files()
+    first, *more = write_dirs or (host_dir,)
+    rules = receiverpolicy.receiver_confinement(
+        first, private_dir, extra_read=helper.read, port=port,
+        programs=programs + helper.run, also_writable=more, etc=etc,
+    )  # fmt: skip
+    ns = None
+    if own_user is not None and etc is not None:
+        os.makedirs(os.path.join(private_dir, rootview.ROOT), 0o700, exist_ok=True)
+        view = rootview.plan(shown(rules), writable, etc, private_dir, rootview.inspect_host)
+        ns = Namespace(view, own_user, caps.kernel_cap_names() if own_user else ())
     try:
-        programs = (cfg.rsync, cfg.ssh) + ((pull.SETPRIV,) if mode == "super" else ())
-        # ssh's ProxyCommand (connectfd.py): sh, then Python's own binary
-        # reading its standard library (under /usr/lib) and that one script.
-        helper = connectfd.helper_files()
-        first, *more = write_dirs or (host_dir,)
-        rules = receiverpolicy.receiver_confinement(
-            first, private_dir, extra_read=helper.read, port=port,
-            programs=programs + helper.run, also_writable=more,
-            etc=ns.etc if ns is not None else None,
-        )  # fmt: skip
         return Confined(landlock.prepare(rules), ambient, ns)
     except landlock.LandlockUnavailable as e:
         if mode == "super" and not cfg.allow_unconfined_super:

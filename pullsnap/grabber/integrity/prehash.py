@@ -8,11 +8,14 @@ processes leave idle.
 
     grabber ──fork──> hasher          (before rsync starts: no thread yet)
       names rsync itemizes ──pipe, NUL-separated──> hash each one
-      <──memfd, one JSON line per file, written as they are hashed──
+      <──results file, one JSON line per file, written as they are hashed──
 
-The digests go to a memfd, not a pipe the grabber would have to drain
-while it relays rsync's output: the hasher writes each batch as it goes,
-and the grabber reads them all once the hasher has exited (one JSON parse).
+The digests go to a file without a name in the repository (spool.scratch_file;
+a memfd when no directory is given), not a pipe the grabber would have to
+drain while it relays rsync's output: the hasher writes each batch as it
+goes, and the grabber reads them once the hasher has exited, a batch of
+lines at a time, into a spool sorted by path (a first backup of a million
+files: a million digests, which must not sit in memory).
 
 A process, not a thread: a hashing thread shared the interpreter with the
 relay of rsync's output and slowed rsync down more than it saved.  The
@@ -39,9 +42,11 @@ import prctl
 
 from pullsnap import caps, landlock
 from pullsnap.grabber.integrity import manifest
-from pullsnap.grabber.integrity.tree import DIRECTORY, hash_file
+from pullsnap.grabber.integrity.manifest import Hashed
+from pullsnap.grabber.integrity.spool import Spool, scratch_file
+from pullsnap.grabber.integrity.tree import DIRECTORY, hash_file_links
 
-Hashed = tuple[str, int, int]  # hex digest, size, inode
+__all__ = ["Hashed", "Prehasher", "parse_results"]
 RETRY_AFTER = 0.02  # seconds before a name not yet in place is tried again
 SEND_EVERY = 0.05  # seconds: names go to the hasher at least this often
 SEND_BYTES = 4096  # or once this much is waiting
@@ -98,8 +103,9 @@ class Directories:
         self._open.clear()
 
 
-def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
-    """The file's digest, or None when it is not in place (yet).
+def hash_beneath(dirs: Directories, path: bytes) -> tuple[str, int, int, int] | None:
+    """The file's (digest, size, inode, link count), or None when it is not
+    in place (yet).
 
     Raises OSError for a file that is there but cannot be hashed."""
     parent, _, name = path.rpartition(b"/")
@@ -107,7 +113,7 @@ def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
         raise OSError(f"odd path {os.fsdecode(path)!r}")
     try:
         dir_fd = dirs.get(parent)
-        return hash_file(dir_fd, name)
+        return hash_file_links(dir_fd, name)
     except FileNotFoundError:
         return None
 
@@ -115,13 +121,24 @@ def hash_beneath(dirs: Directories, path: bytes) -> Hashed | None:
 class Prehasher:
     """The parent's side: `add` each new file's path, `close` for the digests."""
 
-    def __init__(self, tree: str, mode: str, held: tuple[str, ...], enabled: bool = True) -> None:
-        """`enabled` False: no hasher (the manifest step hashes it all).  A
+    def __init__(
+        self,
+        tree: str,
+        mode: str,
+        held: tuple[str, ...],
+        scratch: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        """`scratch`: the directory for the results file and the spool the
+        digests are sorted in (the host's directory); None: memory.
+
+        `enabled` False: no hasher (the manifest step hashes it all).  A
         run that updates files in place (the btrfs store, rsync --inplace)
         has none: rsync names a file before it writes it, and writes it
         under its own name and inode, so a digest taken meanwhile could be
         of half of it and still pass the inode check."""
         self.pid = 0
+        self._scratch = scratch
         self._names = -1
         self._results = -1
         self._pending = bytearray()
@@ -138,7 +155,10 @@ class Prehasher:
         try:
             tree_fd = os.open(tree, DIRECTORY)
             names_r, names_w = os.pipe2(os.O_CLOEXEC)
-            results = os.memfd_create(TITLE, os.MFD_CLOEXEC)
+            if scratch is None:
+                results = os.memfd_create(TITLE, os.MFD_CLOEXEC)
+            else:
+                results = scratch_file(scratch)
             pid = os.fork()
         except OSError:
             if prepared is not None:
@@ -176,10 +196,12 @@ class Prehasher:
             return
         del self._pending[:sent]
 
-    def close(self) -> dict[bytes, Hashed]:
-        """Hand over the last names, wait for the hasher; its digests by path."""
+    def close(self) -> Spool:
+        """Hand over the last names, wait for the hasher; its digests, sorted
+        by path (values: manifest.encode_hashed)."""
+        found = Spool(self._scratch)
         if self.pid == 0:
-            return {}
+            return found
         try:
             if self._names >= 0:
                 os.set_blocking(self._names, True)
@@ -191,11 +213,14 @@ class Prehasher:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)  # the names ended: it hashes the last, exits
             self.pid = 0
-            chunks = []
-            os.lseek(self._results, 0, os.SEEK_SET)
-            while chunk := os.read(self._results, 1 << 20):
-                chunks.append(chunk)
-            return parse_results(b"".join(chunks))
+            offset = 0
+            rest = b""
+            while block := os.pread(self._results, 1 << 20, offset):
+                offset += len(block)
+                *lines, rest = (rest + block).split(b"\n")
+                _spool_results(lines, found)
+            _spool_results([rest], found)  # a torn last line is left out
+            return found
         finally:
             self.abort()
 
@@ -216,15 +241,29 @@ class Prehasher:
 def parse_results(data: bytes) -> dict[bytes, Hashed]:
     """The hasher's lines -> digests by path; a malformed line (a hasher
     killed mid-write) is left out, its file hashed by `manifest.build`."""
-    lines = [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line]
-    found: dict[bytes, Hashed] = {}
-    for row in manifest.json_rows(lines):
-        if type(row) is not list or len(row) != 4:
+    return {path: hashed for path, hashed, _ in _rows(data.split(b"\n"))}
+
+
+def _rows(lines: list[bytes]) -> list[tuple[bytes, Hashed, int]]:
+    """(path, (digest, size, inode), link count) of each well-formed line:
+    [path, digest, size, inode, links]."""
+    text = [line.decode("utf-8", "surrogateescape") for line in lines if line]
+    found = []
+    for row in manifest.json_rows(text):
+        if type(row) is not list or len(row) != 5:
             continue
-        path, digest, size, inode = row
-        if type(path) is str and type(digest) is str and type(size) is int and type(inode) is int:
-            found[path.encode("utf-8", "surrogateescape")] = (digest, size, inode)
+        path, digest, size, inode, links = row
+        if type(path) is not str or type(digest) is not str or type(links) is not int:
+            continue
+        if type(size) is int and type(inode) is int and digest.isalnum() and digest.isascii():
+            found.append((path.encode("utf-8", "surrogateescape"), (digest, size, inode), links))
     return found
+
+
+def _spool_results(lines: list[bytes], into: Spool) -> None:
+    for path, hashed, links in _rows(lines):
+        if b"\0" not in path:
+            into.add(path, manifest.encode_hashed(hashed, links))
 
 
 def _hasher(
@@ -276,9 +315,10 @@ class _Report:
         self.lines: list[str] = []
         self.size = 0
 
-    def add(self, path: bytes, hashed: Hashed) -> None:
-        digest, size, inode = hashed  # the encoding of manifest.Entry.line, for speed
-        line = f"[{json.dumps(os.fsdecode(path))},{json.dumps(digest)},{size:d},{inode:d}]\n"
+    def add(self, path: bytes, hashed: tuple[str, int, int, int]) -> None:
+        digest, size, inode, links = hashed  # the encoding of manifest.Entry.line, for speed
+        line = (f"[{json.dumps(os.fsdecode(path))},{json.dumps(digest)},{size:d},{inode:d},"
+                f"{links:d}]\n")  # fmt: skip
         self.lines.append(line)
         self.size += len(line)
         if self.size >= self.FLUSH_BYTES:

@@ -35,7 +35,8 @@ def new_hash() -> Any:
 def walk_files(
     root_fd: int, prefix: bytes = b"", shown: Shown | None = None
 ) -> Iterator[tuple[int, bytes, bytes, int]]:
-    """(directory fd, name, path, inode) of each regular file below `root_fd`.
+    """(directory fd, name, path, inode) of each regular file below `root_fd`,
+    in byte order of `path` (see _entries).
 
     Directory by directory with O_NOFOLLOW opens relative to the parent,
     so no symlink inside the tree is ever followed; d_type and d_ino come
@@ -56,8 +57,7 @@ def walk_files(
                 if dir_fd != root_fd:
                     os.close(dir_fd)
                 continue
-            entry = entries.pop()
-            name = os.fsencode(entry.name)
+            name, entry = entries.pop()
             path = base + name
             if entry.is_file(follow_symlinks=False):
                 yield dir_fd, name, path, entry.inode()
@@ -81,10 +81,23 @@ def walk_files(
                 os.close(dir_fd)
 
 
-def _entries(dir_fd: int) -> list[os.DirEntry]:
-    """A directory's entries, sorted by name, last first (the walk pops them)."""
+def _entries(dir_fd: int) -> list[tuple[bytes, os.DirEntry]]:
+    """A directory's entries with their names' bytes, last first (the walk
+    pops them), sorted so that the walk meets its files in byte order of
+    their paths: a directory's name counts as if it ended in "/" ("a.txt"
+    before "a/x", as rsync sorts its file list), so everything below it
+    comes where its paths sort.  The manifest is written in this order, and the next run
+    reads it beside its own walk (manifest.py) without a lookup table."""
     with os.scandir(dir_fd) as it:
-        return sorted(it, key=lambda e: e.name, reverse=True)
+        # os.fsencode, inline: UTF-8 with surrogate escapes (PEP 383)
+        named = [(e.name.encode("utf-8", "surrogateescape"), e) for e in it]
+    named.sort(key=_order, reverse=True)
+    return named
+
+
+def _order(item: tuple[bytes, os.DirEntry]) -> bytes:
+    name, entry = item
+    return name + b"/" if entry.is_dir(follow_symlinks=False) else name
 
 
 _READ_SIZE = 1 << 18
@@ -92,7 +105,14 @@ _buffers = threading.local()
 
 
 def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:
-    """(hex digest, size, inode) of a regular file, opened without following links.
+    """(hex digest, size, inode) of a regular file, opened without following links."""
+    digest, size, inode, _ = hash_file_links(dir_fd, name)
+    return digest, size, inode
+
+
+def hash_file_links(dir_fd: int, name: bytes) -> tuple[str, int, int, int]:
+    """(hex digest, size, inode, link count) of a regular file, opened
+    without following links.
 
     Reads into one buffer per thread: hashlib.file_digest allocates (and
     zeroes) 256 KiB for every file, which was a third of the time of hashing
@@ -110,7 +130,7 @@ def hash_file(dir_fd: int, name: bytes) -> tuple[str, int, int]:
             digest.update(buffer[:count])
     finally:
         os.close(fd)
-    return digest.hexdigest(), st.st_size, st.st_ino
+    return digest.hexdigest(), st.st_size, st.st_ino, st.st_nlink
 
 
 def open_tree(path: str) -> int:

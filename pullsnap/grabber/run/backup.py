@@ -1,6 +1,7 @@
 """One backup run under the host's lock, in phases.
 
     admit      may this host run now?              (refusals change nothing)
+    (queue)    wait for a pull slot, in arrival order (session.slots)
     prepare    recover a crashed run, make room (retention.guard), plan the
                target and what it builds on (the store)
     pull       record "running", make the target tree, rsync into it, kept
@@ -22,11 +23,13 @@ from typing import Any
 
 from pullsnap import caps, childenv, errors
 from pullsnap.grabber.confine import receiver
-from pullsnap.grabber.integrity import manifest, prehash, tree
+from pullsnap.grabber.integrity import basemanifests, prehash, tree
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.retention.watch import SpaceWatch
 from pullsnap.grabber.run import admission, record, sanity, steps
 from pullsnap.grabber.run.context import Run
+from pullsnap.grabber.session.slots import Slot
 from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso, parse_name
@@ -34,12 +37,14 @@ from pullsnap.grabber.store.space import is_no_space
 from pullsnap.grabber.transfer import pull
 
 
-def admit(run: Run) -> None:
-    """Refuse before anything is touched (raise a PullsnapError)."""
+def admit(run: Run) -> bool:
+    """Refuse before anything is touched (raise a PullsnapError); True when
+    the operator's allowance (`grabber allow-run`) let the run in."""
     note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval,
                            run.cfg.path)  # fmt: skip
     if note:
         run.out.log(note)
+    return note is not None
 
 
 def prepare(run: Run) -> None:
@@ -79,15 +84,20 @@ def do_pull(run: Run) -> None:
         excludes=h.excludes, mode=run.mode, timeout=cfg.rsync_timeout,
         compress=cfg.compress, confined=jail.prepared is not None, in_place=not target.link,
     )  # fmt: skip
-    # Forked before rsync: no thread exists yet.
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held, enabled=target.link)
-    bases = manifest.BaseReader(manifest.base_paths(run.host, list(target.bases)))
+    # Forked before rsync: no thread exists yet.  What grows with the number
+    # of files (rsync's names, the digests, an old base manifest sorted) is
+    # spooled in the host's directory, not held (integrity/spool.py).
+    scratch = run.host.path
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch, enabled=target.link)
+    paths = basemanifests.base_paths(run.host, list(target.bases))
+    bases = basemanifests.BaseReader(paths, scratch)
+    new_files = Spool(scratch)
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
         run.result = pull.run_rsync(
             pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
             jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None,
+            watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         first = run.code == errors.OK and run.host.newest_good() is None
@@ -188,10 +198,26 @@ def verdict(run: Run) -> dict[str, Any]:
     }
 
 
-def run_backup(run: Run) -> dict[str, Any]:
-    """All phases, the host lock already held."""
-    admit(run)
-    prepare(run)
-    do_pull(run)
-    finish(run)
+def run_backup(
+    run: Run, queue: contextlib.AbstractContextManager[Slot] | None = None
+) -> dict[str, Any]:
+    """All phases, the host lock already held; `queue` holds a pull slot
+    (session.slots) from after admission to the end of the run.
+
+    Admission comes first, so a run that is refused never takes a place in
+    the queue, and one that gave up waiting keeps the operator's allowance."""
+    lifted = admit(run)
+    with contextlib.ExitStack() as held:
+        asked = time.monotonic()
+        try:
+            slot = held.enter_context(queue or contextlib.nullcontext(Slot(-1)))
+        except errors.Timeout:
+            if lifted:
+                admission.allow_one_run(run.host)
+            raise
+        run.queue = slot.record() if slot.index >= 0 else {}
+        run.queue_wait = time.monotonic() - asked
+        prepare(run)
+        do_pull(run)
+        finish(run)
     return verdict(run)

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from pullsnap import errors, report
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.integrity.manifest import Entry
-from pullsnap.grabber.integrity.prehash import Hashed
+from pullsnap.grabber.integrity.basemanifests import BaseManifest
+from pullsnap.grabber.integrity.manifest import Prehashed
 from pullsnap.grabber.retention.guard import Budget
 from pullsnap.grabber.store.base import Store, Target
 from pullsnap.grabber.store.repository import HostRepo
@@ -39,16 +39,18 @@ class Run:
     held: tuple[str, ...]  # the receiver capabilities this process holds
     out: Output
     now: Callable[[], dt.datetime]
+    queue_wait: float = 0.0  # seconds the run waited for a pull slot
+    queue: dict[str, Any] = field(default_factory=dict)  # session.slots.Slot.record()
     # prepare
     target: Target | None = None
     budget: Budget = field(default_factory=Budget)  # what the run must leave free for others
     record: dict[str, Any] = field(default_factory=dict)  # written only by record.write
     # pull
     result: PullResult | None = None
-    prehashed: dict[bytes, Hashed] = field(default_factory=dict)  # hashed while rsync ran
+    prehashed: Prehashed = field(default_factory=dict)  # hashed while rsync ran (a Spool)
     prehash_wait: float = 0.0  # seconds the hasher still took once rsync had ended
-    # The bases' manifests, read while rsync ran; None: not read.
-    base_manifests: list[dict[bytes, Entry]] | None = None
+    # The bases' manifests, opened (and sorted, if old) while rsync ran; None: not yet.
+    base_manifests: list[BaseManifest] | None = None
     # the verdict
     state: str = ""
     code: int = errors.FAILED

@@ -48,6 +48,8 @@ def running(run: Run, begin: str, pruned_before: list[str]) -> dict[str, Any]:
         "grabber": socket.gethostname(),
         "versions": {"pullsnap": pullsnap.__version__},
         "pruned_before": pruned_before,
+        "queue_wait": round(run.queue_wait, 3),
+        **({"queue": run.queue} if run.queue else {}),
     }
 
 

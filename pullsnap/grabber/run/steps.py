@@ -19,7 +19,8 @@ import time
 from collections.abc import Sequence
 
 from pullsnap import errors
-from pullsnap.grabber.integrity import manifest
+from pullsnap.grabber.integrity import basemanifests, manifest
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.retention import prune
 from pullsnap.grabber.run import diskfull, hooks, record
 from pullsnap.grabber.run.context import Found, Run, Step
@@ -33,7 +34,8 @@ def write_manifest(run: Run) -> Found:
     started = time.monotonic()
     bases = run.base_manifests
     if bases is None:
-        bases = manifest.read_all(manifest.base_paths(run.host, list(run.target.bases)))
+        paths = basemanifests.base_paths(run.host, list(run.target.bases))
+        bases = basemanifests.open_all(paths, run.host.path)
     meter = run.store.meter(run.name)
     written_after = run.store.written_after(run.name)
     try:
@@ -44,6 +46,10 @@ def write_manifest(run: Run) -> Found:
         text = f"snapshot {run.name} kept, but {e}"
         run.out.log(f"warning: {text}")
         return Found({"added": meter.result().as_record()}, code=errors.NO_SPACE, message=text)
+    finally:  # the spools' files go (they have no names: closing frees them)
+        for held in (run.result.new_files, run.prehashed, *bases):
+            if isinstance(held, Spool | basemanifests.BaseManifest):
+                held.close()
     # All of the step (reading the bases, the walk, writing), and the
     # hasher's part after rsync ended.
     stats.seconds = time.monotonic() - started + run.prehash_wait

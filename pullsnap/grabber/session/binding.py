@@ -20,9 +20,10 @@ never one the client names.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from pullsnap.errors import BindingError, NotAPublicKey
@@ -127,12 +128,33 @@ def peer_address(environ: Mapping[str, str]) -> str:
         raise BindingError(f"SSH_CONNECTION names no IP address: {fields[0]!r}") from None
 
 
-def authorized_keys_line(host: str, public_key: str, config: str | None = None) -> str:
-    """The line `grabber authorize` writes for a host's login key."""
+def source_pattern(addresses: Sequence[str]) -> str:
+    """The value of `from="..."` for `addresses`: IP addresses or networks
+    (address/bits), which sshd matches against the client's address
+    (sshd(8) AUTHORIZED_KEYS FILE FORMAT, `from`); anything else is refused."""
+    patterns = []
+    for text in addresses:
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise BindingError(
+                f"--from {text!r} is not an IP address or network (like 192.0.2.7 or 192.0.2.0/24)"
+            ) from None
+        single = network.prefixlen == network.max_prefixlen
+        patterns.append(str(network.network_address) if single else str(network))
+    return ",".join(patterns)
+
+
+def authorized_keys_line(
+    host: str, public_key: str, config: str | None = None, sources: Sequence[str] = ()
+) -> str:
+    """The line `grabber authorize` writes for a host's login key; with
+    `sources`, sshd accepts the key only from those addresses."""
     fields = public_key.strip().split()
     if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
         raise NotAPublicKey()
     if not re.match(r"^[A-Za-z0-9+/]+={0,3}$", fields[1]):
         raise NotAPublicKey()
     command = forced_command(host, config)
-    return f'restrict,command="{command}" {fields[0]} {fields[1]} pullsnap:{host}\n'
+    where = f'from="{source_pattern(sources)}",' if sources else ""
+    return f'restrict,{where}command="{command}" {fields[0]} {fields[1]} pullsnap:{host}\n'

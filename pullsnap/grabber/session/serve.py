@@ -2,10 +2,12 @@
 
 sshd ── grabber -c "pullsnap-grabber host=web1" ── SSH_ORIGINAL_COMMAND=pullsnap
   1 binding from the forced command; peer from SSH_CONNECTION
-  2 handoff from stdin (size limit, deadline)      nothing touched yet
-  3 one-time key -> private ssh-agent               refused key: stop here
-  4 lock <repo>/web1, then backup.run_backup: admit, prepare, pull, finish
-  5 last stdout line: pullsnap-result {...}; exit status = the verdict
+  2 one of web1's session places (sessions.py)     all held: refused, nothing started
+  3 handoff from stdin (size limit, deadline)      nothing touched yet
+  4 one-time key -> private ssh-agent               refused key: stop here
+  5 lock <repo>/web1, then backup.run_backup: admit, a pull slot, prepare,
+    pull, finish (a probe: the same lock and a slot, then a handshake)
+  6 last stdout line: pullsnap-result {...}; exit status = the verdict
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as dt
 import os
 import stat
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -22,7 +25,7 @@ from pullsnap import errors, report, versions
 from pullsnap.childenv import child_env
 from pullsnap.config import DEFAULT_GRABBER_CONFIG, GrabberConfig, load_grabber
 from pullsnap.grabber.confine import receiver
-from pullsnap.grabber.session import binding, intake
+from pullsnap.grabber.session import binding, intake, sessions
 from pullsnap.grabber.session.early import Early, sweep
 from pullsnap.grabber.store.space import is_no_space
 from pullsnap.handoff import Handoff
@@ -148,31 +151,44 @@ def pull_once(
         agent_socket=key.socket,
         connect_timeout=cfg.connect_timeout,
     )
+    host = HostRepo(cfg.repository, host_name)
+    limit = cfg.max_concurrent_pulls
     if h.probe:
-        result = _probe(cfg, connect, h, early.private, mode, held, out)
-        if result["exit"] == errors.OK:
-            abi = landlock.abi_version()
-            result["message"] += f" (backup host: rsync {rsync_version}, {mode}, " + (
-                f"Landlock ABI {abi})" if abi else "no Landlock)"
-            )
-        return result
-    check_repository(cfg)
-    store = open_store(HostRepo(cfg.repository, host_name), cfg.store, strict=True)
-    holder = {"pid": os.getpid(), "since": iso(now())}
-    limit, patience = cfg.max_concurrent_pulls, cfg.queue_timeout
-    queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log)
-    with store.host.lock(holder), queue:
+        # A probe transfers nothing, so min_interval does not hold it back; the
+        # host lock and the slots do, and its own deadline covers both waits.
+        # It needs the host's lock, not its store (it writes no tree).
+        started = time.monotonic()
+        patience = min(cfg.queue_timeout, cfg.probe_timeout)
+        queue = slots.pull_slot(cfg.repository, limit, patience, out.queued, log=out.log,
+                                who=host_name)  # fmt: skip
+        with host.lock({"pid": os.getpid(), "since": iso(now()), "by": "a probe"}), queue:
+            left = max(1.0, cfg.probe_timeout - (time.monotonic() - started))
+            result = _probe(cfg, connect, h, early.private, mode, held, out, left)
+            if result["exit"] == errors.OK:
+                abi = landlock.abi_version()
+                result["message"] += f" (backup host: rsync {rsync_version}, {mode}, " + (
+                    f"Landlock ABI {abi})" if abi else "no Landlock)"
+                )
+            return result
+    store = open_store(host, cfg.store, strict=True)
+    # Admission (backup.run_backup) comes before the queue: a refused run
+    # never holds a place in it.
+    queue = slots.pull_slot(cfg.repository, limit, cfg.queue_timeout, out.queued, log=out.log,
+                            who=host_name)  # fmt: skip
+    with host.lock({"pid": os.getpid(), "since": iso(now())}):
         return backup.run_backup(
             Run(cfg=cfg, store=store, connect=connect, handoff=h, fingerprint=key.fingerprint,
-                mode=mode, held=held, out=out, now=now)
+                mode=mode, held=held, out=out, now=now),
+            queue,
         )  # fmt: skip
 
 
 def _probe(
     cfg: GrabberConfig, connect: ConnectBack, h: Handoff, private: str, mode: str,
-    held: tuple[str, ...], out: Reporter,
+    held: tuple[str, ...], out: Reporter, deadline: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """A handshake through the gate that transfers nothing (initiator check --probe)."""
+    """A handshake through the gate that transfers nothing (initiator check
+    --probe), ended after `deadline` seconds."""
     from pullsnap.grabber.transfer import pull
 
     target = os.path.join(private, "probe")
@@ -180,11 +196,11 @@ def _probe(
     jail = receiver.confine(cfg, mode, held, target, private, h.port, out.log)
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths, target=target,
-        excludes=("*",), mode=mode, timeout=cfg.rsync_timeout, dry_run=True,
+        excludes=("*",), mode=mode, timeout=min(cfg.rsync_timeout, deadline), dry_run=True,
     )  # fmt: skip
     try:
         result = pull.run_rsync(pull.rsync_argv(spec), child_env(), out.progress, out.log,
-                                jail.preexec(), cfg.rsync_timeout * 4)  # fmt: skip
+                                jail.preexec(), deadline)  # fmt: skip
     finally:
         jail.close()
     state, code, message = pull.judge(result)
@@ -207,12 +223,30 @@ def serve(
 
     `load`, `start` and `pull` are what it reads and spawns (the
     configuration, the early programs, the pull itself), for tests to replace."""
+    session = [sessions.Session()]
+    try:
+        return _serve(argv, environ, stdin_fd, stdout, held, load, start, pull, session)
+    finally:
+        # Held to the very end, the trash emptied included: a place is a
+        # session's whole life.
+        session[0].close()
+
+
+def _serve(
+    argv: list[str], environ: Mapping[str, str], stdin_fd: int, stdout: TextIO,
+    held: tuple[str, ...], load: Callable[[str], GrabberConfig],
+    start: Callable[[GrabberConfig], Early], pull: Callable[..., dict[str, Any]],
+    session: list[sessions.Session],
+) -> int:  # fmt: skip
     out = Reporter(stdout)
     early: Early | None = None
     try:
         bound = binding.binding_from_login(argv, environ)
         cfg = load(bound.config or DEFAULT_GRABBER_CONFIG)
         peer = binding.peer_address(environ)
+        check_repository(cfg)
+        # Before anything of this session starts (sessions.py).
+        session[0] = sessions.hold(cfg.repository, bound.host, cfg.max_sessions_per_host)
         early = start(cfg)
         h = intake.read_handoff(stdin_fd, cfg.handoff_timeout)
         result = pull(cfg, bound.host, peer, h, out, early, held)

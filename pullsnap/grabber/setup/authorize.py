@@ -1,6 +1,7 @@
 """Binding a backed-up host's login key to its name in authorized_keys.
 
 grabber authorize HOST 'ssh-ed25519 AAAA...'   bind a host's login key
+    [--from ADDR[,ADDR...]]                     only from these addresses or networks
 grabber deauthorize HOST                        remove its lines
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Sequence
 
 from pullsnap.errors import UsageError
 from pullsnap.grabber.session import binding
@@ -60,9 +62,12 @@ def _read(path: str) -> str:
         return ""
 
 
-def authorize(user: str, host: str, public_key: str, config: str | None = None) -> str:
-    """Bind `public_key` to `host` (replacing earlier lines for that host)."""
-    line = binding.authorized_keys_line(host, public_key, config)
+def authorize(
+    user: str, host: str, public_key: str, config: str | None = None, sources: Sequence[str] = ()
+) -> str:
+    """Bind `public_key` to `host` (replacing earlier lines for that host),
+    usable only from `sources` when given."""
+    line = binding.authorized_keys_line(host, public_key, config, sources)
     path = authorized_keys_path(user)
     entry = pwd.getpwnam(user)
     _replace(path, with_host(_read(path), host, line), (entry.pw_uid, entry.pw_gid))

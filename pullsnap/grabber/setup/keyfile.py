@@ -164,6 +164,8 @@ def audit(text: str, path: str, config: str = "", user: str = "") -> list[Verdic
             again = hints.authorize(config, "HOST", key.public_key(), *more)
             verdicts.append(Verdict(number, None, f"{shown}: {e}", f"{delete}, then: {again}"))
             continue
+        # A rewrite keeps the line's address restriction (sshd's from="...").
+        keep = ("--from", key.option("from") or "") if key.option("from") else ()
         if key.option("restrict") is None:
             verdicts.append(
                 Verdict(
@@ -171,7 +173,8 @@ def audit(text: str, path: str, config: str = "", user: str = "") -> list[Verdic
                     bound.host,
                     f"{bound.host}: no `restrict` option "
                     "(the session may get a pty and forwarding)",
-                    f"{hints.authorize(config, bound.host, key.public_key(), *more)} rewrites it",
+                    f"{hints.authorize(config, bound.host, key.public_key(), *more, *keep)} "
+                    "rewrites it",
                 )
             )
             continue
@@ -196,10 +199,13 @@ def audit(text: str, path: str, config: str = "", user: str = "") -> list[Verdic
                     bound.host,
                     f"{bound.host} is bound to config {used}, not {config} in use here: "
                     "its backups read that file",
-                    f"{hints.authorize(config, bound.host, key.public_key(), *more)} rewrites it",
+                    f"{hints.authorize(config, bound.host, key.public_key(), *more, *keep)} "
+                    "rewrites it",
                 )
             )
             continue
-        config = f", config {bound.config}" if bound.config else ""
-        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{config}"))
+        bound_to = f", config {bound.config}" if bound.config else ""
+        sources = key.option("from")
+        where = f", only from {sources}" if sources else ""
+        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{bound_to}{where}"))
     return verdicts

@@ -2,14 +2,14 @@
 
 Snapshots share unchanged extents, and a changed file shares the blocks it
 did not change, so adding up st_blocks counts shared data again and again.
-btrfs says what each snapshot holds alone (`btrfs filesystem du`, FIEMAP's
-FIEMAP_EXTENT_SHARED, linux/fiemap.h):
+btrfs says which extents a file shares (FIEMAP's FIEMAP_EXTENT_SHARED,
+linux/fiemap.h), which is what `btrfs filesystem du` adds up:
 
-    size     Total: every extent the tree references
-    unique   Exclusive: referenced by no other file anywhere (what deleting
-             this snapshot alone frees)
-    total    the host directory's Exclusive plus its Set shared: every
-             extent its trees reference, once
+    size     every extent the tree references ("Total")
+    unique   extents no other file anywhere references ("Exclusive": what
+             deleting this snapshot alone frees)
+    total    every extent the host's trees reference, once (by physical
+             address)
 
 The new snapshot's "added" figure is measured on the manifest walk: the
 files it shows (those the run wrote) are asked for their extents (FIEMAP),
@@ -24,18 +24,16 @@ import fcntl
 import os
 import stat
 import struct
-import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict
 
-from pullsnap import caps, childenv
 from pullsnap.grabber.store import atomicfile, usage
 from pullsnap.grabber.store.base import HostUsage, TreeUsage
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.store.space import Space
 
-BTRFS = "/usr/bin/btrfs"
 CACHE = ".usage.json"
-CACHE_FORMAT = "btrfs-1"
+CACHE_FORMAT = "btrfs-2"
 
 # linux/fiemap.h: struct fiemap (32 bytes) then struct fiemap_extent (56 each).
 FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
@@ -49,26 +47,9 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def exclusive_bytes(fd: int) -> int:
-    """The bytes of the file's extents that no other file shares (FIEMAP)."""
-    start, found = 0, 0
-    while True:
-        request = bytearray(_HEADER.pack(start, (1 << 64) - 1 - start, FIEMAP_FLAG_SYNC, 0,
-                                         _BATCH, 0) + bytes(_EXTENT.size * _BATCH))  # fmt: skip
-        fcntl.ioctl(fd, FS_IOC_FIEMAP, request, True)
-        mapped = _HEADER.unpack_from(request)[3]
-        if mapped == 0:
-            return found
-        last = False
-        for i in range(mapped):
-            logical, _, length, _, _, flags, _, _, _ = _EXTENT.unpack_from(
-                request, _HEADER.size + i * _EXTENT.size
-            )
-            if not flags & FIEMAP_EXTENT_SHARED:
-                found += length
-            last = bool(flags & FIEMAP_EXTENT_LAST)
-            start = logical + length
-        if last:
-            return found
+    """The bytes of the file's extents that no other file shares; its data
+    written out first (FIEMAP_FLAG_SYNC: a file just written has none yet)."""
+    return sum(length for _, length, shared in extents(fd, FIEMAP_FLAG_SYNC) if not shared)
 
 
 class ExclusiveMeter:
@@ -105,45 +86,104 @@ class ExclusiveMeter:
         return Space(self.bytes, self.inodes)
 
 
-def parse_du(text: str) -> dict[str, tuple[int, int, int]]:
-    """`btrfs filesystem du -s --raw` output: path -> (total, exclusive, set shared) (pure)."""
-    found = {}
-    for line in text.splitlines()[1:]:
-        parts = line.split(None, 3)
-        if len(parts) == 4 and all(p.isdigit() for p in parts[:3]):
-            found[parts[3]] = (int(parts[0]), int(parts[1]), int(parts[2]))
-    return found
+class Extents:
+    """Extent accounting over trees walked one after another (pure)."""
+
+    def __init__(self) -> None:
+        # physical start -> the longest length met there; parts of one extent
+        # (a file rewritten in the middle) overlap, so `total` is their union.
+        self.seen: dict[int, int] = {}
+        self.size = 0
+        self.alone = 0
+
+    def start(self) -> None:
+        self.size = self.alone = 0
+
+    def add(self, physical: int, length: int, shared: bool) -> None:
+        self.size += length
+        if not shared:
+            self.alone += length
+        self.seen[physical] = max(length, self.seen.get(physical, 0))
+
+    @property
+    def total(self) -> int:
+        """The bytes of the union of every range met."""
+        found, reach = 0, 0
+        for start in sorted(self.seen):
+            end = start + self.seen[start]
+            if end > reach:
+                found += end - max(start, reach)
+                reach = end
+        return found
 
 
-def du(paths: list[str]) -> tuple[dict[str, tuple[int, int, int]], bool]:
-    """(figures by path, complete): `btrfs filesystem du` of each path, with
-    the receiver's CAP_DAC_OVERRIDE ambient when the grabber holds it (a
-    --super snapshot has root's unreadable directories)."""
-    held = caps.read_state().permitted & caps.read_state().inheritable
-    lift = ("dac_override",) if "dac_override" in held else ()
-    with caps.ambient(lift) if lift else contextlib.nullcontext():
-        done = subprocess.run([BTRFS, "filesystem", "du", "-s", "--raw", "--", *paths],
-                              capture_output=True, text=True, env=childenv.child_env(),
-                              check=False)  # fmt: skip
-    return parse_du(done.stdout), done.returncode == 0
+def extents(fd: int, flags: int = 0) -> Iterator[tuple[int, int, bool]]:
+    """(physical, length, shared) of each extent of the file open at `fd` (FIEMAP)."""
+    start = 0
+    while True:
+        request = bytearray(_HEADER.pack(start, (1 << 64) - 1 - start, flags, 0, _BATCH, 0)
+                            + bytes(_EXTENT.size * _BATCH))  # fmt: skip
+        fcntl.ioctl(fd, FS_IOC_FIEMAP, request, True)
+        mapped = _HEADER.unpack_from(request)[3]
+        if mapped == 0:
+            return
+        last = False
+        for i in range(mapped):
+            logical, physical, length, _, _, found, _, _, _ = _EXTENT.unpack_from(
+                request, _HEADER.size + i * _EXTENT.size
+            )
+            yield physical, length, bool(found & FIEMAP_EXTENT_SHARED)
+            last = bool(found & FIEMAP_EXTENT_LAST)
+            start = logical + length
+        if last:
+            return
+
+
+def walk_tree(acc: Extents, path: str) -> int:
+    """Feed one tree's extents to `acc`; how many directories could not be read."""
+    unreadable = 0
+    stack = [os.fsencode(path)]
+    while stack:
+        try:
+            listing = os.scandir(stack.pop())
+        except OSError:
+            unreadable += 1
+            continue
+        with listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        fd = os.open(entry.path, _READ)
+                    except OSError:
+                        continue
+                    try:
+                        for physical, length, shared in extents(fd):
+                            acc.add(physical, length, shared)
+                    except OSError:
+                        pass  # vanished, or no FIEMAP: nothing to count
+                    finally:
+                        os.close(fd)
+    return unreadable
 
 
 def measure(host: HostRepo, use_cache: bool = True) -> HostUsage:
+    """Each tree's extents (size) and those no other file shares (unique),
+    the host's every extent once (total); cached like usage.py's."""
     trees, key = usage._key(usage.trees_of(host))
     cache_path = os.path.join(host.path, CACHE)
     cached = atomicfile.read_json(cache_path) if use_cache else None
     if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached["key"] == key:
         return HostUsage(tuple(TreeUsage(**t) for t in cached["trees"]), cached["total"])
-    if not trees:
-        return HostUsage((), 0)
-    figures, complete = du([path for _, path, _ in trees] + [host.path])
-    found = []
+    acc = Extents()
+    found, unreadable = [], 0
     for label, path, state in trees:
-        total, exclusive, _ = figures.get(path, (0, 0, 0))
-        found.append(TreeUsage(label, state, total, exclusive, 0))
-    _, exclusive, shared = figures.get(host.path, (0, 0, 0))
-    result = HostUsage(tuple(found), exclusive + shared, 0 if complete else 1)
-    if complete:
+        acc.start()
+        unreadable += walk_tree(acc, path)
+        found.append(TreeUsage(label, state, acc.size, acc.alone, 0))
+    result = HostUsage(tuple(found), acc.total, unreadable)
+    if not unreadable:
         value = {"format": CACHE_FORMAT, "key": key, "total": result.total,
                  "trees": [asdict(t) for t in found]}  # fmt: skip
         with contextlib.suppress(OSError):

@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from pullsnap import errors, oneshot
+from pullsnap import childenv, errors, oneshot
 from pullsnap.grabber.store import btrfsioctl, storekind
 from pullsnap.grabber.store.removal import remove_tree
 from pullsnap.grabber.store.repository import HostRepo
@@ -57,9 +57,8 @@ def migrate(host: HostRepo, now: str, say: Callable[[str], None]) -> str:
         finally:
             os.close(parent)
         say(f"{host.host}: copying {newest.name} into a subvolume with reflinks")
-        # An operator's command: a short child run to its end, through `sh`
-        # (DESIGN.md "Children").
-        done = oneshot.run([CP, "-a", "--reflink=always", "--", tree + "/.", staging + "/"])
+        done = oneshot.run([CP, "-a", "--reflink=always", "--", tree + "/.", staging + "/"],
+                           env=childenv.child_env())  # fmt: skip
         if not done.ok:
             _destroy(host, os.path.basename(staging))
             first = (done.stderr.strip().splitlines() or ["failed"])[0]

@@ -4,11 +4,11 @@ Deleting a subvolume (BTRFS_IOC_SNAP_DESTROY) needs CAP_SYS_ADMIN, or its
 owner on a filesystem mounted `user_subvol_rm_allowed` after clearing its
 read-only flag (btrfs(5)).  With the launcher the grabber holds
 CAP_SYS_ADMIN permitted, never effective; a deletion forks a child that
-makes it effective, makes the one ioctl (and, for a subvolume a hostile
-receiver nested inside its snapshot, clears the snapshot's read-only flag
-and deletes each nested subvolume first) and exits.  The grabber itself
-never holds it effective, and no child that reads what the backed-up host
-sent holds it at all.
+makes it effective (with CAP_DAC_OVERRIDE and CAP_FOWNER, for a subvolume
+a hostile receiver nested inside its snapshot: found, made writable and
+deleted first), makes the one ioctl and exits.  The grabber itself never
+holds it effective, and no child that reads what the backed-up host sent
+holds it at all.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pullsnap import caps, errors
 from pullsnap.grabber.store import btrfsioctl
 
 TITLE = "pullsnap-subvolume-delete"  # its command line in ps(1)
+# dac_override walks a --super snapshot's root-only directories for nested
+# subvolumes; fowner makes a root-owned snapshot writable to unlink them.
 KEEP = ("sys_admin", "dac_override", "fowner")
 
 
@@ -41,9 +43,7 @@ def delete(parent: str, leaf: str, admin: bool) -> None:
         try:
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_proctitle(TITLE)
-            # Everything else goes for good; dac_override walks a --super
-            # snapshot's root-only directories for nested subvolumes, and
-            # fowner makes its root-owned top writable to delete them.
+            # Everything else goes for good.
             held = caps.read_state().permitted
             caps.drop_entirely([c for c in held if c not in KEEP])
             caps.set_no_new_privs()
@@ -87,24 +87,17 @@ def _delete_nested_first(parent: str, leaf: str) -> None:
                 raise
         # Subvolumes made inside the snapshot (a receiver may make them in
         # its own tree): a subvolume holding others cannot go first, and
-        # none in it can go while it is read-only (published): EROFS.
-        _writable(os.path.join(parent, leaf))
+        # they are unlinked from it, so it must be writable.
+        fd = btrfsioctl.open_dir(os.path.join(parent, leaf))
+        try:
+            btrfsioctl.set_readonly(fd, False)
+        finally:
+            os.close(fd)
         for path in nested(os.path.join(parent, leaf)):
             _delete_nested_first(os.path.dirname(path), os.path.basename(path))
         btrfsioctl.destroy(parent_fd, leaf)
     finally:
         os.close(parent_fd)
-
-
-def _writable(path: str) -> None:
-    """Clear a subvolume's read-only flag: its owner, or CAP_FOWNER (a
-    --super snapshot's top is root's)."""
-    fd = btrfsioctl.open_dir(path)
-    try:
-        with caps.effective_while(("fowner",)):
-            btrfsioctl.set_readonly(fd, False)
-    finally:
-        os.close(fd)
 
 
 def nested(top: str) -> list[str]:

@@ -46,6 +46,7 @@ class Ended:
     signal: int | None
     timed_out: bool
     stopped: str = ""  # why the watch stopped the child
+    idle: bool = False  # timed out because it said nothing for `idle` seconds
 
 
 class _Lines:
@@ -75,10 +76,12 @@ def run_piped(
     on_started: Callable[[], None] = lambda: None,
     watch: Callable[[], str] | None = None,
     watch_every: float = 0.05,
+    idle: float = 0.0,
 ) -> Ended:
     """`on_started` runs once the child is running (nothing forks after it here);
     `watch`, asked about every `watch_every` s while the child runs, returns
-    a reason to stop it ("" while it may go on)."""
+    a reason to stop it ("" while it may go on); a child that writes nothing
+    for `idle` seconds (0: no limit) is stopped as timed out."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
@@ -102,7 +105,7 @@ def run_piped(
         os.close(err_write)
     on_started()
     return _relay(proc, out_read, err_read, on_stdout, on_stderr_line, deadline,
-                  watch, watch_every)  # fmt: skip
+                  watch, watch_every, idle)  # fmt: skip
 
 
 def _what_the_child_said(err_read: int) -> str:
@@ -123,6 +126,7 @@ def _relay(
     deadline: float,
     watch: Callable[[], str] | None = None,
     watch_every: float = 0.05,
+    idle: float = 0.0,
 ) -> Ended:
     out_decoder = codecs.getincrementaldecoder("utf-8")("replace")
     err = _Lines(on_stderr_line)
@@ -140,11 +144,24 @@ def _relay(
     exited_at: float | None = None
     last_short = 0.0
     streak = 0  # short reads, each within COALESCE_WAIT of the one before
+    last_data = time.monotonic()
+    went_idle = False
     try:
         while selector.get_map():
             now = time.monotonic()
             if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
                 break
+            if (
+                idle
+                and not (timed_out or stopped)
+                and exited_at is None
+                and now - last_data >= idle
+            ):
+                # Silent for `idle` s: SIGTERM now, SIGKILL after the grace.
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGTERM)
+                timed_out = went_idle = True
+                end = min(end, now + KILL_GRACE)
             if now >= end:
                 # After a SIGTERM (the deadline's or the watch's), SIGKILL.
                 with contextlib.suppress(OSError):
@@ -159,6 +176,8 @@ def _relay(
                         proc.send_signal(signal.SIGTERM)
                     end = min(end, now + KILL_GRACE)
             wait = min(end - now, 0.5 if exited_at is None else DRAIN_AFTER_EXIT)
+            if idle and not timed_out:
+                wait = min(wait, max(last_data + idle - now, 0.0))
             if watch is not None and not stopped:
                 wait = min(wait, watch_every)
             ready = selector.select(max(wait, 0.0))
@@ -168,6 +187,7 @@ def _relay(
             for key, _ in ready:
                 data = os.read(key.fd, READ_SIZE)
                 if data:
+                    last_data = time.monotonic()
                     sinks[key.fd](data, False)
                     short = short or len(data) < COALESCE_BELOW
                 else:
@@ -185,5 +205,5 @@ def _relay(
         os.close(err_read)
     code = proc.wait()
     if code < 0:
-        return Ended(None, -code, timed_out, stopped)
-    return Ended(code, None, timed_out, stopped)
+        return Ended(None, -code, timed_out, stopped, went_idle)
+    return Ended(code, None, timed_out, stopped, went_idle)

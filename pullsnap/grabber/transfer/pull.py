@@ -14,6 +14,7 @@ server_options() does not pass it on).
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import re
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pullsnap import connectfd, errors, report
+from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.transfer import piperun
 from pullsnap.grabber.transfer.rsyncout import (
     ITEM_MARKER,
@@ -45,6 +47,7 @@ MAX_LINK_DESTS = 20  # rsync's limit on --link-dest/--compare-dest dirs
 # chacha20-poly1305 stays second for a peer that lacks AES-GCM.
 CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
 MAX_FAILED_PATHS = 1000
+KEPT_ERRORS = 50  # rsync's last stderr lines kept for the verdict (judge) and the record
 
 
 class RemoteShellWord(errors.RunFailed):
@@ -168,10 +171,11 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         # (rsync(1) --insecure-links): ~35 openat(2) per file, 3.5x the time
         # of a no-change run.  It guards nothing here: the old snapshots'
         # symlinks come from the backed-up host (root-owned with --super,
-        # ours with --fake-super, so the walk would follow them anyway), and
-        # Landlock keeps the receiver inside its snapshots whatever it
-        # follows.  Without Landlock the walk stays on.  Not sent to the
-        # sender.
+        # ours with --fake-super, so the walk would follow them anyway).
+        # What does guard: the receiver's own root mounts the host's
+        # directory nosymfollow (confine/rootview.py), so no link in it is
+        # followed, and Landlock keeps it inside its snapshots.  Without
+        # Landlock the walk stays on.  Not sent to the sender.
         argv.append("--insecure-links")
     if spec.in_place:
         # Write into the existing file, so the blocks it did not change stay
@@ -203,7 +207,9 @@ class PullResult:
     stats: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    new_files: set[bytes] = field(default_factory=set)  # stored anew, relative to the target
+    # Stored anew, relative to the target: on disk past a few MiB (spool.py),
+    # read back sorted by the manifest step.
+    new_files: Spool = field(default_factory=Spool)
     failed_paths: list[dict[str, str]] = field(default_factory=list)
     failed_paths_total: int = 0
     received: int = 0  # bytes rsync's progress had counted when it ended
@@ -218,13 +224,16 @@ class _Relay:
         on_progress: Callable[[report.Progress], None],
         on_line: Callable[[str], None],
         on_new_file: Callable[[bytes], None] = lambda path: None,
+        new_files: Spool | None = None,
     ):
         self.on_progress = on_progress
         self.on_line = on_line
         self.on_new_file = on_new_file
         self.buffer = ""
-        self.lines: list[str] = []
-        self.new_files: set[bytes] = set()
+        # Lines that are neither items nor progress: the --stats block at the
+        # end, and whatever else rsync says; the last ones are enough.
+        self.lines: collections.deque[str] = collections.deque(maxlen=200)
+        self.new_files = new_files if new_files is not None else Spool()
         self.received = 0  # bytes, from the newest progress line
         self.last_progress = 0.0
 
@@ -246,7 +255,7 @@ class _Relay:
         if item is not None:
             # One line per changed file: kept out of the log the initiator sees.
             if is_new_file(item[0]):
-                self.new_files.add(item[1])
+                self.new_files.add(item[1])  # a Spool: held on disk past a few MiB
                 self.on_new_file(item[1])
             return
         progress = report.parse_rsync_progress(text)
@@ -271,13 +280,20 @@ def run_rsync(
     on_new_file: Callable[[bytes], None] = lambda path: None,
     on_started: Callable[[], None] = lambda: None,
     watch: Callable[[], str] | None = None,
+    new_files: Spool | None = None,
+    idle: float = 0.0,
 ) -> PullResult:
     """Run rsync (no tty), relaying output; never raises for rsync's exit.
-    `on_new_file` hears of each file rsync stores anew (not a hard link);
-    `on_started` runs once rsync is running; `watch` (retention/watch.py)
-    stops it when it returns a reason."""
-    out = _Relay(on_progress, on_line, on_new_file)
-    err_lines: list[str] = []
+    `on_new_file` hears of each file rsync stores anew (not a hard link),
+    and `new_files` (a Spool in the repository, else in the temporary
+    directory) keeps them; `on_started` runs once rsync is running; `watch`
+    (retention/watch.py) stops it when it returns a reason; `idle`
+    (rsync_timeout) stops an rsync that relays nothing for that long: its
+    own --timeout does not always fire for a stopped sender (with --super,
+    bench/FLEET.md).  Nothing here grows with the number of files: one line
+    per file goes by."""
+    out = _Relay(on_progress, on_line, on_new_file, new_files)
+    err_lines: collections.deque[str] = collections.deque(maxlen=KEPT_ERRORS)
     failed: list[dict[str, str]] = []
     failed_total = 0
 
@@ -295,10 +311,14 @@ def run_rsync(
                         failed.append(bad)
 
     started = time.monotonic()
-    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch)
+    ended = piperun.run_piped(argv, env, out.feed, err, preexec, deadline, on_started, watch,
+                              idle=idle)  # fmt: skip
     code = -1 if ended.code is None or ended.timed_out else ended.code
     if ended.stopped:
         err_lines.append("rsync was stopped by the free-space watch")
+    elif ended.idle:
+        err_lines.append(f"timeout: rsync moved nothing for {idle:g} s (rsync_timeout): the "
+                         "sending side stalled")  # fmt: skip
     elif ended.timed_out:
         err_lines.append(f"rsync was stopped after the run deadline of {deadline:g} s")
     elif ended.signal is not None:
@@ -307,7 +327,7 @@ def run_rsync(
     return PullResult(
         exit_code=code,
         stats=parse_stats(out.lines),
-        errors=err_lines[-50:],
+        errors=list(err_lines),
         seconds=time.monotonic() - started,
         new_files=out.new_files,
         failed_paths=failed,

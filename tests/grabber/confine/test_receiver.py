@@ -12,7 +12,7 @@ import pytest
 
 from pullsnap import caps, errors
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.confine import mounts, receiver
+from pullsnap.grabber.confine import mounts, receiver, rootview
 from pullsnap.grabber.confine.receiver import Confined, Namespace
 from tests.forked import in_child
 
@@ -67,13 +67,12 @@ def test_an_unsafe_filesystem_refuses_super_with_the_fix(unsafe_mount) -> None:
     assert receiver.receiver_mode(allowed, SUPER) == "super"
 
 
-def test_without_cap_sys_admin_super_needs_the_operators_consent(tmp_path: Path) -> None:
+def test_without_cap_sys_admin_super_needs_the_operators_consent() -> None:
     with pytest.raises(errors.RunFailed, match="allow_unconfined_super = true"):
-        receiver.namespace(_cfg(), "super", SUPER, str(tmp_path), str(tmp_path), print)
+        receiver.namespace_kind(_cfg(), "super", SUPER, print)
     warned: list[str] = []
     allowed = _cfg(allow_unconfined_super=True)
-    assert receiver.namespace(allowed, "super", SUPER, str(tmp_path), str(tmp_path),
-                              warned.append) is None  # fmt: skip
+    assert receiver.namespace_kind(allowed, "super", SUPER, warned.append) is None
     assert warned and warned[0].startswith("warning: no read-only mount namespace")
 
 
@@ -82,12 +81,45 @@ def test_fake_super_gets_a_user_namespace_of_its_own_and_drops_its_caps(tmp_path
     host, private = tmp_path / "web1", tmp_path / "private"
     host.mkdir()
     private.mkdir()
-    ns = receiver.namespace(_cfg(), "fake-super", (), str(host), str(private), print)
-    assert ns is not None and ns.own_user and ns.writable == (str(host),)
-    assert ns.etc == str(private / "etc") and Path(ns.etc, "passwd").is_file()
-    assert set(ns.drop) == set(caps.kernel_cap_names())
-    held = receiver.namespace(_cfg(), "super", LAUNCHER, str(host), str(private), print)
-    assert held is not None and not held.own_user and held.drop == ()
+    fake = receiver.confine(_cfg(), "fake-super", (), str(host), str(private), 2222, print)
+    try:
+        ns = fake.namespace
+        assert ns is not None and ns.own_user and ns.view.writable == (str(host),)
+        assert ns.view.etc == str(private / "etc") and Path(ns.view.etc, "passwd").is_file()
+        assert ns.view.root == str(private / "root") and (private / "root").is_dir()
+        assert set(ns.drop) == set(caps.kernel_cap_names())
+    finally:
+        fake.close()
+    assert receiver.namespace_kind(_cfg(), "super", LAUNCHER, print) is False
+
+
+def test_the_root_shows_what_the_landlock_rules_name(tmp_path: Path) -> None:
+    host, private = tmp_path / "web1", tmp_path / "private"
+    host.mkdir()
+    private.mkdir()
+    jail = receiver.confine(_cfg(rsync="/usr/bin/rsync"), "fake-super", (), str(host),
+                            str(private), 2222, print)  # fmt: skip
+    try:
+        assert jail.namespace is not None
+        bound = {path for path, _ in jail.namespace.view.binds}
+        assert {str(private), "/usr/lib", os.path.realpath("/usr/bin/rsync")} <= bound
+        assert not {"/", "/etc", "/home", "/usr", str(tmp_path)} & bound
+    finally:
+        jail.close()
+
+
+@pytest.mark.root
+def test_the_btrfs_store_shows_only_the_new_tree_writable(tmp_path: Path) -> None:
+    host, private = tmp_path / "web1", tmp_path / "private"
+    (host / "new").mkdir(parents=True)
+    private.mkdir()
+    jail = receiver.confine(_cfg(), "fake-super", (), str(host), str(private), 2222, print,
+                            write_dirs=[str(host / "new")], only_write_dirs=True)  # fmt: skip
+    try:
+        assert jail.namespace is not None
+        assert jail.namespace.view.writable == (str(host / "new"),)
+    finally:
+        jail.close()
 
 
 @pytest.mark.root
@@ -111,7 +143,9 @@ def test_confine_gives_the_receiver_only_its_capabilities(tmp_path: Path) -> Non
 def test_a_failed_confinement_says_why_on_stderr_and_stops_the_child(tmp_path: Path) -> None:
     """subprocess reports only "Exception occurred in preexec_fn"; the
     child's stderr (rsync's pipe) gets our one line."""
-    jail = Confined(None, (), Namespace(("/nonexistent/host",), str(tmp_path), own_user=True))
+    view = rootview.View(str(tmp_path / "missing-root"), (), (), (), ("/nonexistent/host",),
+                         str(tmp_path))  # fmt: skip
+    jail = Confined(None, (), Namespace(view, own_user=True))
     log = tmp_path / "stderr"
 
     def body() -> dict[str, object]:

@@ -24,6 +24,11 @@ def _tree(tmp_path: Path) -> Path:
     return tree
 
 
+def _digests(hasher: prehash.Prehasher) -> dict[bytes, tuple[str, int, int]]:
+    """What the hasher's spool holds, by path."""
+    return {path: manifest.decode_hashed(value) for path, value in hasher.close().items()}
+
+
 def _digest(path: Path) -> tuple[str, int, int]:
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -39,7 +44,7 @@ def test_the_hasher_digests_what_it_is_told_and_nothing_outside(tmp_path: Path) 
     for path in (b"etc/hosts", b"etc/deep/big", b"etc/odd\nname", b"escape/secret",
                  b"../outside/secret", b"etc/missing"):  # fmt: skip
         hasher.add(path)
-    found = hasher.close()
+    found = _digests(hasher)
     assert found == {
         b"etc/hosts": _digest(tree / "etc" / "hosts"),
         b"etc/deep/big": _digest(tree / "etc" / "deep" / "big"),
@@ -57,7 +62,7 @@ def test_a_name_rsync_gives_before_the_file_is_in_place_is_tried_again(tmp_path:
     time.sleep(prehash.RETRY_AFTER * 3)
     (tree / "etc" / ".late.tmp").write_bytes(b"stored by rsync\n")
     os.rename(tree / "etc" / ".late.tmp", tree / "etc" / "late")  # as rsync puts it in place
-    found = hasher.close()
+    found = _digests(hasher)
     assert found[b"etc/late"] == _digest(tree / "etc" / "late")
 
 
@@ -69,7 +74,7 @@ def test_no_fork_while_another_thread_runs(tmp_path: Path) -> None:
     try:
         hasher = prehash.Prehasher(str(tree), "fake-super", ())
         hasher.add(b"etc/hosts")
-        assert hasher.pid == 0 and hasher.close() == {}
+        assert hasher.pid == 0 and _digests(hasher) == {}
     finally:
         stop.set()
         other.join()
@@ -131,13 +136,13 @@ def test_many_digests_arrive_whole_through_the_results_memfd(tmp_path: Path) -> 
     assert hasher.pid > 0
     for name in names:
         hasher.add(name)
-    found = hasher.close()
+    found = _digests(hasher)
     assert len(found) == len(names)
     assert found[names[1234]] == _digest(tree / os.fsdecode(names[1234]))
 
 
 def test_results_of_a_hasher_killed_mid_write_keep_their_whole_lines() -> None:
-    whole = b'["a/\\udcff",' + b'"%s",3,7]\n' % (b"0" * 64)
+    whole = b'["a/\\udcff",' + b'"%s",3,7,1]\n' % (b"0" * 64)
     torn = b'["b","' + b"1" * 20
     assert prehash.parse_results(whole + torn) == {b"a/\xff": ("0" * 64, 3, 7)}
-    assert prehash.parse_results(b'["c","d",true,1]\n["x"]\n') == {}
+    assert prehash.parse_results(b'["c","d",true,1,1]\n["x"]\n["e","f",1,2]\n') == {}

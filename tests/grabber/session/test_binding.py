@@ -282,6 +282,23 @@ def test_authorized_keys_line_refuses_bad_bindings() -> None:
         binding.authorized_keys_line("web1", PUBLIC_KEY, '/etc/x" ssh-rsa')
 
 
+def test_a_line_can_be_bound_to_source_addresses() -> None:
+    line = binding.authorized_keys_line(
+        "web7", PUBLIC_KEY, sources=["10.7.0.17", " 192.0.2.9/24", "2001:db8::1/128"]
+    )
+    assert line.startswith(
+        'restrict,from="10.7.0.17,192.0.2.0/24,2001:db8::1",command="pullsnap-grabber host=web7" '
+    )
+
+
+@pytest.mark.parametrize(
+    "bad", ["web8", "10.0.0.300", '10.0.0.1",command="sh', "10.0.0.*", "", "10.0.0.1 x"]
+)
+def test_source_addresses_are_addresses_or_networks_only(bad: str) -> None:
+    with pytest.raises(BindingError, match="is not an IP address or network"):
+        binding.authorized_keys_line("web7", PUBLIC_KEY, sources=[bad])
+
+
 # --- the login shell typed by hand ----------------------------------------------------
 
 COMMANDS = ("list", "status", "check")

@@ -16,7 +16,7 @@ import pytest
 
 from pullsnap import errors, handoff, report
 from pullsnap.config import GrabberConfig
-from pullsnap.grabber.session import serve
+from pullsnap.grabber.session import serve, sessions
 from pullsnap.grabber.store.repository import HostRepo
 
 ARGV = ["grabber", "-c", "pullsnap-grabber host=web1"]
@@ -110,6 +110,38 @@ def test_an_unbound_key_is_refused_before_anything_starts(site) -> None:
     assert code == errors.REFUSED
     assert result["status"] == "refused" and "not bound to a host" in result["message"]
     assert FakeEarly.made == [] and site["loaded"] == []
+
+
+def test_a_host_over_its_session_cap_is_refused_before_anything_starts(site) -> None:
+    def pull(*args: object) -> dict[str, Any]:
+        raise AssertionError("no pull beyond the cap")
+
+    site["cfg"] = GrabberConfig(repository=site["cfg"].repository, max_sessions_per_host=2)
+    held = [sessions.hold(site["cfg"].repository, "web1", 2) for _ in range(2)]
+    before = sorted(os.walk(site["cfg"].repository))
+    code, result = _serve(site, handoff.encode(site["handoff"]), pull)
+    assert code == errors.LOCKED and result["exit"] == errors.LOCKED
+    assert "web1 already has 2 sessions open (max_sessions_per_host = 2)" in result["message"]
+    assert FakeEarly.made == []  # no private directory, no agent
+    assert sorted(os.walk(site["cfg"].repository)) == before
+    held[0].close()
+
+    def ok(*args: object) -> dict[str, Any]:
+        return {"status": "complete", "exit": errors.OK, "message": ""}
+
+    code, _ = _serve(site, handoff.encode(site["handoff"]), ok)
+    assert code == errors.OK and len(FakeEarly.made) == 1
+    held[1].close()
+
+
+def test_a_missing_repository_is_refused_before_anything_starts(site, tmp_path) -> None:
+    def pull(*args: object) -> dict[str, Any]:
+        raise AssertionError("no pull without a repository")
+
+    site["cfg"] = GrabberConfig(repository=str(tmp_path / "nowhere"))
+    code, result = _serve(site, handoff.encode(site["handoff"]), pull)
+    assert code == errors.FAILED and "does not exist -- fix: install -d -o " in result["message"]
+    assert FakeEarly.made == [] and not (tmp_path / "nowhere").exists()
 
 
 def test_a_handoff_that_never_comes_ends_at_its_deadline(site, monkeypatch) -> None:

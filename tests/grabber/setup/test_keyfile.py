@@ -68,6 +68,13 @@ def test_the_same_key_bound_twice_only_counts_once() -> None:
     assert "bound on line 1 to web1 already" in two.problem
 
 
+def test_a_line_bound_to_source_addresses_says_so() -> None:
+    line = authorized_keys_line("web7", _key() + " c", sources=["10.7.0.17", "192.0.2.0/24"])
+    [verdict] = _audit(line)
+    assert (verdict.host, verdict.problem) == ("web7", "")
+    assert verdict.detail.endswith(", only from 10.7.0.17,192.0.2.0/24")
+
+
 def test_a_line_bound_to_another_configuration_is_a_problem_with_a_runnable_fix() -> None:
     """A line without `config=` reads the default file; with /srv/g.toml in
     use that host's backups would go elsewhere.  The fix names the file, binds
@@ -84,3 +91,12 @@ def test_a_line_bound_to_another_configuration_is_a_problem_with_a_runnable_fix(
     [default] = keyfile.audit(authorized_keys_line("web1", _key()), "/k",
                               "/etc/pullsnap/grabber.toml")  # fmt: skip
     assert default.problem == ""
+
+
+def test_every_line_is_held_to_the_configuration_and_a_rewrite_keeps_its_addresses() -> None:
+    ok = authorized_keys_line("web2", _key(seed=b"m"), "/srv/g.toml")
+    other = authorized_keys_line("web1", _key(), sources=["10.7.0.17"])
+    first, second = keyfile.audit(ok + other, "/k", "/srv/g.toml")
+    assert first.problem == "" and "is bound to config the default" in second.problem
+    assert second.fix == (f"grabber --config /srv/g.toml authorize --bind-config --from "
+                          f"10.7.0.17 web1 '{_key()}' rewrites it")  # fmt: skip

@@ -1,33 +1,79 @@
-"""Reading `btrfs filesystem du`, hard-link groups, sources to keep (pure)."""
+"""Extents on a real btrfs: what a file shares, what each snapshot holds
+alone, the host's every extent once; agreeing with `btrfs filesystem du`."""
 
 from __future__ import annotations
 
-from pullsnap.grabber.store.btrfsusage import parse_du
-from pullsnap.grabber.store.linkgroups import extras
-from pullsnap.grabber.store.sourcetrim import strays, trie
+import os
+import subprocess
+
+import pytest
+
+from pullsnap.grabber.store import btrfsioctl
+from pullsnap.grabber.store.btrfsusage import ExclusiveMeter, Extents, exclusive_bytes, measure
+from pullsnap.grabber.store.repository import HostRepo
+from tests.labfixtures import remove_btrfs_tree
+
+MIB = 1 << 20
 
 
-def test_parse_du_reads_raw_figures_and_names_with_spaces() -> None:
-    text = ("     Total   Exclusive  Set shared  Filename\n"
-            "  16777216        4096     8388608  /r/web1\n"
-            "   8388608           0     8388608  /r/web1/2026-01-01T000000Z\n"
-            "         0           0           0  /r/a name with spaces\n"
-            "ERROR: cannot access 'x': Permission denied\n")  # fmt: skip
-    assert parse_du(text) == {
-        "/r/web1": (16777216, 4096, 8388608),
-        "/r/web1/2026-01-01T000000Z": (8388608, 0, 8388608),
-        "/r/a name with spaces": (0, 0, 0),
-    }
+def test_extents_counts_each_extent_once_for_the_total() -> None:
+    acc = Extents()
+    acc.start()
+    acc.add(1000, 10, shared=False)
+    acc.add(2000, 5, shared=True)
+    assert (acc.size, acc.alone) == (15, 10)
+    acc.start()
+    acc.add(2000, 5, shared=True)
+    acc.add(3000, 7, shared=False)
+    acc.add(1002, 3, shared=True)  # a part of the first extent, met again
+    assert (acc.size, acc.alone, acc.total) == (15, 7, 22)
 
 
-def test_extras_keep_the_first_link_of_each_group() -> None:
-    groups = {1: [b"b", b"a", b"etc/c"], 2: [b"alone"], 3: [b"y", b"x"]}
-    assert extras(groups) == [b"b", b"etc/c", b"y"]
+def _du(paths: list[str]) -> dict[str, tuple[int, int, int]]:
+    done = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *paths],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    rows = [line.split(None, 3) for line in done.stdout.splitlines()[1:]]
+    return {r[3]: (int(r[0]), int(r[1]), int(r[2])) for r in rows}
 
 
-def test_strays_are_what_leads_to_no_source() -> None:
-    node = trie(["/etc", "/home/alice", "/home/carol/"])
-    assert strays(node, ["etc", "home", "var", "root"]) == ["root", "var"]
-    assert strays(node["home"], ["alice", "bob", "carol"]) == ["bob"]
-    assert strays(node["etc"], ["passwd", "hosts"]) == []  # a source: all of it stays
-    assert strays(trie(["/"]), ["etc", "var"]) == []
+@pytest.mark.root
+def test_snapshots_share_what_did_not_change(btrfs: str) -> None:
+    repo = os.path.join(btrfs, "usage-test")
+    remove_btrfs_tree(repo)
+    host = HostRepo(repo, "web1")
+    host.ensure()
+    try:
+        parent = btrfsioctl.open_dir(host.path)
+        btrfsioctl.create_subvolume(parent, "2026-01-01T000000Z")
+        one = host.tree("2026-01-01T000000Z")
+        with open(os.path.join(one, "f"), "wb") as f:
+            f.write(os.urandom(4 * MIB))
+        os.sync()
+        fd = btrfsioctl.open_dir(one)
+        btrfsioctl.snapshot(fd, parent, "2026-01-02T000000Z")
+        os.close(fd)
+        two = host.tree("2026-01-02T000000Z")
+        with open(os.path.join(two, "f"), "r+b") as f:
+            f.seek(MIB)
+            f.write(os.urandom(MIB))
+        with open(os.path.join(two, "f"), "rb") as f:
+            assert exclusive_bytes(f.fileno()) == MIB  # the rewritten MiB is its own
+        meter = ExclusiveMeter()
+        dir_fd = os.open(two, os.O_RDONLY | os.O_DIRECTORY)
+        meter.entry(dir_fd, b"f", 0)
+        os.close(dir_fd)
+        assert meter.result().bytes == MIB and meter.result().inodes == 1
+        os.close(parent)
+        for name in ("2026-01-01T000000Z", "2026-01-02T000000Z"):
+            host.write_record(name, {"state": "complete"})
+        found = measure(host, use_cache=False)
+        trees = {t.name: t for t in found.trees}
+        expected = _du([one, two, host.path])
+        assert trees["2026-01-01T000000Z"].size == expected[one][0] == 4 * MIB
+        # The first snapshot's one extent is still partly the second's: shared.
+        assert trees["2026-01-01T000000Z"].unique == expected[one][1] == 0
+        assert trees["2026-01-02T000000Z"].unique == expected[two][1] == MIB
+        assert found.total == expected[host.path][1] + expected[host.path][2] == 5 * MIB
+        assert measure(host) == found  # from the cache while the trees are the same
+    finally:
+        remove_btrfs_tree(repo)

@@ -126,3 +126,19 @@ def test_no_descriptor_is_left_open() -> None:
     with contextlib.suppress(OSError):
         piperun.run_piped(["/nonexistent/rsync"], ENV, print, print, None, 10)
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_child_that_goes_quiet_is_stopped_as_timed_out() -> None:
+    out: list[str] = []
+    # Talks for a while (each line restarts the clock), then says nothing.
+    script = "for i in 1 2 3 4 5; do echo $i; sleep 0.1; done; exec sleep 30"
+    ended = piperun.run_piped(["sh", "-c", script], ENV, out.append, print, None, 60, idle=2)
+    assert ended.timed_out and ended.idle
+    assert ended.signal == signal.SIGTERM and ended.code is None
+    assert "".join(out).split() == ["1", "2", "3", "4", "5"]
+
+
+def test_a_child_that_keeps_talking_is_not_idle() -> None:
+    script = "for i in $(seq 1 8); do echo $i; sleep 0.1; done"
+    ended = piperun.run_piped(["sh", "-c", script], ENV, print, print, None, 60, idle=5)
+    assert (ended.code, ended.timed_out, ended.idle) == (0, False, False)

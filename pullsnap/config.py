@@ -114,6 +114,9 @@ class HostPolicy:
     suspect_drop: float = conv(number(0, 1), default=0.5)
     # rsync exit 23 (some files unreadable): does the "partial" snapshot count as good?
     partial_is_good: bool = conv(boolean, default=True)
+    # Monitoring: `grabber status` warns when the newest good snapshot is
+    # partial (unreadable files, or source paths that were missing).
+    warn_partial: bool = conv(boolean, default=True)
     # Monitoring: `grabber status` calls a host stale after this.
     max_age: float = conv(positive_duration, default=36 * 3600.0)
     # Time buckets (README "Retention"), decided with the backup host's clock.

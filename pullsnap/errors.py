@@ -117,11 +117,15 @@ class Unreadable(RunFailed):
 
 
 class NoSuchHost(UsageError):
-    """no host {!r} in {} (see: grabber list)"""
+    """no host {!r} in {} (see: {})"""
 
 
 class NoSuchSnapshot(UsageError):
-    """{0} has no snapshot {1!r} (see: grabber list {0})"""
+    """{0} has no snapshot {1!r} (see: {2})"""
+
+    def __init__(self, host: str, name: str, see: str = "") -> None:
+        # `see`: the list command naming the configuration in use (hints.py).
+        super().__init__(host, name, see or f"grabber list {host}")
 
 
 class Refused(PullsnapError):

@@ -94,3 +94,25 @@ def run(
             time.sleep(0.001)
     text = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
     return Done(done.exit_code, *text)
+
+
+def run_foreground(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+    """Run `argv` on this process's own stdin, stdout and stderr, so what it
+    writes reaches the operator's terminal as it comes (`grabber restore`'s
+    rsync and its progress line); its exit status.  Raises OSError (ENOENT)
+    when the program cannot be found or started."""
+    import sh
+
+    environment = dict(childenv.child_env() if env is None else env)
+    program = which(argv[0], environment.get("PATH", childenv.PATH))
+    if program is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", argv[0])
+    # sh's _fg takes no _ok_code (sh's docs, "Special arguments": _fg): a
+    # failure arrives as ErrorReturnCode, a signal as SignalException.
+    try:
+        sh.Command(program)(*argv[1:], _env=environment, _fg=True)
+    except sh.ErrorReturnCode as e:
+        return int(e.exit_code)
+    except sh.ForkException:
+        raise OSError(errno.ENOEXEC, "cannot be started", argv[0]) from None
+    return 0

@@ -14,7 +14,7 @@ from pullsnap import errors
      (errors.ClientKeyError("is encrypted"), "bad handoff: client_key is encrypted",
       errors.REFUSED),
      (errors.HandoffTimeout(), "the handoff did not arrive in time", errors.TIMEOUT),
-     (errors.NoSuchHost("web9", "/srv/pullsnap"),
+     (errors.NoSuchHost("web9", "/srv/pullsnap", "grabber list"),
       "no host 'web9' in /srv/pullsnap (see: grabber list)", errors.USAGE),
      (errors.NotOurSnapshot("/srv/pullsnap/web1", "x"),
       "/srv/pullsnap/web1/x does not look like a pullsnap snapshot", errors.FAILED),

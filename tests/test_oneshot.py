@@ -92,3 +92,15 @@ def test_a_backup_runs_without_loading_sh(module: str) -> None:
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout == "False\n"
+
+
+def test_a_foreground_command_writes_to_our_own_outputs(capfd) -> None:
+    """What `grabber restore` runs on a terminal: rsync's progress line goes
+    straight to the operator, and the status comes back."""
+    code = oneshot.run_foreground(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert code == 3
+    out, err = capfd.readouterr()
+    assert (out, err) == ("out\n", "err\n")
+    assert oneshot.run_foreground(["true"]) == 0
+    with pytest.raises(FileNotFoundError):
+        oneshot.run_foreground(["no-such-program-here"])

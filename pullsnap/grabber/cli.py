@@ -35,6 +35,13 @@ def _is_login_shell(argv: list[str]) -> bool:
     return (len(argv) > 1 and argv[1] == "-c") or os.path.basename(argv[0]).startswith("-")
 
 
+def _config_option(parser: argparse.ArgumentParser, default: object, *short: str) -> None:
+    parser.add_argument(
+        *short, "--config", default=default, metavar="FILE",
+        help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
+    )  # fmt: skip
+
+
 def enough_descriptors() -> None:
     """Walks of a snapshot tree hold a descriptor per directory level, and a
     backed-up host decides the depth (rsync sends about 1024 levels, the
@@ -59,16 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config", default=DEFAULT_GRABBER_CONFIG, metavar="FILE",
-        help=f"grabber configuration (default {DEFAULT_GRABBER_CONFIG})",
-    )  # fmt: skip
+    _config_option(parser, DEFAULT_GRABBER_CONFIG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the operator's parser needs the commands: a backup (the login
     # shell) starts without importing them.
     from pullsnap.grabber import commands
 
     commands.register(sub)
+    # `grabber status --config FILE` as well as `grabber --config FILE
+    # status`, as git and borg take theirs.  argparse copies a subparser's
+    # values over the main parser's (Lib/argparse.py, _SubParsersAction),
+    # so the subcommand's option has no default and sets `config` only
+    # when given.  After the command `-c FILE` too, as `initiator -c FILE`;
+    # before it, `-c` is the login shell's (sshd runs `grabber -c COMMAND`).
+    for command in sub.choices.values():
+        _config_option(command, argparse.SUPPRESS, "-c")
+    parser.set_defaults(commands=tuple(sub.choices))
     return parser
 
 
@@ -76,6 +89,12 @@ def main(argv: list[str] | None = None, held: tuple[str, ...] | None = None) -> 
     """`held`: the receiver capabilities login.py kept, when it started us."""
     argv = list(sys.argv if argv is None else argv)
     if _is_login_shell(argv):
+        from pullsnap.grabber.session import binding
+
+        if not binding.started_by_sshd(os.environ):
+            known = build_parser().get_default("commands")
+            print(f"grabber: {binding.login_mistake(argv, known)}", file=sys.stderr)
+            return errors.REFUSED
         from pullsnap import caps
 
         if held is None:

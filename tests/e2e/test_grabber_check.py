@@ -76,8 +76,8 @@ def test_super_demanded_without_the_launcher_is_a_problem(site: Site) -> None:
 
 
 def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site: Site) -> None:
-    """With the launcher, a repository without nosuid,nodev makes runs fall
-    back to --fake-super; the check says so and its fix command works."""
+    """With the launcher, a repository without nosuid,nodev makes runs refuse
+    with the fix `check` names too; that fix command works."""
     site.lab.use_launcher(True)
     mounted = False
     try:
@@ -85,7 +85,11 @@ def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site:
         assert "the capability launcher (rsync --super)" in done.stdout
         assert "ok: launcher holds chown," in done.stdout
         [problem] = _problems(done)
-        assert "runs fall back to --fake-super" in problem and "nosuid,nodev" in problem
+        assert "runs are refused" in problem and "nosuid,nodev" in problem
+        os.makedirs(site.src)
+        refused = site.run()
+        assert refused.returncode == errors.FAILED
+        assert f"fix: {_fix(problem)}" in refused.stderr
         command = _fix(problem).split(", and in /etc/fstab")[0]
         assert command == f"mount --bind -o nosuid,nodev {site.repo} {site.repo}"
         subprocess.run(shlex.split(command), check=True)
@@ -93,7 +97,6 @@ def test_launcher_on_a_suid_capable_repository_and_the_mount_that_fixes_it(site:
         done = _check(site)
         assert done.returncode == errors.OK, done.stdout
         assert "ok: rsync --super: capabilities, confinement and mount options agree" in done.stdout
-        os.makedirs(site.src)
         assert site.run().returncode == errors.OK
         [name] = site.snapshots()
         with open(os.path.join(site.host_dir(), name + ".json")) as f:
@@ -114,8 +117,8 @@ def test_authorize_on_a_fresh_account_leaves_keys_sshd_can_read(site: Site) -> N
     pw = make_user(name, home, "/bin/sh")
     try:
         os.chown(home, pw.pw_uid, pw.pw_gid)
-        done = site.lab.grabber("--config", site.grabber_config, "authorize", "--user", name,
-                                "web9", site.lab.login_public_key())  # fmt: skip
+        done = site.lab.grabber("--config", site.grabber_config, "authorize", "--bind-config",
+                                "--user", name, "web9", site.lab.login_public_key())  # fmt: skip
         assert done.returncode == errors.OK, done.stderr
         ssh_dir = os.path.join(home, ".ssh")
         for path, mode in ((ssh_dir, 0o700), (os.path.join(ssh_dir, "authorized_keys"), 0o600)):
@@ -124,7 +127,9 @@ def test_authorize_on_a_fresh_account_leaves_keys_sshd_can_read(site: Site) -> N
         as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
         readable = subprocess.run([*as_user, "cat", os.path.join(ssh_dir, "authorized_keys")],
                                   capture_output=True, text=True, check=False)  # fmt: skip
-        assert 'command="pullsnap-grabber host=web9"' in readable.stdout
+        assert f'command="pullsnap-grabber host=web9 config={site.grabber_config}"' in (
+            readable.stdout
+        )
         check = ["--config", site.grabber_config, "check", "--user", name]
         assert "ok: authorized: web9" in site.lab.grabber(*check).stdout
         os.chown(ssh_dir, 0, 0)

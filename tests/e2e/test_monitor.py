@@ -62,7 +62,8 @@ def test_status_text_marks_suspect_and_failed_runs(past: history.History) -> Non
     assert done.returncode == errors.OK, done.stderr
     assert f"last good {past.runs[-1]}" in done.stdout
     assert f"SUSPECT   {past.suspect}" in done.stdout
-    assert f"grabber accept web1 {past.suspect}" in done.stdout
+    accept = f"grabber --config {past.web1.grabber_config} accept web1 {past.suspect}"
+    assert accept in done.stdout
     assert "failed 1" in done.stdout and "verify    never" in done.stdout
 
 

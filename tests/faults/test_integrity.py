@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -111,3 +112,44 @@ def test_super_snapshots_are_hashed_whoever_owns_the_files(super_site: Site) -> 
     assert r["manifest"]["prehashed"] == r["manifest"]["hashed"]
     verified = _verify(site)  # as root
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_verify_as_the_grabber_user_calls_unreadable_unreadable_and_keeps_roots_result(
+    super_site: Site,
+) -> None:
+    """A --super tree keeps its owners' modes (a 0700 directory, 0600 files):
+    run as the grabber user, verify cannot read them.  That is not "missing
+    from the tree", it does not replace root's saved result, and status
+    stays OK; what it can read and finds damaged is still reported and saved."""
+    site = super_site
+    make_rich_tree(site.src)
+    assert site.run().returncode == errors.OK
+    assert _verify(site).returncode == errors.OK  # as root: everything read
+    saved = os.path.join(site.host_dir(), ".verify.json")
+    with open(saved) as f:
+        by_root = f.read()
+    pw = site.lab.grabber_pw()
+    grabber = os.path.join(site.lab.venv_bin, "grabber")
+    as_grabber = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                  grabber, "--config", site.grabber_config]  # fmt: skip
+    done = subprocess.run([*as_grabber, "verify", "web1"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == errors.FAILED
+    assert "mismatch" not in done.stdout.replace("0 mismatch", "") and "missing" not in done.stdout
+    assert "unreadable: ok" in done.stdout.splitlines()[-1]
+    assert "could not be read as this user" in done.stderr
+    assert done.stderr.strip().endswith(f"run as root: grabber --config {site.grabber_config} "
+                                        "verify web1")  # fmt: skip
+    with open(saved) as f:
+        assert f.read() == by_root
+    nagios = site.lab.grabber("--config", site.grabber_config, "status", "--nagios")
+    assert nagios.returncode == 0, nagios.stdout
+    [name] = site.snapshots()
+    _flip(site.in_snapshot(name) + "/etc/hosts", 0)  # world-readable: the grabber reads it
+    done = subprocess.run([*as_grabber, "verify", "web1"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == errors.FAILED
+    assert f"mismatch: web1/{name}{site.src}/etc/hosts: content differs" in done.stdout
+    with open(saved) as f:
+        after = json.load(f)
+    assert after["result"] == "mismatch" and after["unreadable"] > 0

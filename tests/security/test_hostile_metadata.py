@@ -1,8 +1,9 @@
 """A compromised backed-up host may plant setuid-root files, file-capability
 binaries and device nodes; --super reproduces them faithfully.  They must be
-out of every other local user's reach, on a nosuid,nodev filesystem, and a
-repository without those mount options gets --fake-super (files stored
-inert) unless the operator accepts the risk."""
+out of every other local user's reach, on a nosuid,nodev filesystem.  On a
+repository without those mount options a --super run is refused (nothing
+written) unless the operator accepts the risk, and with super = "fake-super"
+the files are stored inert."""
 
 from __future__ import annotations
 
@@ -65,10 +66,15 @@ def test_without_nosuid_nodev_the_snapshot_is_inert(site: Site) -> None:
 
 def _without_nosuid(site: Site) -> None:
     assert mounts.missing_safety_options(site.repo) != []  # the lab's disk: a plain mount
+    before = site.repo_state()
+    refused = site.run("-v")
+    assert refused.returncode == errors.FAILED, refused.stderr
+    assert "refusing rsync --super" in refused.stderr
+    assert f"fix: mount --bind -o nosuid,nodev {site.repo} {site.repo}" in refused.stderr
+    assert site.repo_state() == before and site.snapshots() == []
+    site.regrab(super="fake-super")
     done = site.run("-v")
     assert done.returncode == errors.OK, done.stderr
-    assert "using --fake-super, not --super" in done.stderr
-    assert "remount it with -o nosuid,nodev" in done.stderr
     [name] = site.snapshots()
     copy = site.in_snapshot(name)
     st = os.lstat(os.path.join(copy, "rootshell"))

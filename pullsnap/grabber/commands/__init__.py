@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import argparse
 
-from pullsnap.grabber.commands import hostsetup, migrate, monitor, prune, restore, runs, verify
+from pullsnap.grabber.commands import (
+    hostsetup,
+    migrate,
+    monitor,
+    prune,
+    restore,
+    runs,
+    snapshots,
+    verify,
+)
 
 # In the order `grabber --help` lists them.
 REGISTER = (
@@ -22,6 +31,7 @@ REGISTER = (
     monitor.register_status,
     monitor.register_report,
     restore.register,
+    snapshots.register,
     hostsetup.register_check,
     prune.register,
     verify.register,

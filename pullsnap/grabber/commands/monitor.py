@@ -104,7 +104,7 @@ def _run_status(args: argparse.Namespace, warn: Callable[[str], None]) -> int:
     if args.json:
         print(json.dumps([health.as_json(s) for s in statuses], indent=1))
     elif not args.quiet:
-        print(health.render(statuses), end="")
+        print(health.render(statuses, args.config), end="")
         if room is not None:
             print(repospace.render(room, cfg.repository), end="")
     return code

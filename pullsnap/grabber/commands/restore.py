@@ -73,7 +73,8 @@ def register_diff(sub: argparse._SubParsersAction) -> None:
 
 def diff(args: argparse.Namespace) -> int:
     host = readonly.existing_host(arguments.config(args), args.host)
-    a, b = treediff.snapshot_tree(host, args.a), treediff.snapshot_tree(host, args.b)
+    a = treediff.snapshot_tree(host, args.a, args.config)
+    b = treediff.snapshot_tree(host, args.b, args.config)
     counts = {"+": 0, "-": 0, "M": 0}
     try:
         for change in treediff.diff_trees(a, b, args.content):

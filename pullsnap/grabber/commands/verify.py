@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.commands import arguments
 from pullsnap.grabber.integrity import verify
 from pullsnap.grabber.views import readonly
@@ -29,12 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    host = readonly.existing_host(arguments.config(args), check_host_name(args.host))
-    outcome = verify.verify_host(host, args.snapshot, args.sample)
+    cfg = arguments.config(args)
+    host = readonly.existing_host(cfg, check_host_name(args.host))
+    outcome = verify.verify_host(host, args.snapshot, args.sample, config=cfg.path)
     trees = [a for a in host.attempts() if a.has_tree]
     for line in verify.report(host, outcome, trees):
         print(line)
-    verify.require_all_readable(outcome)
-    verify.remember(host, outcome, args.snapshot, args.sample, dt.datetime.now(dt.UTC))
     print(verify.summary(host, outcome))
+    again = [args.host, *([args.snapshot] if args.snapshot else []),
+             *(["--sample", str(args.sample)] if args.sample < 1 else [])]  # fmt: skip
+    verify.remember(host, outcome, args.snapshot, args.sample, dt.datetime.now(dt.UTC))
+    verify.require_all_readable(outcome, hints.grabber(cfg.path, "verify", *again))
     return errors.FAILED if outcome.mismatches else errors.OK

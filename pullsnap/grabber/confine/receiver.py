@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 # and the rsync version probe start (session/early.py).
 
 
+def _in(cfg: GrabberConfig) -> str:
+    """` in FILE`: where a setting a message names is set."""
+    return f" in {cfg.path}" if cfg.path and not cfg.path.startswith("<") else ""
+
+
 def suid_risk(cfg: GrabberConfig) -> str | None:
     """Why --super is unsafe on this repository's filesystem, or None.
 
@@ -53,7 +58,7 @@ def suid_risk(cfg: GrabberConfig) -> str | None:
     point = mount.mount_point if mount else cfg.repository
     return (
         f"the repository's filesystem ({point}) is mounted without {','.join(missing)}: "
-        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true)"
+        f"remount it with -o nosuid,nodev (or set allow_suid_repository = true{_in(cfg)})"
     )
 
 
@@ -66,17 +71,22 @@ def receiver_mode(
     if cfg.super == "super" and not complete:
         raise RunFailed(
             'super = "super" but the receiver capabilities are missing: install the launcher '
-            '(see README "--super") or set super = "auto"'
+            f'(see README "--super") or set super = "auto"{_in(cfg)}'
         )
     if cfg.super == "fake-super" or not complete:
         return "fake-super"
     risk = suid_risk(cfg)
     if risk is None:
         return "super"
-    if cfg.super == "super":
-        raise RunFailed(f"refusing rsync --super: {risk}")
-    warn(f"warning: using --fake-super, not --super: {risk}")
-    return "fake-super"
+    # With the launcher installed the operator expects --super snapshots
+    # (exact owners, `cp -a` restores); a silent --fake-super one would be
+    # restored wrongly, so the run stops with the fix `grabber check` names.
+    from pullsnap.grabber.setup.filechecks import remount_fix_for
+
+    raise RunFailed(
+        f'refusing rsync --super: {risk}; or set super = "fake-super"{_in(cfg)} -- fix: '
+        f"{remount_fix_for(cfg.repository)}"
+    )
 
 
 # Held by the grabber only to set up the read-only mount namespace; the
@@ -157,7 +167,7 @@ def namespace_kind(cfg: GrabberConfig, mode: str, held: tuple[str, ...],
             raise RunFailed(
                 "the launcher grants no CAP_SYS_ADMIN, so the receiving rsync cannot be put in a "
                 "read-only mount namespace: reinstall it (grabber install-launcher) or set "
-                "allow_unconfined_super = true to accept the risk"
+                f"allow_unconfined_super = true{_in(cfg)} to accept the risk"
             )
         warn("warning: no read-only mount namespace: chmod/chown outside the host directory "
              "are not prevented, and old snapshots' symlinks are followed")  # fmt: skip
@@ -228,7 +238,7 @@ def confine(
         if mode == "super" and not cfg.allow_unconfined_super:
             raise RunFailed(
                 f"Landlock is unavailable ({e}): refusing rsync --super unconfined; "
-                "set allow_unconfined_super = true to accept the risk"
+                f"set allow_unconfined_super = true{_in(cfg)} to accept the risk"
             ) from None
         warn(f"warning: Landlock is unavailable, the receiving rsync is not confined ({e})")
         return Confined(None, ambient, ns)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.integrity import manifest, tree
 from pullsnap.grabber.store import atomicfile
 from pullsnap.grabber.store.repository import Attempt, HostRepo, iso
@@ -61,13 +62,13 @@ class Outcome:
     without_manifest: list[str] = field(default_factory=list)
 
 
-def _targets(host: HostRepo, snapshot: str | None) -> list[Attempt]:
+def _targets(host: HostRepo, snapshot: str | None, config: str = "") -> list[Attempt]:
     trees = [a for a in host.attempts() if a.has_tree and a.record]
     if snapshot is None:
         return trees
     chosen = [a for a in trees if a.name == snapshot]
     if not chosen:
-        raise errors.NoSuchSnapshot(host.host, snapshot)
+        raise errors.NoSuchSnapshot(host.host, snapshot, hints.grabber(config, "list", host.host))
     return chosen
 
 
@@ -112,7 +113,24 @@ def verify_snapshot(
     finally:
         os.close(root)
     for path in sorted(set(entries) - seen):
-        outcome.mismatches.append(Mismatch(name, path, "missing from the tree"))
+        if _is_gone(host.tree(name), path):
+            outcome.mismatches.append(Mismatch(name, path, "missing from the tree"))
+        else:
+            # Below a directory this user cannot list (a --super tree keeps
+            # its owners' modes): not read, which is not missing.
+            outcome.unreadable.append(f"{name}/{show(path)}")
+
+
+def _is_gone(root: str, path: bytes) -> bool:
+    """Whether the tree lacks `path`: lstat says ENOENT (or a component is no
+    directory); a path this user may not look up is not gone."""
+    try:
+        os.lstat(os.path.join(os.fsencode(root), path))
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def sharing(host: HostRepo, trees: Sequence[Attempt], m: Mismatch) -> list[str]:
@@ -136,12 +154,12 @@ def sharing(host: HostRepo, trees: Sequence[Attempt], m: Mismatch) -> list[str]:
 
 
 def verify_host(host: HostRepo, snapshot: str | None, sample: float,
-                rng: random.Random | None = None) -> Outcome:  # fmt: skip
+                rng: random.Random | None = None, config: str = "") -> Outcome:  # fmt: skip
     rng = rng or random.Random()
     keep = (lambda: True) if sample >= 1 else (lambda: rng.random() < sample)
     outcome = Outcome()
     cache: dict[tuple[int, int], tuple[str, int]] = {}
-    for attempt in _targets(host, snapshot):
+    for attempt in _targets(host, snapshot, config):
         entries = manifest.read(host.manifest_path(attempt.name))
         if entries is None:
             outcome.without_manifest.append(attempt.name)
@@ -177,8 +195,15 @@ def report(host: HostRepo, outcome: Outcome, trees: Sequence[Attempt]) -> list[s
 
 def remember(
     host: HostRepo, outcome: Outcome, snapshot: str | None, sample: float, now: dt.datetime
-) -> None:
-    """Write `<host>/.verify.json` for `grabber status`."""
+) -> bool:
+    """Write `<host>/.verify.json` for `grabber status`; False when it is left alone.
+
+    A verify that could not read every file (run as the grabber user on
+    --super snapshots) and found nothing wrong in what it read says less than
+    one that read them all: it does not replace what is there.  What it did
+    find wrong is real (an unreadable file is never a mismatch) and is saved."""
+    if outcome.unreadable and not outcome.mismatches:
+        return False
     atomicfile.replace_json(
         os.path.join(host.path, VERIFY_FILE),
         {
@@ -188,24 +213,29 @@ def remember(
             "checked": outcome.checked,
             "mismatches": [m.where() for m in outcome.mismatches],
             "sample": sample,
+            "unreadable": len(outcome.unreadable),
         },
         owner_of=host.path,
     )
+    return True
 
 
 def summary(host: HostRepo, outcome: Outcome) -> str:
     """The last line `grabber verify` prints."""
+    unread = f", {len(outcome.unreadable):,} unreadable" if outcome.unreadable else ""
     return (
         f"verify {host.host}: {outcome.checked:,} files ({human_size(outcome.checked_bytes)} read)"
-        f" in {len(outcome.snapshots)} snapshot(s): "
+        f" in {len(outcome.snapshots)} snapshot(s){unread}: "
         + (f"{len(outcome.mismatches)} mismatch(es)" if outcome.mismatches else "ok")
     )
 
 
-def require_all_readable(outcome: Outcome) -> None:
-    """Unreadable files and nothing else wrong: say to run as root."""
+def require_all_readable(outcome: Outcome, again: str = "grabber verify") -> None:
+    """Unreadable files and nothing else wrong: say to run as root (`again`:
+    the command to run), and that the saved result was left as it was."""
     if outcome.unreadable and not outcome.mismatches:
         raise errors.RunFailed(
-            f"{len(outcome.unreadable)} file(s) could not be read (e.g. {outcome.unreadable[0]}):"
-            " run grabber verify as root"
+            f"{len(outcome.unreadable)} file(s) could not be read as this user (e.g. "
+            f"{outcome.unreadable[0]}); nothing read differed, the last saved verify stays: "
+            f"run as root: {again}"
         )

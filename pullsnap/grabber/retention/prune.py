@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
+from pullsnap.grabber import hints
 from pullsnap.grabber.retention import rules
 from pullsnap.grabber.store.base import Store, store_of
 from pullsnap.grabber.store.repository import INCOMPLETE, Attempt, HostRepo, hosts, iso
@@ -119,17 +120,18 @@ def prune_host(
     except OSError as e:
         # Root's directories of a --super snapshot, without the launcher's
         # capabilities: a backup (through the launcher) finishes the job.
+        again = hints.grabber(cfg.path, "prune", host.host)
         say(f"warning: {host.host}: the trash is not empty ({e.strerror}): the next backup of "
-            f"{host.host} empties it, or run grabber prune as root")  # fmt: skip
+            f"{host.host} empties it, or run as root: {again}")  # fmt: skip
     return True
 
 
-def selected_hosts(root: str, names: Sequence[str]) -> list[str]:
+def selected_hosts(root: str, names: Sequence[str], config: str = "") -> list[str]:
     present = hosts(root)
     for name in names:
         check_host_name(name)
         if name not in present:
-            raise errors.NoSuchHost(name, root)
+            raise errors.NoSuchHost(name, root, hints.grabber(config, "list"))
     return list(names) or present
 
 
@@ -140,7 +142,7 @@ def prune_hosts(
     """`grabber prune`: each named host (all if none); LOCKED if one was skipped."""
     skipped = [
         name
-        for name in selected_hosts(cfg.repository, names)
+        for name in selected_hosts(cfg.repository, names, cfg.path)
         if not prune_host(cfg, store_of(cfg, name), now, dry_run, say)
     ]
     return errors.LOCKED if skipped else errors.OK

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt, HostRepo, iso, parse_name
 from pullsnap.units import human_duration
 
@@ -46,7 +47,7 @@ def wait_left(last: dt.datetime | None, now: dt.datetime, min_interval: float) -
     return max(0.0, min_interval - elapsed)
 
 
-def admit(host: HostRepo, now: dt.datetime, min_interval: float) -> str | None:
+def admit(host: HostRepo, now: dt.datetime, min_interval: float, config: str = "") -> str | None:
     """Raise TooSoon, or return a note when an operator's allowance was used."""
     last = last_snapshot_start(host.attempts())
     left = wait_left(last, now, min_interval)
@@ -62,7 +63,18 @@ def admit(host: HostRepo, now: dt.datetime, min_interval: float) -> str | None:
     raise errors.TooSoon(
         f"{host.host}: the last snapshot began {iso(last)}, {ago} ago; min_interval is "
         f"{human_duration(min_interval)}, so the next run may start after {after} "
-        f"(on the backup host: grabber allow-run {host.host})"
+        f"(on the backup host: {hints.grabber(config, 'allow-run', host.host)})"
+    )
+
+
+def first_run_note(host: str, began: dt.datetime, min_interval: float, config: str) -> str:
+    """What the first snapshot of a host tells the operator (pure): a second
+    run right after it, as when testing a new setup, is refused as too soon."""
+    after = iso(began + dt.timedelta(seconds=min_interval))
+    return (
+        f"first snapshot of {host}; runs are at least min_interval {human_duration(min_interval)}"
+        f" apart, the next may start after {after}; to run again sooner, on the backup host: "
+        f"{hints.grabber(config, 'allow-run', host)}"
     )
 
 

@@ -32,7 +32,7 @@ from pullsnap.grabber.run.context import Run
 from pullsnap.grabber.session.slots import Slot
 from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
-from pullsnap.grabber.store.repository import iso
+from pullsnap.grabber.store.repository import iso, parse_name
 from pullsnap.grabber.store.space import is_no_space
 from pullsnap.grabber.transfer import pull
 
@@ -40,7 +40,8 @@ from pullsnap.grabber.transfer import pull
 def admit(run: Run) -> bool:
     """Refuse before anything is touched (raise a PullsnapError); True when
     the operator's allowance (`grabber allow-run`) let the run in."""
-    note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval)
+    note = admission.admit(run.host, run.now(), run.cfg.policy_for(run.host.host).min_interval,
+                           run.cfg.path)  # fmt: skip
     if note:
         run.out.log(note)
     return note is not None
@@ -99,6 +100,11 @@ def do_pull(run: Run) -> None:
             watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
+        first = run.code == errors.OK and run.host.newest_good() is None
+        interval = cfg.policy_for(run.host.host).min_interval
+        if first and interval > 0:
+            began = parse_name(run.name) or run.now()
+            run.note = admission.first_run_note(run.host.host, began, interval, cfg.path)
         if run.made_snapshot and (reason := kept()):
             # Between two looks, or after the last: a snapshot that took what
             # is kept for others is not kept.
@@ -178,7 +184,7 @@ def verdict(run: Run) -> dict[str, Any]:
     return {
         "status": run.state,
         "exit": run.code,
-        "message": run.message,
+        "message": run.message or (run.note if run.code == errors.OK else ""),
         "snapshot": run.name,
         "host": run.host.host,
         "files": stats.get("files", 0),

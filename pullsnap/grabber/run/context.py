@@ -55,6 +55,7 @@ class Run:
     state: str = ""
     code: int = errors.FAILED
     message: str = ""
+    note: str = ""  # for the initiator's verdict line only, not the record
 
     @property
     def host(self) -> HostRepo:

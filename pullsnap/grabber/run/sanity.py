@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.run.context import Found, Run
 from pullsnap.grabber.store.repository import HostRepo, iso
 
@@ -54,7 +55,7 @@ def check(run: Run) -> Found:
     found["previous"] = previous.name
     text = (
         f"snapshot kept but marked suspect ({found['reason']} since {previous.name}); "
-        f"if that is right: grabber accept {run.host.host} {run.name}"
+        f"if that is right: {hints.grabber(run.cfg.path, 'accept', run.host.host, run.name)}"
     )
     run.out.log(text)
     return Found({"suspect": found}, code=errors.SUSPECT, message=text)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+import shlex
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from pullsnap.errors import BindingError, NotAPublicKey
@@ -78,6 +79,42 @@ def binding_from_login(argv: list[str], environ: Mapping[str, str]) -> Binding:
     if environ.get("SSH_ORIGINAL_COMMAND") != CLIENT_COMMAND:
         raise BindingError("this key is not bound to a host (no forced command in authorized_keys)")
     return parse_forced_command(argv[2])
+
+
+# sshd(8) ENVIRONMENT: every session it starts has these; a person who types
+# `grabber -c ...` in a shell has none of them.
+SSHD_VARIABLES = ("SSH_CONNECTION", "SSH_CLIENT", "SSH_ORIGINAL_COMMAND")
+
+
+def started_by_sshd(environ: Mapping[str, str]) -> bool:
+    return any(name in environ for name in SSHD_VARIABLES)
+
+
+def login_mistake(argv: list[str], commands: Collection[str]) -> str:
+    """What to say to a person who started the login-shell mode by hand (pure):
+    `grabber -c status`, `grabber -c FILE status`, or a login as the user."""
+    what = (
+        "`grabber -c ...` is the login shell sshd starts for a backup, and this was not "
+        "started by sshd (no SSH_CONNECTION)"
+    )
+    typed_c = len(argv) > 1 and argv[1] == "-c"
+    words = argv[2:] if typed_c else []
+    if typed_c and len(argv) == 3:
+        try:
+            words = shlex.split(argv[2])
+        except ValueError:  # an unclosed quote: take it as one word
+            words = [argv[2]]
+    if words and words[0] in commands:
+        return f"{what}: to run that command, type: {shlex.join(['grabber', *words])}"
+    if len(words) > 1 and words[0].startswith("/") and words[1] in commands:
+        typed = shlex.join(["grabber", "--config", *words])
+        return f"{what}: to use {words[0]} as the configuration, type: {typed}"
+    if not words and typed_c:
+        return f"{what}: for a configuration file, type: grabber --config FILE COMMAND"
+    return (
+        f"{what}: this account only serves backups; as root or another user, run "
+        "grabber COMMAND (grabber --help lists them)"
+    )
 
 
 def peer_address(environ: Mapping[str, str]) -> str:

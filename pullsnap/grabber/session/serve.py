@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -62,15 +63,45 @@ class Reporter:
 
 
 def check_repository(cfg: GrabberConfig) -> None:
+    """What `grabber check` says of the repository, as a refusal with its fix."""
+    repo = cfg.repository
+    user, group = _whoami()
     try:
-        st = os.stat(cfg.repository)
+        st = os.stat(repo)
     except FileNotFoundError:
         raise errors.RunFailed(
-            f"repository {cfg.repository} does not exist: create it owned by the grabber user, "
-            "mode 0700"
+            f"repository {repo} does not exist -- fix: install -d -o {user} -g {group} "
+            f"-m 0700 {repo}"
         ) from None
-    if st.st_uid != os.geteuid() or not os.access(cfg.repository, os.W_OK | os.X_OK):
-        raise errors.RunFailed(f"repository {cfg.repository} is not owned and writable by us")
+    if st.st_uid != os.geteuid() or not os.access(repo, os.W_OK | os.X_OK):
+        raise errors.RunFailed(
+            f"repository {repo} is not owned and writable by {user} -- fix: "
+            f"chown {user}:{group} {repo} && chmod 0700 {repo}"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        # What `grabber check` calls a problem stops runs too: other users
+        # could read every host's files (README step 2: 0700).
+        raise errors.Refused(
+            f"repository {cfg.repository} is mode {mode:04o}, open to other users: runs are "
+            f"refused until it is 0700 -- fix: chmod 0700 {cfg.repository}"
+        )
+
+
+def _whoami() -> tuple[str, str]:
+    """This process's user and group names, as the fixes name them."""
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    try:
+        group = grp.getgrgid(os.getegid()).gr_name
+    except KeyError:
+        group = str(os.getegid())
+    return user, group
 
 
 def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:
@@ -80,7 +111,7 @@ def allow_rsync(cfg: GrabberConfig, version: tuple[int, ...] | None) -> str:
     if risk is not None and not cfg.allow_unsafe_rsync:
         raise errors.Refused(
             f"the backup host's rsync ({cfg.rsync}) {risk}: upgrade it, or set "
-            "allow_unsafe_rsync = true in its grabber configuration"
+            f"allow_unsafe_rsync = true in {cfg.path or 'its grabber configuration'}"
         )
     return versions.dotted(version)
 

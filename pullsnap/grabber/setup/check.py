@@ -141,13 +141,11 @@ def check_super(s: Subject) -> Iterator[Finding]:
         yield Finding(
             False,
             "Landlock is unavailable: runs refuse rsync --super unconfined",
-            "a kernel with Landlock, or allow_unconfined_super = true",
+            f"a kernel with Landlock, or allow_unconfined_super = true in {cfg.path}",
         )
     risk = receiver.suid_risk(cfg)
     if risk is not None:
-        consequence = (
-            "runs are refused" if cfg.super == "super" else "runs fall back to --fake-super"
-        )
+        consequence = "runs are refused"
         missing = ",".join(mounts.missing_safety_options(cfg.repository))
         yield Finding(
             False,
@@ -212,7 +210,7 @@ def check_rsync(s: Subject) -> Iterator[Finding]:
             False,
             f"rsync ({s.cfg.rsync}) {risk}: runs are refused",
             f"install rsync >= {want} (a distribution build with the fixes: "
-            "allow_unsafe_rsync = true)",
+            f"allow_unsafe_rsync = true in {s.cfg.path})",
         )
 
 
@@ -229,7 +227,7 @@ CHECKS: tuple[tuple[str, Callable[[Subject], Iterator[Finding]]], ...] = (
             s.cfg, s.user, launcher_caps(s.user.pw_shell) is not None
         ),
     ),
-    ("authorized_keys", lambda s: filechecks.check_authorized_keys(s.user)),
+    ("authorized_keys", lambda s: filechecks.check_authorized_keys(s.user, s.cfg.path)),
 )
 
 

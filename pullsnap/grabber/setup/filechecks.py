@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from pullsnap.config import GrabberConfig
 from pullsnap.findings import Finding
+from pullsnap.grabber import hints
 from pullsnap.grabber.confine import mounts
 from pullsnap.grabber.retention import guard
 from pullsnap.grabber.setup import keyfile
@@ -147,7 +148,7 @@ def _check_space(cfg: GrabberConfig) -> Iterator[Finding]:
             "anyway, or their own older snapshots while their host holds more than its "
             "share, or are refused with no-space",
             "add space (or inodes: a filesystem made with more), or lower min_free_abs / "
-            "min_free_inodes / min_free_avg",
+            f"min_free_inodes / min_free_avg in {cfg.path}",
         )
 
 
@@ -162,14 +163,17 @@ def permits(st: os.stat_result, uid: int, gids: set[int], bits: int) -> bool:
     return mode & bits == bits
 
 
-def check_authorized_keys(user: pwd.struct_passwd) -> Iterator[Finding]:
+def check_authorized_keys(user: pwd.struct_passwd, config: str = "") -> Iterator[Finding]:
+    """Modes and owners sshd accepts, and each line bound to a host under `config`."""
+    more = () if user.pw_name == "pullsnap" else ("--user", user.pw_name)
     ssh_dir = os.path.join(user.pw_dir, ".ssh")
     path = os.path.join(ssh_dir, "authorized_keys")
     if not os.path.exists(path):
         yield Finding(
             True,
             f"{path}: no host authorized yet",
-            "grabber authorize HOST 'ssh-ed25519 ...', the line initiator setup prints",
+            f"{hints.authorize(config, 'HOST', 'ssh-ed25519 ...', *more)}, "
+            "the line initiator setup prints",
             note=True,
         )
         return
@@ -193,7 +197,8 @@ def check_authorized_keys(user: pwd.struct_passwd) -> Iterator[Finding]:
                 f"chown {user.pw_name}: {where}",
             )
     with open(path, encoding="utf-8", errors="replace") as f:
-        verdicts = keyfile.audit(f.read(), path)
+        verdicts = keyfile.audit(f.read(), path, os.path.abspath(config) if config else "",
+                                 user.pw_name if more else "")  # fmt: skip
     for v in verdicts:
         if v.problem:
             yield Finding(False, f"{path} line {v.line}: {v.problem}", v.fix)

@@ -17,7 +17,9 @@ import struct
 from dataclasses import dataclass
 
 from pullsnap import sshkeys
+from pullsnap.config import DEFAULT_GRABBER_CONFIG
 from pullsnap.errors import BindingError
+from pullsnap.grabber import hints
 from pullsnap.grabber.session import binding
 
 # sshd(8) AUTHORIZED_KEYS FILE FORMAT: the key types OpenSSH 9 accepts.
@@ -42,6 +44,10 @@ class KeyLine:
     key_type: str
     blob: bytes
     comment: str
+
+    def public_key(self) -> str:
+        """`keytype base64`, as `grabber authorize` takes it."""
+        return f"{self.key_type} {base64.b64encode(self.blob).decode('ascii')}"
 
     def fingerprint(self) -> str:
         """As ssh-keygen -l shows it."""
@@ -121,8 +127,14 @@ class Verdict:
     detail: str = ""
 
 
-def audit(text: str, path: str) -> list[Verdict]:
-    """Every key line's verdict, in file order."""
+def audit(text: str, path: str, config: str = "", user: str = "") -> list[Verdict]:
+    """Every key line's verdict, in file order.
+
+    `config`: the grabber configuration in use; a line bound to another one
+    (or, without `config=`, to the default) sends that host's backups to
+    that file's repository and policy, so it is a problem here.  `user`:
+    the account, when fixes must name it (`--user`)."""
+    more = ("--user", user) if user else ()
     verdicts: list[Verdict] = []
     first_use: dict[bytes, tuple[int, str]] = {}
     for number, raw in enumerate(text.splitlines(), 1):
@@ -142,15 +154,18 @@ def audit(text: str, path: str) -> list[Verdict]:
                     number,
                     None,
                     f"{shown} is not bound to a host",
-                    f"{delete}, then: grabber authorize HOST '<that key>'",
+                    f"{delete}, then: {hints.authorize(config, 'HOST', key.public_key(), *more)}",
                 )
             )
             continue
         try:
             bound = binding.parse_forced_command(command)
         except BindingError as e:
-            verdicts.append(Verdict(number, None, f"{shown}: {e}", f"{delete}, then authorize"))
+            again = hints.authorize(config, "HOST", key.public_key(), *more)
+            verdicts.append(Verdict(number, None, f"{shown}: {e}", f"{delete}, then: {again}"))
             continue
+        # A rewrite keeps the line's address restriction (sshd's from="...").
+        keep = ("--from", key.option("from") or "") if key.option("from") else ()
         if key.option("restrict") is None:
             verdicts.append(
                 Verdict(
@@ -158,7 +173,8 @@ def audit(text: str, path: str) -> list[Verdict]:
                     bound.host,
                     f"{bound.host}: no `restrict` option "
                     "(the session may get a pty and forwarding)",
-                    f"grabber authorize {bound.host} '<that key>' rewrites it",
+                    f"{hints.authorize(config, bound.host, key.public_key(), *more, *keep)} "
+                    "rewrites it",
                 )
             )
             continue
@@ -175,8 +191,21 @@ def audit(text: str, path: str) -> list[Verdict]:
             )
             continue
         first_use[key.blob] = (number, bound.host)
-        config = f", config {bound.config}" if bound.config else ""
+        if config and not hints.same_config(bound.config, config):
+            used = bound.config or f"the default {DEFAULT_GRABBER_CONFIG}"
+            verdicts.append(
+                Verdict(
+                    number,
+                    bound.host,
+                    f"{bound.host} is bound to config {used}, not {config} in use here: "
+                    "its backups read that file",
+                    f"{hints.authorize(config, bound.host, key.public_key(), *more, *keep)} "
+                    "rewrites it",
+                )
+            )
+            continue
+        bound_to = f", config {bound.config}" if bound.config else ""
         sources = key.option("from")
         where = f", only from {sources}" if sources else ""
-        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{config}{where}"))
+        verdicts.append(Verdict(number, bound.host, detail=f"{shown}{bound_to}{where}"))
     return verdicts

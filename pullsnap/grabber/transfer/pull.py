@@ -27,6 +27,7 @@ from pullsnap.grabber.transfer import piperun
 from pullsnap.grabber.transfer.rsyncout import (
     ITEM_MARKER,
     failed_path,
+    failed_summary,
     is_new_file,
     parse_item,
     parse_stats,
@@ -368,7 +369,9 @@ def judge(result: PullResult) -> tuple[str, int, str]:
     ):
         return "failed", errors.NO_SPACE, "the repository's filesystem is full"
     if code == RSYNC_PARTIAL:
-        return "partial", errors.PARTIAL, "some files could not be read (rsync exit 23)"
+        named = failed_summary(result.failed_paths, result.failed_paths_total)
+        named = named or "some files could not be read"
+        return "partial", errors.PARTIAL, f"{named} (rsync exit 23)"
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
         return "failed", errors.REFUSED, "the initiator's host key did not match the handoff"
     if "Too many authentication failures" in text or "Permission denied (publickey" in text:

@@ -4,7 +4,8 @@ what it stored (our --out-format), and its per-file error lines."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 # Each file rsync changes in the new tree is one stdout line "<marker><%i> <%n>"
 # (rsync(1) --out-format, --itemize-changes): the manifest hashes those.
@@ -87,3 +88,31 @@ def failed_path(line: str) -> dict[str, str] | None:
     # flist.c names some calls with the file inside: readlink_stat("/x") failed.
     call = match.group(1).strip().removesuffix("(").strip()
     return {"path": match.group(2), "error": f"{call}: {match.group(3)}"}
+
+
+# strerror(ENOENT): a source path (or a file below it) that is not there.
+_MISSING = "No such file or directory"
+SHOWN_PATHS = 3
+
+
+def is_missing(failed: Mapping[str, Any]) -> bool:
+    """A failed path that does not exist on the backed-up host (vs unreadable)."""
+    return _MISSING in str(failed.get("error", ""))
+
+
+def failed_summary(failed: Sequence[Mapping[str, Any]], total: int) -> str:
+    """What a partial run could not read, as its verdict and record say it (pure):
+    `2 unreadable: /etc/shadow, /root; 1 missing: /srv/data`.  `failed` is
+    the first of them (the record keeps up to MAX_FAILED_PATHS), `total` all."""
+    missing = [str(f.get("path", "?")) for f in failed if is_missing(f)]
+    unreadable = [str(f.get("path", "?")) for f in failed if not is_missing(f)]
+    counts = (total - len(missing), len(missing))
+    parts = []
+    for what, paths, count in (("unreadable", unreadable, counts[0]),
+                               ("missing", missing, counts[1])):  # fmt: skip
+        if count <= 0:
+            continue
+        more = count - min(len(paths), SHOWN_PATHS)
+        named = ", ".join(paths[:SHOWN_PATHS]) + (f" and {more} more" if more > 0 else "")
+        parts.append(f"{count} {what}: {named}" if paths else f"{count} {what}")
+    return "; ".join(parts)

@@ -115,6 +115,11 @@ def _mtime(meta: Meta) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def snapshot_mode(host: HostRepo, name: str) -> str:
+    """ "super" or "fake-super": how the snapshot keeps owners and modes."""
+    return str((host.read_record(name) or {}).get("mode", "unknown-mode"))
+
+
 def render(host: HostRepo, path: str, versions: Sequence[Version]) -> str:
     present = [v for v in versions if v.inode is not None]
     total = sum(len(v.snapshots) for v in versions)
@@ -128,8 +133,9 @@ def render(host: HostRepo, path: str, versions: Sequence[Version]) -> str:
             continue
         m = v.meta
         size = human_size(m.size) if m.kind == "file" else m.kind
+        kept = snapshot_mode(host, last)
         lines.append(f"  {size:>9}  {span}  modified {_mtime(m)}, mode {m.mode:04o}, "
-                     f"owner {m.uid}:{m.gid}")  # fmt: skip
+                     f"owner {m.uid}:{m.gid}, {kept} snapshot")  # fmt: skip
         lines.append(f"             {show(os.fsencode(host.tree(last)) + os.fsencode(path))}")
     return "\n".join(lines) + "\n"
 
@@ -140,6 +146,7 @@ def as_json(host: HostRepo, path: str, versions: Sequence[Version]) -> list[dict
         {"snapshots": list(v.snapshots), "present": v.meta is not None,
          "kind": v.meta.kind if v.meta else None, "size": v.meta.size if v.meta else None,
          "mtime_ns": v.meta.mtime_ns if v.meta else None,
+         "snapshot_mode": snapshot_mode(host, v.snapshots[-1]) if v.meta else None,
          "copy_from": show(os.fsencode(host.tree(v.snapshots[-1])) + os.fsencode(path))
          if v.meta else None}
         for v in versions

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.base import recorded_added
 from pullsnap.grabber.store.repository import GOOD_STATES, Attempt
+from pullsnap.grabber.transfer.rsyncout import failed_summary
 from pullsnap.units import human_duration, human_size
 
 VERIFY_FILE = ".verify.json"  # written by `grabber verify`
@@ -40,6 +42,7 @@ class HostStatus:
     max_age: float
     stale: bool
     last_good: str | None = None
+    good_mode: str = ""  # the newest good snapshot's: "super" or "fake-super"
     age: float | None = None  # seconds since the newest good snapshot began
     last_attempt: str | None = None
     last_state: str = ""  # complete, partial, suspect, failed, interrupted, running, unknown
@@ -59,6 +62,13 @@ class HostStatus:
     interrupted: int = 0
     used: int | None = None  # bytes on disk, every inode once (usage.py)
     verify: Verify | None = None
+    # Why the host is not plainly ok though fresh: its newest good snapshot
+    # is partial (unreadable files, missing sources), when warn_partial.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def warn(self) -> bool:
+        return bool(self.warnings) and not self.stale
 
 
 def parse_verify(value: Any) -> Verify | None:
@@ -108,6 +118,7 @@ def summarize(
     verify: Verify | None = None,
     used: int | None = None,
     partial_is_good: bool = True,
+    warn_partial: bool = True,
 ) -> HostStatus:
     """One host's status from its attempts, oldest first (pure).
 
@@ -129,6 +140,7 @@ def summarize(
         max_age=max_age,
         stale=age is None or age > max_age,
         last_good=newest.name if newest else None,
+        good_mode=str(newest.record.get("mode", "")) if newest else "",
         age=age,
         last_attempt=last.name if last else None,
         last_state=states[-1] if states else "",
@@ -147,7 +159,22 @@ def summarize(
         interrupted=states.count("interrupted"),
         used=used,
         verify=verify,
+        warnings=partial_warnings(newest) if newest is not None and warn_partial else (),
     )
+
+
+def partial_warnings(newest: Attempt) -> tuple[str, ...]:
+    """What a partial newest good snapshot lacks (pure): `snapshot NAME is partial:
+    2 unreadable: /etc/shadow, /root; 1 missing: /srv/data`."""
+    record = newest.record
+    if newest.state != "partial":
+        return ()
+    failed = record.get("failed_paths")
+    total = record.get("failed_paths_total")
+    failed = [f for f in failed if isinstance(f, dict)] if isinstance(failed, list) else []
+    total = total if isinstance(total, int) and not isinstance(total, bool) else len(failed)
+    what = failed_summary(failed, total) or "some files could not be read"
+    return (f"last good snapshot {newest.name} is partial: {what}",)
 
 
 def as_json(s: HostStatus) -> dict[str, Any]:
@@ -157,6 +184,7 @@ def as_json(s: HostStatus) -> dict[str, Any]:
         "stale": s.stale,
         "max_age": s.max_age,
         "last_good": s.last_good,
+        "good_mode": s.good_mode or None,
         "age": None if s.age is None else round(s.age, 3),
         "last_attempt": s.last_attempt,
         "last_state": s.last_state,
@@ -174,6 +202,7 @@ def as_json(s: HostStatus) -> dict[str, Any]:
         "failed": s.failed,
         "interrupted": s.interrupted,
         "used": s.used,
+        "warnings": list(s.warnings),
         "verify": None
         if s.verify is None
         else {
@@ -197,12 +226,14 @@ def nagios(
 
     CRITICAL: a host is stale, or the repository is below free_crit or
     free_inodes_crit (`room`: what is below, `room_level` "critical").
-    WARNING: a suspect snapshot, a failed verify, or the repository below
+    WARNING: a suspect snapshot, a failed verify, a partial newest good
+    snapshot (warn_partial: unreadable files, missing sources), or the repository below
     free_warn or free_inodes_warn.  Performance data: each host's age and
     its threshold, in seconds.
     """
     stale = [s for s in statuses if s.stale]
-    worried = [s for s in statuses if s.suspect or (s.verify and s.verify.result != "ok")]
+    worried = [s for s in statuses
+               if s.suspect or (s.verify and s.verify.result != "ok") or s.warn]  # fmt: skip
     perf = " ".join(
         f"{s.host}_age={-1 if s.age is None else int(s.age)}s;;{int(s.max_age)}" for s in statuses
     )
@@ -215,10 +246,17 @@ def nagios(
         return NAGIOS_CRITICAL, f"PULLSNAP CRITICAL - {detail} | {perf}"
     if worried or full:
         detail = ", ".join([
-            *(f"{s.host} ({'suspect snapshot' if s.suspect else 'verify mismatch'})"
-              for s in worried), *full])  # fmt: skip
+            *(f"{s.host} ({_worry(s)})" for s in worried), *full])  # fmt: skip
         return NAGIOS_WARNING, f"PULLSNAP WARNING - {detail} | {perf}"
     return NAGIOS_OK, f"PULLSNAP OK - {len(statuses)} hosts fresh | {perf}"
+
+
+def _worry(s: HostStatus) -> str:
+    if s.suspect:
+        return "suspect snapshot"
+    if s.verify and s.verify.result != "ok":
+        return "verify mismatch"
+    return s.warnings[0].removeprefix("last good snapshot ")
 
 
 def _age_text(s: HostStatus) -> str:
@@ -227,21 +265,23 @@ def _age_text(s: HostStatus) -> str:
     return f"last good {human_duration(s.age)} ago, max {human_duration(s.max_age)}"
 
 
-def render(statuses: Sequence[HostStatus]) -> str:
-    """The human `grabber status` text: one block per host (pure)."""
+def render(statuses: Sequence[HostStatus], config: str = "") -> str:
+    """The human `grabber status` text: one block per host (pure); the
+    commands it suggests name `config`."""
     if not statuses:
         return "no hosts in the repository or the config\n"
     width = max(len(s.host) for s in statuses)
     pad = " " * (width + 9)
     out = []
     for s in statuses:
-        flag = "STALE" if s.stale else "ok"
+        flag = "STALE" if s.stale else "WARN" if s.warn else "ok"
         if s.last_good is None:
             out.append(f"{s.host:<{width}}  {flag:<5}  no good snapshot yet")
         else:
             assert s.age is not None
+            mode = f" ({s.good_mode})" if s.good_mode else ""
             out.append(
-                f"{s.host:<{width}}  {flag:<5}  last good {s.last_good}, "
+                f"{s.host:<{width}}  {flag:<5}  last good {s.last_good}{mode}, "
                 f"{human_duration(s.age)} ago (max {human_duration(s.max_age)})"
             )
         if s.last_run is not None:
@@ -263,8 +303,11 @@ def render(statuses: Sequence[HostStatus]) -> str:
             f"{pad}{s.snapshots} snapshot{plural}{used}; suspect {len(s.suspect)}, "
             f"failed {s.failed}, interrupted {s.interrupted}"
         )
+        for warning in s.warnings:
+            out.append(f"{pad}WARN      {warning}")
         for name in s.suspect:
-            out.append(f"{pad}SUSPECT   {name}: check it, then: grabber accept {s.host} {name}")
+            accept = hints.grabber(config, "accept", s.host, name)
+            out.append(f"{pad}SUSPECT   {name}: check it, then: {accept}")
         out.append(f"{pad}verify    {verify_text(s.verify)}")
     return "\n".join(out) + "\n"
 

@@ -22,7 +22,9 @@ def attempt_row(host: str, attempt: Attempt, locked: bool = False) -> list[str]:
     measured = "transferred_size" in stats or "added" in record
     added = f"+{human_size(recorded_added(record).bytes)}" if measured else ""
     seconds = human_duration(record["seconds"]) if "seconds" in record else ""
-    return [host, attempt.name, state, files, added, seconds, note]
+    # --super or --fake-super: how to restore it (README "The repository and restoring").
+    mode = str(record.get("mode", "")) if attempt.has_tree or attempt.has_incomplete else ""
+    return [host, attempt.name, state, mode or "-", files, added, seconds, note]
 
 
 def rows(root: str, only: Sequence[str] = ()) -> list[list[str]]:
@@ -41,7 +43,7 @@ def render(root: str, only: Sequence[str] = ()) -> str:
     table = rows(root, only)
     if not table:
         return f"no snapshots in {root}\n"
-    header = ["HOST", "SNAPSHOT", "STATE", "FILES", "ADDED", "TIME", "NOTE"]
+    header = ["HOST", "SNAPSHOT", "STATE", "MODE", "FILES", "ADDED", "TIME", "NOTE"]
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
     lines = []
     for row in [header, *table]:

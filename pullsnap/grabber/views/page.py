@@ -52,6 +52,8 @@ def _snapshots_cell(s: HostStatus) -> str:
         text += f' <span class="warn">+{len(s.suspect)} suspect</span>'
     if s.failed:
         text += f' <span class="note">{s.failed} failed</span>'
+    for warning in s.warnings:
+        text += f' <span class="warn" title="{escape(warning)}">partial</span>'
     return text
 
 
@@ -67,6 +69,8 @@ def _verify_cell(s: HostStatus) -> str:
 
 def row(s: HostStatus, runs: Sequence[chart.Point]) -> str:
     last_good = escape(s.last_good) if s.last_good else '<span class="note">none</span>'
+    if s.good_mode:
+        last_good += f' <span class="note">{escape(s.good_mode)}</span>'
     used = human_size(s.used) if s.used is not None else "-"
     added = f"+{human_size(s.good_added)}" if s.good_added is not None else "-"
     cells = [
@@ -125,7 +129,9 @@ def render(
 </tbody>
 </table>
 <p class="note">Age counts from the start of the newest good snapshot; a host is stale
-past its max_age. Used: space on disk, each hardlinked file once. Added: what the newest
+past its max_age. Beside the snapshot, its mode: super (files keep their owners: copy
+them back as root) or fake-super (owners and modes in xattrs: grabber restore).
+Used: space on disk, each hardlinked file once. Added: what the newest
 good snapshot took on disk (measured: files stored anew, its directories). Chart: bars are
 bytes added per run (log scale), the line is the run's duration, x marks a failed run and !
 a suspect one; hover for details.</p>

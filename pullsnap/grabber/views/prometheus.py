@@ -31,6 +31,11 @@ PER_HOST: dict[str, tuple[str, Callable[[HostStatus, dt.datetime], float | None]
         lambda s, now: int(s.stale),
     ),
     "pullsnap_max_age_seconds": ("The host's staleness threshold.", lambda s, now: s.max_age),
+    "pullsnap_partial": (
+        "1 when the newest good snapshot is partial (unreadable files or missing sources) "
+        "and warn_partial is on.",
+        lambda s, now: int(bool(s.warnings)),
+    ),
     "pullsnap_last_run_success": (
         "1 when the newest finished run made a good snapshot.",
         lambda s, now: None if s.last_run is None else int(s.last_run_state in GOOD_STATES),

@@ -8,6 +8,7 @@ import os
 
 from pullsnap import errors
 from pullsnap.config import GrabberConfig
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.repository import HostRepo
 
 
@@ -28,5 +29,5 @@ def existing_host(cfg: GrabberConfig, name: str) -> HostRepo:
     require_readable(cfg)
     host = HostRepo(cfg.repository, name)
     if not host.exists():
-        raise errors.NoSuchHost(name, cfg.repository)
+        raise errors.NoSuchHost(name, cfg.repository, hints.grabber(cfg.path, "list"))
     return host

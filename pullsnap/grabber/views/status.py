@@ -48,6 +48,7 @@ def collect(
             name, host.attempts(), now=now, locked=host.exists() and host.is_locked(),
             max_age=policy.max_age if max_age is None else max_age,
             verify=verify, used=used, partial_is_good=policy.partial_is_good,
+            warn_partial=policy.warn_partial,
         ))  # fmt: skip
     return found
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pullsnap import errors
+from pullsnap.grabber import hints
 from pullsnap.grabber.store.repository import LATEST, HostRepo, parse_name
 
 FAKE_STAT = "user.rsync.%stat"
@@ -105,10 +106,22 @@ def meta_of(path: bytes, st: os.stat_result) -> Meta:
         size=st.st_size if kind == "file" else 0,  # a link's size is its target's length
         mtime_ns=st.st_mtime_ns if kind not in ("dir", "link") else 0,
         rdev=rdev if kind in ("chr", "blk") else 0,
-        link=os.readlink(path) if stat.S_ISLNK(st.st_mode) else b"",
+        link=_link_target(path, st) if kind == "link" else b"",
         acls=tuple(acls),
         xattrs=tuple(xattrs),
     )
+
+
+def _link_target(path: bytes, st: os.stat_result) -> bytes:
+    """A symlink's target; rsync --fake-super stores a symlink as a regular
+    file holding its target (and its mode in user.rsync.%stat)."""
+    if stat.S_ISLNK(st.st_mode):
+        return os.readlink(path)
+    if not stat.S_ISREG(st.st_mode):
+        return b""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    with open(os.open(path, flags), "rb") as f:
+        return f.read(4096)  # PATH_MAX
 
 
 def differences(a: Meta, b: Meta) -> tuple[str, ...]:
@@ -230,7 +243,7 @@ def show(path: bytes) -> str:
     return "".join(out)
 
 
-def snapshot_tree(host: HostRepo, name: str) -> str:
+def snapshot_tree(host: HostRepo, name: str, config: str = "") -> str:
     """The tree of a published snapshot (`latest` allowed), or a UsageError."""
     if name == LATEST:
         newest = host.newest_good()
@@ -239,7 +252,7 @@ def snapshot_tree(host: HostRepo, name: str) -> str:
         name = newest.name
     known = {a.name for a in host.attempts() if a.has_tree}
     if parse_name(name) is None or name not in known:
-        raise errors.NoSuchSnapshot(host.host, name)
+        raise errors.NoSuchSnapshot(host.host, name, hints.grabber(config, "list", host.host))
     return host.tree(name)
 
 

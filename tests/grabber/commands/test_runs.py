@@ -26,10 +26,11 @@ def test_allow_run_leaves_the_mark_the_next_run_reads(repo, grabber) -> None:
     assert os.path.exists(os.path.join(repo.path, admission.ALLOW_RUN))
 
 
-def test_allow_run_of_an_unknown_host_says_how_to_find_one(repo, grabber) -> None:
+def test_allow_run_of_an_unknown_host_says_how_to_find_one(repo, grabber, tmp_path) -> None:
     code, _, err = grabber("allow-run", "db1")
     assert code == errors.USAGE
-    assert err == f"grabber: no host 'db1' in {repo.root} (see: grabber list)\n"
+    listing = f"grabber --config {tmp_path / 'grabber.toml'} list"
+    assert err == f"grabber: no host 'db1' in {repo.root} (see: {listing})\n"
     code, _, err = grabber("allow-run", "../etc")
     assert code != errors.OK and "host name '../etc' is not allowed" in err
 

@@ -50,14 +50,18 @@ def test_super_demanded_without_the_capabilities_is_refused(safe_mount) -> None:
         receiver.receiver_mode(_cfg(super="super"), SUPER[1:])
 
 
-def test_an_unsafe_filesystem_trades_super_for_fake_super_with_a_warning(unsafe_mount) -> None:
-    warned: list[str] = []
-    assert receiver.receiver_mode(_cfg(super="auto"), SUPER, warned.append) == "fake-super"
-    assert warned == ["warning: using --fake-super, not --super: the repository's filesystem "
-                      "(/srv) is mounted without nosuid,nodev: remount it with -o nosuid,nodev "
-                      "(or set allow_suid_repository = true)"]  # fmt: skip
-    with pytest.raises(errors.RunFailed, match="refusing rsync --super: the repository's"):
-        receiver.receiver_mode(_cfg(super="super"), SUPER)
+def test_an_unsafe_filesystem_refuses_super_with_the_fix(unsafe_mount) -> None:
+    """With the launcher's capabilities, "auto" as well as "super": a silent
+    --fake-super snapshot would be restored as the wrong kind."""
+    for wanted in ("auto", "super"):
+        with pytest.raises(errors.RunFailed) as refused:
+            receiver.receiver_mode(_cfg(super=wanted), SUPER)
+        assert str(refused.value).startswith(
+            "refusing rsync --super: the repository's filesystem (/srv) is mounted without "
+            "nosuid,nodev: remount it with -o nosuid,nodev (or set allow_suid_repository = true); "
+            'or set super = "fake-super" -- fix: mount --bind -o nosuid,nodev'
+        )
+    assert receiver.receiver_mode(_cfg(super="fake-super"), SUPER) == "fake-super"
     allowed = _cfg(super="super", allow_suid_repository=True)
     assert receiver.suid_risk(allowed) is None
     assert receiver.receiver_mode(allowed, SUPER) == "super"

@@ -115,7 +115,20 @@ def test_remember_writes_the_status_file(host: HostRepo) -> None:
     written = json.loads(Path(host.path, verify.VERIFY_FILE).read_text())
     assert written == {"time": "2026-11-26T00:00:00Z", "snapshot": "all", "result": "mismatch",
                        "checked": outcome.checked, "mismatches": [f"{N1}/etc/x"],
-                       "sample": 0.5}  # fmt: skip
+                       "sample": 0.5, "unreadable": 0}  # fmt: skip
+
+
+def test_a_verify_that_could_not_read_everything_keeps_the_saved_result(host: HostRepo) -> None:
+    whole = verify.verify_host(host, None, 1.0)
+    assert verify.remember(host, whole, None, 1.0, NOW)
+    saved = Path(host.path, verify.VERIFY_FILE).read_text()
+    partial = verify.Outcome(checked=1, unreadable=[f"{N1}/etc/shadow"])
+    assert not verify.remember(host, partial, None, 1.0, NOW)
+    assert Path(host.path, verify.VERIFY_FILE).read_text() == saved
+    partial.mismatches.append(verify.Mismatch(N1, b"etc/motd", "content differs"))
+    assert verify.remember(host, partial, None, 1.0, NOW)  # what it read and found wrong is news
+    written = json.loads(Path(host.path, verify.VERIFY_FILE).read_text())
+    assert written["result"] == "mismatch" and written["unreadable"] == 1
 
 
 def test_odd_names_print_on_one_line() -> None:
@@ -125,7 +138,7 @@ def test_odd_names_print_on_one_line() -> None:
 
 def test_unreadable_files_alone_say_to_run_as_root() -> None:
     outcome = verify.Outcome(unreadable=[f"{N1}/etc/shadow"])
-    with pytest.raises(errors.RunFailed, match="run grabber verify as root"):
+    with pytest.raises(errors.RunFailed, match="the last saved verify stays: run as root: "):
         verify.require_all_readable(outcome)
     outcome.mismatches.append(verify.Mismatch(N1, b"x", "y"))
     verify.require_all_readable(outcome)  # the mismatch is the bigger news

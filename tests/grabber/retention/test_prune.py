@@ -201,7 +201,7 @@ def test_prune_as_the_grabber_user_leaves_root_trees_to_the_trash_and_says_so() 
         assert done.stderr == ""
         assert done.stdout.strip().splitlines()[-1] == (
             "warning: web1: the trash is not empty (Permission denied): the next backup of web1 "
-            "empties it, or run grabber prune as root"
+            f"empties it, or run as root: grabber --config {conf} prune web1"
         )
     finally:
         shutil.rmtree(base)

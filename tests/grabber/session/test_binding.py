@@ -297,3 +297,28 @@ def test_a_line_can_be_bound_to_source_addresses() -> None:
 def test_source_addresses_are_addresses_or_networks_only(bad: str) -> None:
     with pytest.raises(BindingError, match="is not an IP address or network"):
         binding.authorized_keys_line("web7", PUBLIC_KEY, sources=[bad])
+
+
+# --- the login shell typed by hand ----------------------------------------------------
+
+COMMANDS = ("list", "status", "check")
+
+
+@pytest.mark.parametrize(
+    "argv, advice",
+    [(["grabber", "-c", "status"], "type: grabber status"),
+     (["grabber", "-c", "status --json web1"], "type: grabber status --json web1"),
+     (["grabber", "-c", "/srv/g.toml", "list"], "type: grabber --config /srv/g.toml list"),
+     (["grabber", "-c"], "type: grabber --config FILE COMMAND"),
+     (["grabber", "-c", "sh"], "this account only serves backups"),
+     (["-grabber"], "this account only serves backups")],
+)  # fmt: skip
+def test_a_login_shell_typed_by_hand_is_told_what_to_type(argv: list[str], advice: str) -> None:
+    said = binding.login_mistake(argv, COMMANDS)
+    assert said.startswith("`grabber -c ...` is the login shell sshd starts") and advice in said
+
+
+def test_only_sshds_variables_tell_a_backup_from_a_person() -> None:
+    assert not binding.started_by_sshd({"PATH": "/bin", "HOME": "/root"})
+    assert binding.started_by_sshd({"SSH_CONNECTION": "10.0.0.5 40000 10.0.0.1 22"})
+    assert binding.started_by_sshd({"SSH_ORIGINAL_COMMAND": "pullsnap"})

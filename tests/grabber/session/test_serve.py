@@ -140,7 +140,7 @@ def test_a_missing_repository_is_refused_before_anything_starts(site, tmp_path) 
 
     site["cfg"] = GrabberConfig(repository=str(tmp_path / "nowhere"))
     code, result = _serve(site, handoff.encode(site["handoff"]), pull)
-    assert code == errors.FAILED and "does not exist: create it" in result["message"]
+    assert code == errors.FAILED and "does not exist -- fix: install -d -o " in result["message"]
     assert FakeEarly.made == [] and not (tmp_path / "nowhere").exists()
 
 

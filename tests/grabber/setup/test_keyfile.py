@@ -73,3 +73,30 @@ def test_a_line_bound_to_source_addresses_says_so() -> None:
     [verdict] = _audit(line)
     assert (verdict.host, verdict.problem) == ("web7", "")
     assert verdict.detail.endswith(", only from 10.7.0.17,192.0.2.0/24")
+
+
+def test_a_line_bound_to_another_configuration_is_a_problem_with_a_runnable_fix() -> None:
+    """A line without `config=` reads the default file; with /srv/g.toml in
+    use that host's backups would go elsewhere.  The fix names the file, binds
+    it and carries the key itself, so it runs as printed."""
+    text = authorized_keys_line("web1", _key()) + authorized_keys_line("web2", _key(seed=b"m"),
+                                                                     "/srv/g.toml")  # fmt: skip
+    first, second = keyfile.audit(text, "/k", "/srv/g.toml", "opsv")
+    assert "web1 is bound to config the default /etc/pullsnap/grabber.toml" in first.problem
+    assert first.fix == (
+        f"grabber --config /srv/g.toml authorize --bind-config --user opsv web1 '{_key()}' "
+        "rewrites it"
+    )
+    assert second.problem == "" and second.host == "web2"
+    [default] = keyfile.audit(authorized_keys_line("web1", _key()), "/k",
+                              "/etc/pullsnap/grabber.toml")  # fmt: skip
+    assert default.problem == ""
+
+
+def test_every_line_is_held_to_the_configuration_and_a_rewrite_keeps_its_addresses() -> None:
+    ok = authorized_keys_line("web2", _key(seed=b"m"), "/srv/g.toml")
+    other = authorized_keys_line("web1", _key(), sources=["10.7.0.17"])
+    first, second = keyfile.audit(ok + other, "/k", "/srv/g.toml")
+    assert first.problem == "" and "is bound to config the default" in second.problem
+    assert second.fix == (f"grabber --config /srv/g.toml authorize --bind-config --from "
+                          f"10.7.0.17 web1 '{_key()}' rewrites it")  # fmt: skip

@@ -405,3 +405,20 @@ def test_judge_other_failures_keep_the_last_error() -> None:
     assert (state, code) == ("failed", errors.FAILED)
     assert message == "rsync failed with exit 12: rsync error: something (code 12)"
     assert verdict(1) == ("failed", errors.FAILED, "rsync failed with exit 1")
+
+
+def test_a_partial_verdict_names_the_first_paths_and_counts_them() -> None:
+    lines = [
+        'rsync: [sender] send_files failed to open "/etc/shadow": Permission denied (13)',
+        'rsync: [sender] opendir "/root" failed: Permission denied (13)',
+        'rsync: [sender] opendir "/var/lib/x" failed: Permission denied (13)',
+        'rsync: [sender] send_files failed to open "/etc/gshadow": Permission denied (13)',
+        'rsync: [sender] link_stat "/srv/data" failed: No such file or directory (2)',
+    ]
+    failed = [f for f in map(pull.failed_path, lines) if f is not None]
+    result = pull.PullResult(exit_code=23, errors=lines, failed_paths=failed,
+                             failed_paths_total=6)  # fmt: skip
+    state, code, message = pull.judge(result)
+    assert (state, code) == ("partial", errors.PARTIAL)
+    assert message == ("5 unreadable: /etc/shadow, /root, /var/lib/x and 2 more; "
+                       "1 missing: /srv/data (rsync exit 23)")  # fmt: skip

@@ -119,3 +119,25 @@ def test_text_and_json() -> None:
     assert body["stale"] is True and body["suspect"] == [attempts[1].name]
     assert body["used"] == 5 << 20 and body["verify"] is None
     assert set(body) >= {"host", "last_good", "age", "max_age", "snapshots", "failed"}
+
+
+def test_a_partial_newest_good_snapshot_warns_unless_the_policy_says_not() -> None:
+    failed = [
+        {"path": "/etc/shadow", "error": "send_files failed to open: Permission denied (13)"},
+        {"path": "/srv/data", "error": "link_stat failed: No such file or directory (2)"},
+    ]
+    attempts = [_attempt(26), _attempt(2, "partial", failed_paths=failed, failed_paths_total=2)]
+    s = health.summarize("web1", attempts, now=NOW, max_age=36 * HOUR)
+    assert s.warn and not s.stale
+    assert s.warnings == (f"last good snapshot {attempts[1].name} is partial: "
+                          "1 unreadable: /etc/shadow; 1 missing: /srv/data",)  # fmt: skip
+    assert health.render([s]).startswith("web1  WARN ")
+    assert f"WARN      last good snapshot {attempts[1].name} is partial" in health.render([s])
+    code, line = health.nagios([s])
+    assert code == health.NAGIOS_WARNING
+    assert line.startswith(f"PULLSNAP WARNING - web1 ({attempts[1].name} is partial: 1 unread")
+    assert health.as_json(s)["warnings"] == list(s.warnings)
+    quiet = health.summarize("web1", attempts, now=NOW, max_age=36 * HOUR, warn_partial=False)
+    assert not quiet.warn and health.nagios([quiet])[0] == health.NAGIOS_OK
+    fixed = health.summarize("web1", [*attempts, _attempt(1)], now=NOW, max_age=36 * HOUR)
+    assert not fixed.warn  # the next complete run clears it

@@ -46,6 +46,7 @@ def test_samples_per_host() -> None:
     assert 'pullsnap_last_run_added_bytes{host="web1"} 300' in lines
     assert 'pullsnap_last_run_transferred_bytes{host="web1"} 420' in lines
     assert 'pullsnap_used_bytes{host="web1"} 4096' in lines
+    assert 'pullsnap_partial{host="web1"} 0' in lines
     # A host that never ran has no last run: no sample rather than a made-up 0.
     assert not any(
         line.startswith('pullsnap_last_run_duration_seconds{host="web2"') for line in lines

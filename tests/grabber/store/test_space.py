@@ -6,6 +6,8 @@ import errno
 import os
 from pathlib import Path
 
+import pytest
+
 from pullsnap.grabber.store import space
 from pullsnap.grabber.store.space import Filesystem, Space
 
@@ -26,8 +28,13 @@ def test_a_record_holds_both_or_is_not_one() -> None:
         assert space.from_record(bad) is None
 
 
-def test_the_filesystem_is_what_statvfs_says(tmp_path: Path) -> None:
+def test_the_filesystem_is_what_statvfs_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One real reading, given to both calls: a shared filesystem's free
+    # figures move between two statvfs calls.
     st = os.statvfs(tmp_path)
+    monkeypatch.setattr(space.os, "statvfs", lambda path: st)
     fs = space.filesystem(str(tmp_path))
     assert fs.size == Space(st.f_blocks * st.f_frsize, st.f_files)
     assert fs.free.bytes <= st.f_bfree * st.f_frsize and fs.free.inodes <= st.f_ffree

@@ -18,14 +18,13 @@ import contextlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench import dataset
 from bench.measure import CpuMeter
-from lab import Lab, Sshd, write
+from lab import Lab, Sshd, remove_btrfs_tree, write
 from pullsnap.errors import PullsnapError
 
 
@@ -152,7 +151,7 @@ class Stage:
     def empty_trash(self) -> None:
         shutil.rmtree(self.path("trash"), ignore_errors=True)
         if self.btrfs_mount:
-            remove_subvolumes(os.path.join(self.btrfs_mount, "trash"))
+            remove_btrfs_tree(os.path.join(self.btrfs_mount, "trash"))
 
     def drop_btrfs(self) -> None:
         """Unmount the stage's btrfs (its bind mounts first) and remove its image."""
@@ -168,22 +167,6 @@ class Stage:
             self.lab.close()
         if self.host_sshd is not None:
             self.host_sshd.stop()
-
-
-def remove_subvolumes(top: str) -> None:
-    """Remove a tree holding btrfs subvolumes, read-only ones too (root)."""
-    if not os.path.isdir(top):
-        return
-    for dirpath, dirs, _files in os.walk(top, topdown=False):
-        for name in dirs:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
-                subprocess.run(["btrfs", "property", "set", "-ts", path, "ro", "false"],
-                               capture_output=True, check=False)  # fmt: skip
-                subprocess.run(["btrfs", "subvolume", "delete", path], capture_output=True,
-                               check=False)  # fmt: skip
-    shutil.rmtree(top, ignore_errors=True)
 
 
 def _stamp_text(spec: dataset.Spec) -> str:

@@ -21,6 +21,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -383,3 +384,19 @@ def btrfs_mount(image: str, mountpoint: str, size: str = "3G") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(image)
+
+
+def remove_btrfs_tree(path: str) -> None:
+    """Remove a directory holding subvolumes (read-only ones too), as root."""
+    if not os.path.lexists(path):
+        return
+    for dirpath, dirs, _files in os.walk(path, topdown=False):
+        for d in dirs:
+            sub = os.path.join(dirpath, d)
+            st = os.lstat(sub)
+            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
+                subprocess.run(["btrfs", "property", "set", "-ts", sub, "ro", "false"],
+                               capture_output=True, check=False)  # fmt: skip
+                subprocess.run(["btrfs", "subvolume", "delete", sub], capture_output=True,
+                               check=False)  # fmt: skip
+    shutil.rmtree(path, ignore_errors=True)

@@ -6,15 +6,13 @@ import contextlib
 import os
 import re
 import shutil
-import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from lab import Lab, btrfs_mount, chown_tree
+from lab import Lab, btrfs_mount, chown_tree, remove_btrfs_tree
 
 
 @pytest.fixture(scope="session")
@@ -187,19 +185,3 @@ def _site(lab: Lab, request: pytest.FixtureRequest, repo_parent: str) -> Iterato
     shutil.rmtree(root, ignore_errors=True)
     if repo_parent:
         remove_btrfs_tree(repo)
-
-
-def remove_btrfs_tree(path: str) -> None:
-    """Remove a directory holding subvolumes (read-only ones too), as root."""
-    if not os.path.lexists(path):
-        return
-    for dirpath, dirs, _files in os.walk(path, topdown=False):
-        for d in dirs:
-            sub = os.path.join(dirpath, d)
-            st = os.lstat(sub)
-            if stat.S_ISDIR(st.st_mode) and st.st_ino == 256:  # a subvolume's top
-                subprocess.run(["btrfs", "property", "set", "-ts", sub, "ro", "false"],
-                               capture_output=True, check=False)  # fmt: skip
-                subprocess.run(["btrfs", "subvolume", "delete", sub], capture_output=True,
-                               check=False)  # fmt: skip
-    shutil.rmtree(path, ignore_errors=True)

@@ -141,31 +141,22 @@ def extents(fd: int, flags: int = 0) -> Iterator[tuple[int, int, bool]]:
 
 def walk_tree(acc: Extents, path: str) -> int:
     """Feed one tree's extents to `acc`; how many directories could not be read."""
-    unreadable = 0
-    stack = [os.fsencode(path)]
-    while stack:
-        try:
-            listing = os.scandir(stack.pop())
-        except OSError:
-            unreadable += 1
+    walk = usage.TreeWalk(path)
+    for entry in walk:
+        if not entry.is_file(follow_symlinks=False):
             continue
-        with listing:
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    try:
-                        fd = os.open(entry.path, _READ)
-                    except OSError:
-                        continue
-                    try:
-                        for physical, length, shared in extents(fd):
-                            acc.add(physical, length, shared)
-                    except OSError:
-                        pass  # vanished, or no FIEMAP: nothing to count
-                    finally:
-                        os.close(fd)
-    return unreadable
+        try:
+            fd = os.open(entry.path, _READ)
+        except OSError:
+            continue
+        try:
+            for physical, length, shared in extents(fd):
+                acc.add(physical, length, shared)
+        except OSError:
+            pass  # vanished, or no FIEMAP: nothing to count
+        finally:
+            os.close(fd)
+    return walk.unreadable
 
 
 def measure(host: HostRepo, use_cache: bool = True) -> HostUsage:

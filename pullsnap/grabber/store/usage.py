@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from pullsnap.grabber.store import atomicfile
@@ -101,6 +102,29 @@ class Accounting:
         return unique, sum(self.single_count) + len(self.inodes)
 
 
+class TreeWalk:
+    """Every entry below `path`, depth first, following no symlink;
+    `unreadable` counts the directories that could not be listed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.unreadable = 0
+
+    def __iter__(self) -> Iterator[os.DirEntry[bytes]]:
+        stack = [os.fsencode(self.path)]
+        while stack:
+            try:
+                listing = os.scandir(stack.pop())
+            except OSError:
+                self.unreadable += 1
+                continue
+            with listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    yield entry
+
+
 def walk_tree(acc: Accounting, path: str) -> int:
     """Feed one tree to `acc`; return how many directories could not be read."""
     try:
@@ -108,28 +132,18 @@ def walk_tree(acc: Accounting, path: str) -> int:
     except FileNotFoundError:  # deleted since it was listed
         return 0
     acc.add(top.st_ino, top.st_blocks * 512, 1)
-    unreadable = 0
-    stack = [os.fsencode(path)]
-    while stack:
-        try:
-            listing = os.scandir(stack.pop())
-        except OSError:
-            unreadable += 1
+    walk = TreeWalk(path)
+    for entry in walk:
+        is_dir = entry.is_dir(follow_symlinks=False)  # cached by the walk's own call
+        if not is_dir and acc.seen(entry.inode()):
+            acc.again(entry.inode())
             continue
-        with listing:
-            for entry in listing:
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if is_dir:
-                    stack.append(entry.path)
-                elif acc.seen(entry.inode()):
-                    acc.again(entry.inode())
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                acc.add(entry.inode(), st.st_blocks * 512, 1 if is_dir else st.st_nlink)
-    return unreadable
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        acc.add(entry.inode(), st.st_blocks * 512, 1 if is_dir else st.st_nlink)
+    return walk.unreadable
 
 
 def trees_of(host: HostRepo) -> list[tuple[str, str, str]]:

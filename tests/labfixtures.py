@@ -185,3 +185,18 @@ def _site(lab: Lab, request: pytest.FixtureRequest, repo_parent: str) -> Iterato
     shutil.rmtree(root, ignore_errors=True)
     if repo_parent:
         remove_btrfs_tree(repo)
+
+
+def read_terminal(primary: int) -> bytes:
+    """Everything written to a pty's other end until its last writer is
+    gone (Linux reports that as EIO)."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen

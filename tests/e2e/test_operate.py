@@ -11,6 +11,7 @@ import pytest
 
 from pullsnap import errors
 from tests.e2e.conftest import Site
+from tests.labfixtures import read_terminal
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -33,15 +34,7 @@ def test_progress_is_shown_on_a_terminal(site: Site) -> None:
     argv = [os.path.join(site.lab.venv_bin, "initiator"), "-c", site.initiator_config, "--now"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=secondary, text=True)
     os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_terminal(primary)
     out, _ = proc.communicate(timeout=120)
     os.close(primary)
     assert proc.returncode == errors.OK

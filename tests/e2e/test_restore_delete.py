@@ -21,6 +21,7 @@ from pullsnap import errors
 from pullsnap.grabber.retention import delete as deletion
 from pullsnap.grabber.store.repository import HostRepo
 from tests.e2e.conftest import Site
+from tests.labfixtures import read_terminal
 from tests.trees import differences, make_rich_tree
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -113,15 +114,7 @@ def test_restore_shows_progress_on_a_terminal(site: Site) -> None:
             target, "--config", site.grabber_config]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=secondary, stderr=secondary)
     os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_terminal(primary)
     os.close(primary)
     assert proc.wait(120) == errors.OK, seen[-500:]
     assert b"100%" in seen and b"to-chk=0/" in seen, seen[-500:]

@@ -13,6 +13,7 @@ import pytest
 from pullsnap import errors, logfmt
 from pullsnap.grabber.store.repository import HostRepo
 from tests.e2e.conftest import Site
+from tests.labfixtures import read_terminal
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -66,15 +67,7 @@ def test_on_a_terminal_progress_then_a_human_verdict(site: Site) -> None:
     argv = [os.path.join(site.lab.venv_bin, "initiator"), "-c", site.initiator_config, "--now"]
     proc = subprocess.Popen(argv, stdout=secondary, stderr=secondary)
     os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_terminal(primary)
     assert proc.wait(timeout=120) == errors.OK
     os.close(primary)
     text = seen.decode("utf-8", "replace")

@@ -12,7 +12,8 @@ import pytest
 
 from pullsnap.grabber.integrity import manifest
 from pullsnap.grabber.integrity.manifest import Entry
-from pullsnap.grabber.store.linkgroups import extra_links, extras, unlink_all
+from pullsnap.grabber.store import linkgroups
+from pullsnap.grabber.store.linkgroups import extra_links, extras, line_inode, unlink_all
 
 
 def test_extras_leave_singletons_and_keep_the_lowest_path_in_byte_order() -> None:
@@ -94,3 +95,39 @@ def test_an_unexpected_error_is_not_swallowed(tmp_path: Path) -> None:
     top = _tree(tmp_path)
     with pytest.raises(IsADirectoryError):
         unlink_all(str(top), [b"sub"])
+
+
+def test_line_inode_reads_the_plain_shape_and_declines_the_rest() -> None:
+    line = Entry(b"a,b/c", "0" * 64, 5, 1234, "2026-12-07T010203Z").line()
+    assert line_inode(line) == 1234  # a comma in the path does not matter: read from the end
+    assert line_inode('["a","d",5, 1234,"n"]') is None  # another writer's spacing
+    assert line_inode('["a","d",5,1234,"n,o"]') is None  # a comma in the last field
+    assert line_inode('["a","d",5,1234,"n\\"o"]') is None
+    assert line_inode('{"format": 1}') is None
+    assert line_inode("") is None
+
+
+def test_manifest_groups_parse_only_what_they_must_and_miss_nothing(tmp_path: Path) -> None:
+    """Plain lines are counted by their inode; lines of another shape are
+    parsed whole and join the groups of the plain ones; a malformed line is
+    left out, as manifest.read leaves it out."""
+    path = tmp_path / "base.manifest"
+    entries = [Entry(p, "0" * 64, 1, inode, "n") for p, inode in
+               ((b"a", 11), (b"b", 12), (b"c", 13), (b"d", 14))]  # fmt: skip
+    manifest.write(str(path), {"snapshot": "n"}, entries)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('["e, spaced", "%s", 1, 11, "n"]\n' % ("0" * 64))  # odd shape, shares 11
+        f.write('["f","%s",1,12,"n,x"]\n' % ("0" * 64))  # odd last field, shares 12
+        f.write('["g","%s",1,13,"n"\n' % ("0" * 64))  # malformed: not counted as a link of 13
+    groups = linkgroups.manifest_groups(str(path))
+    assert groups is not None
+    assert {inode: sorted(paths) for inode, paths in groups.items()} == {
+        11: [b"a", b"e, spaced"], 12: [b"b", b"f"]}  # fmt: skip
+    whole = manifest.read(str(path))
+    assert whole is not None and b"g" not in whole  # the same verdict on the malformed line
+
+
+def test_manifest_groups_none_without_a_readable_manifest(tmp_path: Path) -> None:
+    assert linkgroups.manifest_groups(str(tmp_path / "missing")) is None
+    (tmp_path / "bad").write_text("not a header\n")
+    assert linkgroups.manifest_groups(str(tmp_path / "bad")) is None

@@ -46,9 +46,9 @@ def old_initiator_python(where: str) -> str:
     return os.path.join(where, "bin", "python")
 
 
-def run_old(site: Site):
+def run_old(site: Site, *args: str):
     python = old_initiator_python(os.path.join(site.root, "old-initiator"))
-    return site.lab.initiator("-c", site.initiator_config, "--now", "--format", "text",
+    return site.lab.initiator("-c", site.initiator_config, "--now", "--format", "text", *args,
                               prefix=[python])  # fmt: skip
 
 
@@ -118,3 +118,23 @@ def test_a_host_with_btrfs_snapshots_is_told_to_upgrade(btrfs_site: Site) -> Non
     assert "hardlink" in advice and ", or set" not in advice
     assert site.snapshots() == [before]
     assert os.readlink(os.path.join(site.host_dir(), "latest")) == before
+
+
+def test_the_probe_of_a_btrfs_host_meets_the_same_refusal(btrfs_site: Site) -> None:
+    """`initiator --dry-run` (and check --probe) sends what the host's runs
+    send: on the btrfs store --inplace, so an old gate shows up before the
+    first night, not after it."""
+    site = btrfs_site
+    make_rich_tree(site.src)
+    site.configure()
+    before = site.repo_state()
+    done = run_old(site, "--dry-run")
+    assert done.returncode == errors.REFUSED, done.stdout + done.stderr
+    advice = oldgate.advice("web1", False, site.grabber_config)
+    assert done.stderr.splitlines() == [f"lab: refused: {advice}"]
+    # It took the host's lock (so made the host's directory), nothing else.
+    assert [p for p in site.repo_state() if p[0] != site.host_dir()] == before
+    assert os.listdir(site.host_dir()) == [".lock"]
+    # A current initiator's probe passes.
+    done = site.run("--dry-run")
+    assert done.returncode == errors.OK, done.stderr

@@ -121,7 +121,7 @@ def test_a_host_with_btrfs_snapshots_is_told_to_upgrade(btrfs_site: Site) -> Non
 
 
 def test_the_probe_of_a_btrfs_host_meets_the_same_refusal(btrfs_site: Site) -> None:
-    """`initiator --dry-run` (and check --probe) sends what the host's runs
+    """`initiator --dry-run` and `check --probe` send what the host's runs
     send: on the btrfs store --inplace, so an old gate shows up before the
     first night, not after it."""
     site = btrfs_site
@@ -135,6 +135,10 @@ def test_the_probe_of_a_btrfs_host_meets_the_same_refusal(btrfs_site: Site) -> N
     # It took the host's lock (so made the host's directory), nothing else.
     assert [p for p in site.repo_state() if p[0] != site.host_dir()] == before
     assert os.listdir(site.host_dir()) == [".lock"]
+    python = os.path.join(site.root, "old-initiator", "bin", "python")
+    checked = site.lab.initiator("-c", site.initiator_config, "check", "--probe", prefix=[python])
+    assert checked.returncode == errors.REFUSED, checked.stdout
+    assert checked.stderr.splitlines() == [f"lab: refused: {advice}"]
     # A current initiator's probe passes.
     done = site.run("--dry-run")
     assert done.returncode == errors.OK, done.stderr

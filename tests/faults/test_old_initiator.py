@@ -96,10 +96,13 @@ def test_store_hardlink_lets_the_old_initiator_back_up_a_new_host(btrfs_site: Si
     make_rich_tree(site.src)
     site.configure()
     assert run_old(site).returncode == errors.REFUSED
+    [failed] = attempts(site)
     site.regrab(store="hardlink")
     done = run_old(site)
     assert done.returncode == errors.OK, done.stderr
     [good] = site.snapshots()
+    # The refused run's (empty) subvolume served as a --link-dest, then went.
+    assert not os.path.lexists(HostRepo(site.repo, "web1").incomplete(failed.name))
     assert not is_subvolume(os.path.join(site.host_dir(), good))
     assert main(["grabber", "--config", site.grabber_config, "verify", "web1"]) == errors.OK
 

@@ -25,7 +25,8 @@ from tests.trees import make_rich_tree
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.faults]
 
 # Loaded at the start of every process of that interpreter, the gate too
-# (`python -I` still reads site-packages' .pth files, site(3)).
+# (`python -I` leaves out PYTHONPATH and the user's site-packages, not the
+# .pth files of the interpreter's own: Python's `site` module).
 OLD_TABLE = '''"""The gate's table as it was before the btrfs store."""
 from pullsnap.initiator import gate
 
@@ -47,7 +48,10 @@ def old_initiator_python(where: str) -> str:
 
 
 def run_old(site: Site, *args: str):
-    python = old_initiator_python(os.path.join(site.root, "old-initiator"))
+    where = os.path.join(site.root, "old-initiator")
+    python = os.path.join(where, "bin", "python")
+    if not os.path.exists(python):
+        old_initiator_python(where)
     return site.lab.initiator("-c", site.initiator_config, "--now", "--format", "text", *args,
                               prefix=[python])  # fmt: skip
 
@@ -138,7 +142,7 @@ def test_the_probe_of_a_btrfs_host_meets_the_same_refusal(btrfs_site: Site) -> N
     # It took the host's lock (so made the host's directory), nothing else.
     assert [p for p in site.repo_state() if p[0] != site.host_dir()] == before
     assert os.listdir(site.host_dir()) == [".lock"]
-    python = os.path.join(site.root, "old-initiator", "bin", "python")
+    python = os.path.join(site.root, "old-initiator", "bin", "python")  # made by run_old
     checked = site.lab.initiator("-c", site.initiator_config, "check", "--probe", prefix=[python])
     assert checked.returncode == errors.REFUSED, checked.stdout
     assert checked.stderr.splitlines() == [f"lab: refused: {advice}"]

@@ -34,7 +34,7 @@ from pullsnap.grabber.store import sourcetrim
 from pullsnap.grabber.store.base import recorded_added, recover
 from pullsnap.grabber.store.repository import iso, parse_name
 from pullsnap.grabber.store.space import is_no_space
-from pullsnap.grabber.transfer import pull
+from pullsnap.grabber.transfer import oldgate, pull
 
 
 def admit(run: Run) -> bool:
@@ -100,6 +100,11 @@ def do_pull(run: Run) -> None:
             watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
         )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
+        # A backed-up host older than the btrfs store refuses --inplace: say what to do.
+        if spec.in_place and oldgate.refused_inplace(run.result.errors):
+            run.state, run.code = "failed", errors.REFUSED
+            run.message = oldgate.advice(run.host.host, run.host.newest_good() is not None,
+                                         cfg.path)  # fmt: skip
         first = run.code == errors.OK and run.host.newest_good() is None
         interval = cfg.policy_for(run.host.host).min_interval
         if first and interval > 0:

@@ -31,6 +31,7 @@ from pullsnap.grabber.store.space import is_no_space
 from pullsnap.handoff import Handoff
 
 if TYPE_CHECKING:
+    from pullsnap.grabber.store.repository import HostRepo
     from pullsnap.grabber.transfer.pull import ConnectBack
 
 # What a pull needs beyond this (rsync's driver, Landlock, the repository)
@@ -133,6 +134,7 @@ def pull_once(
     from pullsnap.grabber.session import slots
     from pullsnap.grabber.store.base import open_store
     from pullsnap.grabber.store.repository import HostRepo, iso
+    from pullsnap.grabber.store.storekind import settle
     from pullsnap.grabber.transfer import pull
 
     assert early.agent is not None
@@ -163,7 +165,10 @@ def pull_once(
                                 who=host_name)  # fmt: skip
         with host.lock({"pid": os.getpid(), "since": iso(now()), "by": "a probe"}), queue:
             left = max(1.0, cfg.probe_timeout - (time.monotonic() - started))
-            result = _probe(cfg, connect, h, early.private, mode, held, out, left)
+            # A btrfs host's runs send --inplace, so its probe does too: a gate
+            # older than the btrfs store refuses it here (transfer/oldgate.py).
+            in_place = settle(host, cfg.store)[0].kind == "btrfs"
+            result = _probe(cfg, connect, h, early.private, mode, held, out, left, host, in_place)
             if result["exit"] == errors.OK:
                 abi = landlock.abi_version()
                 result["message"] += f" (backup host: rsync {rsync_version}, {mode}, " + (
@@ -185,11 +190,12 @@ def pull_once(
 
 def _probe(
     cfg: GrabberConfig, connect: ConnectBack, h: Handoff, private: str, mode: str,
-    held: tuple[str, ...], out: Reporter, deadline: float,
+    held: tuple[str, ...], out: Reporter, deadline: float, host: HostRepo, in_place: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """A handshake through the gate that transfers nothing (initiator check
-    --probe), ended after `deadline` seconds."""
-    from pullsnap.grabber.transfer import pull
+    --probe), ended after `deadline` seconds; `in_place`: with the options
+    of a btrfs store's run."""
+    from pullsnap.grabber.transfer import oldgate, pull
 
     target = os.path.join(private, "probe")
     os.mkdir(target, 0o700)
@@ -197,6 +203,7 @@ def _probe(
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=connect, sources=h.paths, target=target,
         excludes=("*",), mode=mode, timeout=min(cfg.rsync_timeout, deadline), dry_run=True,
+        in_place=in_place,
     )  # fmt: skip
     try:
         result = pull.run_rsync(pull.rsync_argv(spec), child_env(), out.progress, out.log,
@@ -204,6 +211,9 @@ def _probe(
     finally:
         jail.close()
     state, code, message = pull.judge(result)
+    if in_place and oldgate.refused_inplace(result.errors):
+        state, code = "failed", errors.REFUSED
+        message = oldgate.advice(host.host, host.newest_good() is not None, cfg.path)
     return {"status": "probe-ok" if code == errors.OK else state, "exit": code,
             "message": message or "handshake and gate check passed", "mode": mode}  # fmt: skip
 

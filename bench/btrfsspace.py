@@ -32,8 +32,6 @@ METHOD = (
     "repository), plus the growth of the filesystem's metadata (`btrfs filesystem df`, "
     "one copy), after `btrfs filesystem sync`"
 )
-
-
 _METADATA_USED = re.compile(r"^Metadata, [^:\n]*:.*\bused=([0-9]+)", re.MULTILINE)
 
 
@@ -53,8 +51,10 @@ def du_data(text: str, path: str) -> int:
     for line in text.splitlines():
         fields = line.split(None, 3)
         if len(fields) == 4 and fields[3] == path and fields[0].isdigit():
-            exclusive, shared = (0 if f == "-" else int(f) for f in fields[1:3])
-            return exclusive + shared
+            counts = [f for f in fields[1:3] if f != "-"]
+            if not all(f.isdigit() for f in counts):
+                raise SpaceError(f"btrfs filesystem du: no byte counts in {line.strip()!r}")
+            return sum(int(f) for f in counts)
     raise SpaceError(f"btrfs filesystem du printed no line for {path}: {text.strip()[:200]!r}")
 
 

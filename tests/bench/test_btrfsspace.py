@@ -38,6 +38,8 @@ def test_du_data_reads_only_the_row_of_the_path_asked_for() -> None:
         btrfsspace.du_data(DU, "/b/repos/other")
     with pytest.raises(btrfsspace.SpaceError):
         btrfsspace.du_data("     Total   Exclusive  Set shared  Filename\n", "Filename")
+    with pytest.raises(btrfsspace.SpaceError, match="no byte counts"):  # not --raw
+        btrfsspace.du_data(" 948682752    12.00KiB   301.58MiB  /r\n", "/r")
 
 
 def test_df_metadata_is_the_metadata_used_not_data_or_system() -> None:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench import contenders, dataset, limits, measure, report, verify
+from bench import btrfsspace, contenders, dataset, limits, measure, report, verify
 from bench.stage import Stage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +81,9 @@ def versions() -> dict[str, str]:
 # every --link-dest path, so the depth shows in the times) on the same disk.
 WORK = "/var/lib/pullsnap-bench"
 
+# What ends one contender's run (the others go on).
+FAILURES = (measure.StepFailed, btrfsspace.SpaceError, subprocess.CalledProcessError, OSError)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__,
@@ -111,6 +114,8 @@ class Run:
         self.limits: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
         self.cache_drops = 0
+        # How each repository's size is taken (du, or btrfsspace.py on btrfs).
+        self.sizes: dict[str, measure.DuMeter | btrfsspace.RepoMeter] = {}
         wanted = set(args.tools.split(",")) if args.tools else None
         self.tools = [c for c in contenders.all_contenders() if wanted is None or c.name in wanted]
 
@@ -219,13 +224,20 @@ class Run:
         return measure.run(self.meter, argv)
 
     def step(self, tool: contenders.Contender, scenario: str, rep: int) -> dict[str, Any]:
-        before = measure.disk_usage(tool.repo)
+        """One timed backup; the repository's size taken before the settle
+        and after the sample, outside the timed command."""
+        size = self.sizes.get(tool.repo)
+        if size is None:
+            size = self.sizes[tool.repo] = (
+                btrfsspace.RepoMeter(tool.repo, self.stage.btrfs()) if tool.on_btrfs
+                else measure.DuMeter(tool.repo)
+            )  # fmt: skip
+        size.before()
         self.settle(tool.repo)
         sample, received = tool.backup(self.stage)
-        after = measure.disk_usage(tool.repo)
         row = {"tool": tool.name, "scenario": scenario, "rep": rep, "wall": sample.wall,
-               "cpu": sample.cpu, "received": received, "repo_bytes": after,
-               "added_bytes": after - before, **tool.diagnostics()}  # fmt: skip
+               "cpu": sample.cpu, "received": received, **size.after(),
+               **tool.diagnostics()}  # fmt: skip
         self.steps.append(row)
         return row
 
@@ -286,7 +298,7 @@ class Run:
                 self.say(f"repetition {rep + 1}/{self.reps}: {tool.name}")
                 try:
                     self.repetition(tool, rep, source)
-                except (measure.StepFailed, subprocess.CalledProcessError, OSError) as e:
+                except FAILURES as e:
                     failed[tool.name] = str(e)
                     self.say(f"{tool.name} failed: {e}")
         count, deleted = (1000, 3000) if self.args.small else (5000, 50_000)

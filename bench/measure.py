@@ -140,6 +140,22 @@ def disk_usage(path: str) -> int:
     return int(done.stdout.split()[0]) if done.stdout else 0
 
 
+class DuMeter:
+    """A repository's size by du(1) across one step: "repo_bytes" after it,
+    "added_bytes" by it."""
+
+    def __init__(self, repo: str) -> None:
+        self.repo = repo
+        self.start = 0
+
+    def before(self) -> None:
+        self.start = disk_usage(self.repo)
+
+    def after(self) -> dict[str, int | str]:
+        now = disk_usage(self.repo)
+        return {"repo_bytes": now, "added_bytes": now - self.start}
+
+
 def settle(warm: Sequence[str]) -> bool:
     """Before a timed step: write back dirty pages, drop the page cache and
     read the trees in `warm` (the source, the contender's repository) back

@@ -1,7 +1,8 @@
 """From measured steps to results.json records and Markdown (pure).
 
 A step is one timed command: {"tool", "scenario", "rep", "wall", "cpu",
-"received", "repo_bytes", "added_bytes", "problems"}.  Records are the
+"received", "repo_bytes", "added_bytes", "problems"}, and on btrfs
+"added_data_bytes", "added_metadata_bytes" and "space": "btrfs".  Records are the
 issue's exact shape: {"tool", "scenario", "median_s", "min_s", "max_s", "reps"}.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from bench import btrfsspace
 
 SCENARIOS = ("full", "nochange", "smallchange", "restore")
 TOOLS = ("pullsnap", "pullsnap-btrfs", "rsync-ssh", "rsync-ssh-btrfs", "rsync-local",
@@ -98,7 +101,19 @@ def main_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
           _size(added.get((t, "smallchange"))),
           " / ".join(_size(received.get((t, sc))) for sc in SCENARIOS[:3])] for t in tools),
     )  # fmt: skip
-    return lines
+    return lines + space_note(steps)
+
+
+def space_note(steps: Sequence[dict[str, Any]]) -> list[str]:
+    """How the repository sizes were taken, when some were taken on btrfs
+    (steps with "space": "btrfs", bench/btrfsspace.py)."""
+    btrfs = {s["tool"] for s in steps if s.get("space") == "btrfs"}
+    if not btrfs:
+        return []
+    names = ", ".join(t for t in tools_in(steps) if t in btrfs)
+    return [f"Repository sizes of {names}: {btrfsspace.METHOD} (du would count an extent "
+            f"that snapshots share once for each).  The others: `du -s`, each hardlinked inode "
+            f"once.", ""]  # fmt: skip
 
 
 def ratio_tables(steps: Sequence[dict[str, Any]]) -> list[str]:

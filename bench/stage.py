@@ -152,6 +152,11 @@ class Stage:
         shutil.rmtree(self.path("trash"), ignore_errors=True)
         if self.btrfs_mount:
             remove_btrfs_tree(os.path.join(self.btrfs_mount, "trash"))
+            # btrfs frees a deleted subvolume's extents and metadata in the
+            # background; wait, or the next repository's metadata growth
+            # (btrfsspace.py) would shrink by what is freed meanwhile.
+            subprocess.run(["btrfs", "subvolume", "sync", self.btrfs_mount],
+                           capture_output=True, check=False)  # fmt: skip
 
     def drop_btrfs(self) -> None:
         """Unmount the stage's btrfs (its bind mounts first) and remove its image."""

@@ -49,6 +49,7 @@ class History:
     hosts_stat: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     suspect: str = ""
     failed: str = ""
+    store: str = ""  # what the runs made: "hardlink" trees or "btrfs" subvolumes
 
     def host_dir(self, host: str) -> str:
         return os.path.join(self.repo, host)
@@ -154,6 +155,9 @@ def build(lab: Lab, name: str, repo_parent: str = "") -> History:
     h.runs.append(run(web1, "web1"))
     h.hosts_content[h.runs[-1]] = _read(hosts_file)
     h.hosts_stat[h.runs[-1]] = _attributes(hosts_file)
+    # A subvolume's top directory is inode 256 (btrfs); a plain tree's is not.
+    top = os.lstat(os.path.join(repo, "web1", h.runs[-1])).st_ino
+    h.store = "btrfs" if top == 256 else "hardlink"
 
     s = web1.src
     _append(hosts_file, b"10.0.0.2 two\n")

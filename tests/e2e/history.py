@@ -201,6 +201,26 @@ def build(lab: Lab, name: str, repo_parent: str = "") -> History:
     return h
 
 
+def btrfs_du(paths: list[str]) -> dict[str, tuple[int, int, int]]:
+    """`btrfs filesystem du -s`: each path's (total, exclusive, set shared)
+    extents; inline data left out."""
+    done = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *paths],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    rows = [line.split(None, 3) for line in done.stdout.splitlines()[1:]]
+    return {r[3]: (int(r[0]), int(r[1]), int(r[2])) for r in rows}
+
+
+def btrfs_trees_once(h: History, host: str) -> int:
+    """The extents of the host's trees, each once: the host's directory's
+    (exclusive + set shared) less those of the files beside the trees
+    (records, manifests: they share nothing)."""
+    path = h.host_dir(host)
+    beside = [os.path.join(path, e) for e in os.listdir(path)
+              if not os.path.isdir(os.path.join(path, e))]  # fmt: skip
+    figures = {p: own + shared for p, (_, own, shared) in btrfs_du([path, *beside]).items()}
+    return figures[path] - sum(figures[b] for b in beside)
+
+
 def remove(h: History) -> None:
     shutil.rmtree(h.root, ignore_errors=True)
     remove_btrfs_tree(h.repo)

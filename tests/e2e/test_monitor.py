@@ -51,29 +51,16 @@ def past(request: pytest.FixtureRequest) -> history.History:
     return h
 
 
-def _btrfs_du(paths: list[str]) -> dict[str, int]:
-    """Each path's extents counted once (`btrfs filesystem du`: exclusive +
-    set shared; inline data left out)."""
-    done = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *paths],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    rows = [line.split(None, 3) for line in done.stdout.splitlines()[1:]]
-    return {r[3]: int(r[1]) + int(r[2]) for r in rows}
-
-
 def _check_used(h: history.History, host: str, used: int) -> None:
     """`used` against the filesystem's own tools. Hardlink: GNU du of the
     host's directory counts the records too, so it is a bound. btrfs: the
-    host's extents once, less those of the files beside the trees (records,
-    manifests: they share nothing), is exactly the trees'."""
-    path = h.host_dir(host)
+    trees' extents once, by `btrfs filesystem du`, exactly."""
     if h.store == "hardlink":
-        du = subprocess.run(["du", "-s", "-B1", path], capture_output=True, text=True, check=True)
+        du = subprocess.run(["du", "-s", "-B1", h.host_dir(host)], capture_output=True,
+                            text=True, check=True)  # fmt: skip
         assert 0 < used <= int(du.stdout.split()[0])
-        return
-    beside = [os.path.join(path, e) for e in os.listdir(path)
-              if not os.path.isdir(os.path.join(path, e))]  # fmt: skip
-    figures = _btrfs_du([path, *beside])
-    assert used == figures[path] - sum(figures[b] for b in beside), figures
+    else:
+        assert used == history.btrfs_trees_once(h, host)
 
 
 def _status(h: history.History, *args: str) -> subprocess.CompletedProcess:

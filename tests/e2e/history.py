@@ -49,6 +49,7 @@ class History:
     hosts_stat: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     suspect: str = ""
     failed: str = ""
+    store: str = ""  # what the runs made: "hardlink" trees or "btrfs" subvolumes
 
     def host_dir(self, host: str) -> str:
         return os.path.join(self.repo, host)
@@ -154,6 +155,9 @@ def build(lab: Lab, name: str, repo_parent: str = "") -> History:
     h.runs.append(run(web1, "web1"))
     h.hosts_content[h.runs[-1]] = _read(hosts_file)
     h.hosts_stat[h.runs[-1]] = _attributes(hosts_file)
+    # A subvolume's top directory is inode 256 (btrfs); a plain tree's is not.
+    top = os.lstat(os.path.join(repo, "web1", h.runs[-1])).st_ino
+    h.store = "btrfs" if top == 256 else "hardlink"
 
     s = web1.src
     _append(hosts_file, b"10.0.0.2 two\n")
@@ -195,6 +199,26 @@ def build(lab: Lab, name: str, repo_parent: str = "") -> History:
         f.write("web2\n")
     run(web2, "web2")
     return h
+
+
+def btrfs_du(paths: list[str]) -> dict[str, tuple[int, int, int]]:
+    """`btrfs filesystem du -s`: each path's (total, exclusive, set shared)
+    extents; inline data left out."""
+    done = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *paths],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    rows = [line.split(None, 3) for line in done.stdout.splitlines()[1:]]
+    return {r[3]: (int(r[0]), int(r[1]), int(r[2])) for r in rows}
+
+
+def btrfs_trees_once(h: History, host: str) -> int:
+    """The extents of the host's trees, each once: the host's directory's
+    (exclusive + set shared) less those of the files beside the trees
+    (records, manifests: they share nothing)."""
+    path = h.host_dir(host)
+    beside = [os.path.join(path, e) for e in os.listdir(path)
+              if not os.path.isdir(os.path.join(path, e))]  # fmt: skip
+    figures = {p: own + shared for p, (_, own, shared) in btrfs_du([path, *beside]).items()}
+    return figures[path] - sum(figures[b] for b in beside)
 
 
 def remove(h: History) -> None:

@@ -1,13 +1,14 @@
 """Monitoring on a repository made by real runs: `grabber status` (text,
 JSON, Nagios, exit codes), the Prometheus textfile, the hooks, and the HTML
-report rendered by a real browser."""
+report rendered by a real browser.  What the store shapes (states, space
+used, the last verify, the report's rows) is checked on both stores, each
+with one history per module (tests/e2e/history.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.grabber.store.repository import HostRepo, parse_name
-from tests.conftest import IN_CI
+from pullsnap.units import human_size
 from tests.e2e import history
+from tests.e2e.browser import browser
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -27,10 +29,38 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def past(lab) -> Iterator[history.History]:
+def past_hardlink(lab) -> Iterator[history.History]:
     h = history.build(lab, "monitor-history")
     yield h
     history.remove(h)
+
+
+@pytest.fixture(scope="module")
+def past_btrfs(lab, btrfs: str) -> Iterator[history.History]:
+    h = history.build(lab, "monitor-history-btrfs", repo_parent=btrfs)
+    yield h
+    history.remove(h)
+
+
+@pytest.fixture(params=["hardlink", "btrfs"])
+def past(request: pytest.FixtureRequest) -> history.History:
+    """The same history in either store: the views show the same states; the
+    space used is each store's own (every inode once; every extent once)."""
+    h = request.getfixturevalue(f"past_{request.param}")
+    assert h.store == request.param
+    return h
+
+
+def _check_used(h: history.History, host: str, used: int) -> None:
+    """`used` against the filesystem's own tools. Hardlink: GNU du of the
+    host's directory counts the records too, so it is a bound. btrfs: the
+    trees' extents once, by `btrfs filesystem du`, exactly."""
+    if h.store == "hardlink":
+        du = subprocess.run(["du", "-s", "-B1", h.host_dir(host)], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+        assert 0 < used <= int(du.stdout.split()[0])
+    else:
+        assert used == history.btrfs_trees_once(h, host)
 
 
 def _status(h: history.History, *args: str) -> subprocess.CompletedProcess:
@@ -50,10 +80,8 @@ def test_status_json_describes_each_host(past: history.History) -> None:
     assert web1["failed"] == 1 and web1["interrupted"] == 0
     assert web1["last_attempt"] == past.suspect and web1["last_state"] == "suspect"
     assert web1["verify"] is None and web1["stale"] is False
-    du = subprocess.run(["du", "-s", "-B1", past.host_dir("web1")], capture_output=True,
-                        text=True, check=True)  # fmt: skip
-    # du counts the records too; the snapshots are nearly all of it.
-    assert 0 < web1["used"] <= int(du.stdout.split()[0])
+    assert web1["used"] >= history.GROWN  # grown.bin, random: held once
+    _check_used(past, "web1", web1["used"])
     assert by_host["web2"]["snapshots"] == 1
 
 
@@ -82,7 +110,8 @@ def test_stale_host_exits_11_and_nagios_critical(past: history.History) -> None:
     assert "web1 (suspect snapshot)" in warning.stdout
 
 
-def test_per_host_max_age_from_the_config(past: history.History, tmp_path) -> None:
+def test_per_host_max_age_from_the_config(past_hardlink: history.History, tmp_path) -> None:
+    past = past_hardlink  # the configuration's, whichever the store
     config = tmp_path / "grabber.toml"
     text = Path(past.web1.grabber_config).read_text()
     config.write_text(text + '\n[hosts.web2]\nmax_age = "3650d"\n\n[hosts.web3]\nmax_age = "1d"\n')
@@ -94,7 +123,8 @@ def test_per_host_max_age_from_the_config(past: history.History, tmp_path) -> No
     assert policy_default.returncode == errors.STALE
 
 
-def test_last_verify_is_read_from_the_host(past: history.History) -> None:
+def test_last_verify_is_read_from_the_host(past_hardlink: history.History) -> None:
+    past = past_hardlink  # a file beside the trees, whichever the store
     path = os.path.join(past.host_dir("web2"), ".verify.json")
     body = {"time": "2026-11-25T03:00:00Z", "snapshot": "all", "result": "mismatch",
             "checked": 12, "mismatches": ["x/etc/motd"]}  # fmt: skip
@@ -107,6 +137,23 @@ def test_last_verify_is_read_from_the_host(past: history.History) -> None:
                                   "checked": 12, "mismatches": 1}  # fmt: skip
         text = _status(past, "--max-age", "3650d", "web2").stdout
         assert "verify    mismatch at 2026-11-25T03:00:00Z" in text
+    finally:
+        os.unlink(path)
+
+
+def test_a_verify_shows_in_status(past: history.History) -> None:
+    """`grabber verify` reads every snapshot back (hard-linked trees or
+    subvolumes) against its manifest; status shows the verdict."""
+    path = os.path.join(past.host_dir("web1"), ".verify.json")
+    try:
+        done = past.grabber("verify", "web1")
+        assert done.returncode == errors.OK, done.stdout + done.stderr
+        [web1] = json.loads(_status(past, "--json", "--max-age", "3650d", "web1").stdout)
+        verdict = web1["verify"]
+        assert verdict["result"] == "ok" and verdict["mismatches"] == 0, verdict
+        assert verdict["checked"] > len(history.CHANGES) and verdict["snapshot"] == "all"
+        assert f"verify web1: {verdict['checked']:,} files" in done.stdout
+        assert "verify    ok at" in _status(past, "--max-age", "3650d", "web1").stdout
     finally:
         os.unlink(path)
 
@@ -141,14 +188,22 @@ def test_prometheus_textfile(past: history.History, tmp_path) -> None:
     stats = record["stats"]
     # What the snapshot took on disk (its directories too), not rsync's figure.
     added = record["added"]
-    assert added["bytes"] > stats["transferred_size"] and added["inodes"] > 1
+    assert added["bytes"] > stats["transferred_size"]
+    # New inodes: its directories and file (hardlink); the file it wrote (btrfs).
+    assert added["inodes"] >= (2 if past.store == "hardlink" else 1), added
     assert samples['pullsnap_last_run_added_bytes{host="web2"}'] == added["bytes"]
     assert samples['pullsnap_last_run_added_inodes{host="web2"}'] == added["inodes"]
     assert samples['pullsnap_last_run_transferred_bytes{host="web2"}'] == stats["bytes_received"]
     assert samples['pullsnap_last_run_duration_seconds{host="web2"}'] == record["seconds"]
-    for gauge in ("pullsnap_repository_free_bytes", "pullsnap_repository_free_inodes"):
-        free = [v for k, v in samples.items() if k.startswith(gauge + "{")]
-        assert len(free) == 1 and free[0] > 0, gauge
+    _check_used(past, "web1", int(samples['pullsnap_used_bytes{host="web1"}']))
+    # btrfs makes inodes as it needs them: no inode gauges there.
+    inodes = ("pullsnap_repository_free_inodes", "pullsnap_repository_inodes")
+    for gauge in ("pullsnap_repository_free_bytes", "pullsnap_repository_size_bytes", *inodes):
+        found = [v for k, v in samples.items() if k.startswith(gauge + "{")]
+        if past.store == "btrfs" and gauge in inodes:
+            assert found == [], gauge
+        else:
+            assert len(found) == 1 and found[0] > 0, gauge
     # Each family is announced once, before its samples (exposition format).
     families = re.findall(r"^# TYPE (\S+) gauge$", text, re.M)
     assert len(families) == len(set(families))
@@ -264,39 +319,6 @@ def test_on_stale_runs_once_per_stale_spell(site: Site, tmp_path) -> None:
 # --- the HTML report in a real browser ----------------------------------------
 
 
-def _install_chromium() -> str | None:
-    """Debian's chromium, installed on first use (it is large: the suite's
-    bootstrap leaves it to this test rather than burden every install)."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                  "-o", "DPkg::Lock::Timeout=300", "chromium"]):  # fmt: skip
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            return None
-    return shutil.which("chromium")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    found = _install_chromium()
-    if found is None:
-        if IN_CI:
-            pytest.fail("chromium could not be installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed and could not be installed")
-    return found
-
-
-def _browser(chromium: str, profile: str, *args: str) -> subprocess.CompletedProcess:
-    argv = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", *args]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_html_report_renders_a_row_per_host(past: history.History, chromium: str) -> None:
     page = os.path.join(past.root, "report", "index.html")
     os.makedirs(os.path.dirname(page))
@@ -306,19 +328,22 @@ def test_html_report_renders_a_row_per_host(past: history.History, chromium: str
     # Self-contained: nothing to fetch, nothing to run.
     assert not re.search(r"<script|<link|<img|\bsrc=|\bhref=|url\(|@import", html, re.I)
     with tempfile.TemporaryDirectory(prefix="pullsnap-chromium-") as profile:
-        dom = _browser(chromium, profile, "--dump-dom", f"file://{page}")
+        dom = browser(chromium, profile, "--dump-dom", f"file://{page}")
         assert dom.returncode == 0, dom.stderr[-2000:]
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "report.png"
-        shot.unlink(missing_ok=True)
-        done = _browser(chromium, profile, "--window-size=1280,480", f"--screenshot={shot}",
-                        f"file://{page}")  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if past.store == "hardlink":  # one picture: the page does not depend on the store
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "report.png"
+            shot.unlink(missing_ok=True)
+            done = browser(chromium, profile, "--window-size=1280,480", f"--screenshot={shot}",
+                            f"file://{page}")  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     row = lambda host: re.search(rf'<tr id="host-{host}".*?</tr>', dom.stdout, re.S)  # noqa: E731
     web1, web2 = row("web1"), row("web2")
     assert web1 is not None and web2 is not None, dom.stdout[-3000:]
     assert past.runs[-1] in web1.group(0) and "+1 suspect" in web1.group(0)
+    [status] = json.loads(_status(past, "--json", "--max-age", "3650d", "web1").stdout)
+    assert f'<td class="num">{human_size(status["used"])}</td>' in web1.group(0)
     web2_name = HostRepo(past.repo, "web2").good()[0].name
     assert web2_name in web2.group(0)
     # The chart: one bar per good run, a mark for the failed and the suspect one.

@@ -144,3 +144,22 @@ def test_du_agrees_with_gnu_du(past_hardlink: history.History) -> None:
     cached = past.grabber("du", "web1", "--json")
     assert json.loads(cached.stdout) == body
     assert os.path.exists(os.path.join(host.path, ".usage.json"))
+
+
+def test_du_agrees_with_btrfs_filesystem_du(past_btrfs: history.History) -> None:
+    """Each snapshot's extents and those it alone holds, the host's once."""
+    past = past_btrfs
+    done = past.grabber("du", "web1", "--json", "--no-cache")
+    assert done.returncode == errors.OK, done.stderr
+    body = json.loads(done.stdout)
+    trees = {t["name"]: t for t in body["trees"]}
+    assert set(trees) == {*past.runs, past.suspect}
+    host = HostRepo(past.repo, "web1")
+    figures = history.btrfs_du([host.tree(name) for name in trees])
+    for name, tree in trees.items():
+        total, exclusive, _ = figures[host.tree(name)]
+        assert (tree["size"], tree["unique"]) == (total, exclusive), name
+    assert body["total"] == history.btrfs_trees_once(past, "web1")
+    # grown.bin came in run 2 and stayed in run 3: shared, unique to neither.
+    second = past.runs[1]
+    assert trees[second]["unique"] < history.GROWN <= trees[second]["size"]

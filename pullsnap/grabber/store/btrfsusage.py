@@ -11,6 +11,13 @@ linux/fiemap.h), which is what `btrfs filesystem du` adds up:
     total    every extent the host's trees reference, once (by physical
              address)
 
+A small file's data may live inline, in the filesystem's metadata: FIEMAP
+shows it at physical address 0 (FIEMAP_EXTENT_DATA_INLINE), never shared,
+whichever snapshots hold it.  The three figures leave it out, as `btrfs
+filesystem du` does (and extents not yet placed: delayed or unknown), else
+every snapshot would own the inline data it shares and the host total would
+fold all of it into one "extent" at address 0.
+
 The new snapshot's "added" figure is measured on the manifest walk: the
 files it shows (those the run wrote) are asked for their extents (FIEMAP),
 and what no other file shares is what the run took.  btrfs makes inodes as
@@ -33,13 +40,18 @@ from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.store.space import Space
 
 CACHE = ".usage.json"
-CACHE_FORMAT = "btrfs-2"
+CACHE_FORMAT = "btrfs-3"
 
 # linux/fiemap.h: struct fiemap (32 bytes) then struct fiemap_extent (56 each).
 FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
 FIEMAP_FLAG_SYNC = 0x1
 FIEMAP_EXTENT_LAST = 0x1
+FIEMAP_EXTENT_UNKNOWN = 0x2
+FIEMAP_EXTENT_DELALLOC = 0x4
+FIEMAP_EXTENT_DATA_INLINE = 0x200
 FIEMAP_EXTENT_SHARED = 0x2000
+# Not counted in a tree's extents (as `btrfs filesystem du` skips them).
+NOT_EXTENTS = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_DATA_INLINE
 _HEADER = struct.Struct("=QQIIII")
 _EXTENT = struct.Struct("=QQQQQIIII")
 _BATCH = 128
@@ -48,8 +60,10 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 def exclusive_bytes(fd: int) -> int:
     """The bytes of the file's extents that no other file shares; its data
-    written out first (FIEMAP_FLAG_SYNC: a file just written has none yet)."""
-    return sum(length for _, length, shared in extents(fd, FIEMAP_FLAG_SYNC) if not shared)
+    written out first (FIEMAP_FLAG_SYNC: a file just written has none yet);
+    inline data counts: the run wrote it."""
+    found = extents(fd, FIEMAP_FLAG_SYNC)
+    return sum(length for _, length, flags in found if not flags & FIEMAP_EXTENT_SHARED)
 
 
 class ExclusiveMeter:
@@ -117,8 +131,9 @@ class Extents:
         return found
 
 
-def extents(fd: int, flags: int = 0) -> Iterator[tuple[int, int, bool]]:
-    """(physical, length, shared) of each extent of the file open at `fd` (FIEMAP)."""
+def extents(fd: int, flags: int = 0) -> Iterator[tuple[int, int, int]]:
+    """(physical, length, FIEMAP_EXTENT_* flags) of each extent of the file
+    open at `fd` (FIEMAP)."""
     start = 0
     while True:
         request = bytearray(_HEADER.pack(start, (1 << 64) - 1 - start, flags, 0, _BATCH, 0)
@@ -132,7 +147,7 @@ def extents(fd: int, flags: int = 0) -> Iterator[tuple[int, int, bool]]:
             logical, physical, length, _, _, found, _, _, _ = _EXTENT.unpack_from(
                 request, _HEADER.size + i * _EXTENT.size
             )
-            yield physical, length, bool(found & FIEMAP_EXTENT_SHARED)
+            yield physical, length, found
             last = bool(found & FIEMAP_EXTENT_LAST)
             start = logical + length
         if last:
@@ -150,8 +165,9 @@ def walk_tree(acc: Extents, path: str) -> int:
         except OSError:
             continue
         try:
-            for physical, length, shared in extents(fd):
-                acc.add(physical, length, shared)
+            for physical, length, flags in extents(fd):
+                if not flags & NOT_EXTENTS:
+                    acc.add(physical, length, bool(flags & FIEMAP_EXTENT_SHARED))
         except OSError:
             pass  # vanished, or no FIEMAP: nothing to count
         finally:

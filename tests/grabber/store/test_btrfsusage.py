@@ -77,3 +77,41 @@ def test_snapshots_share_what_did_not_change(btrfs: str) -> None:
         assert measure(host) == found  # from the cache while the trees are the same
     finally:
         remove_btrfs_tree(repo)
+
+
+@pytest.mark.root
+def test_inline_data_is_left_out_as_btrfs_filesystem_du_does(btrfs: str) -> None:
+    """A small file's data lives in the metadata (FIEMAP: inline, at address
+    0, never "shared"): no snapshot owns what it shares with the next, and the
+    host total is the real extents only."""
+    repo = os.path.join(btrfs, "usage-inline-test")
+    remove_btrfs_tree(repo)
+    host = HostRepo(repo, "web1")
+    host.ensure()
+    try:
+        parent = btrfsioctl.open_dir(host.path)
+        btrfsioctl.create_subvolume(parent, "2026-01-01T000000Z")
+        one = host.tree("2026-01-01T000000Z")
+        for i in range(5):
+            with open(os.path.join(one, f"small{i}"), "wb") as f:
+                f.write(b"x" * 100 * (i + 1))
+        with open(os.path.join(one, "big"), "wb") as f:
+            f.write(os.urandom(MIB))
+        with open(os.path.join(one, "small0"), "rb") as f:
+            assert exclusive_bytes(f.fileno()) > 0  # what a run wrote, for "added"
+        os.sync()
+        fd = btrfsioctl.open_dir(one)
+        btrfsioctl.snapshot(fd, parent, "2026-01-02T000000Z")
+        os.close(fd)
+        os.close(parent)
+        two = host.tree("2026-01-02T000000Z")
+        for name in ("2026-01-01T000000Z", "2026-01-02T000000Z"):
+            host.write_record(name, {"state": "complete"})
+        found = measure(host, use_cache=False)
+        expected = _du([one, two, host.path])
+        for tree in found.trees:
+            path = host.tree(tree.name)
+            assert (tree.size, tree.unique) == expected[path][:2] == (MIB, 0), tree
+        assert found.total == expected[host.path][1] + expected[host.path][2] == MIB
+    finally:
+        remove_btrfs_tree(repo)

@@ -90,6 +90,30 @@ def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site, capsys) 
         assert names[-1] in f.read()
 
 
+def test_files_changed_in_place_are_hashed_while_rsync_runs(btrfs_site: Site) -> None:
+    """The hasher reads what rsync --inplace writes as it goes (rsync names
+    a file once its data is written, shortened ones truncated): every
+    changed file is hashed during the run and the manifest is exact."""
+    site = btrfs_site
+    os.makedirs(site.src)
+    big, short = os.path.join(site.src, "big.bin"), os.path.join(site.src, "short.bin")
+    with open(big, "wb") as f:
+        f.write(os.urandom(8 << 20))
+    with open(short, "wb") as f:
+        f.write(os.urandom(1 << 20))
+    assert site.run().returncode == errors.OK
+    with open(big, "r+b") as f:  # a MiB in the middle rewritten
+        f.seek(3 << 20)
+        f.write(os.urandom(1 << 20))
+    with open(short, "r+b") as f:  # shorter: rsync truncates it in place
+        f.truncate(300_000)
+    done = site.run()
+    assert done.returncode == errors.OK, done.stderr
+    manifest = _record(site, site.snapshots()[-1])["manifest"]
+    assert manifest["hashed"] == 2 and manifest["prehashed"] == 2, manifest
+    assert main(["grabber", "--config", site.grabber_config, "verify", "web1"]) == errors.OK
+
+
 RETAIN_ONE = {"keep_within": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0,
               "keep_yearly": 0}  # fmt: skip
 

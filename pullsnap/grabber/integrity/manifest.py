@@ -223,8 +223,28 @@ def _base_items(base: Base) -> Iterator[tuple[bytes, Entry]]:
 def _early_items(prehashed: Prehashed) -> Iterator[tuple[bytes, tuple[Hashed, int]]]:
     """(path, (digest, size, inode), link count); a link count not known: 2."""
     if isinstance(prehashed, Spool):
-        return ((path, (decode_hashed(value), _links(value))) for path, value in prehashed.items())
-    return ((path, (hashed, 2)) for path, hashed in sorted(prehashed.items()))
+        items = ((path, (decode_hashed(value), _links(value))) for path, value in prehashed.items())
+    else:
+        items = ((path, (hashed, 2)) for path, hashed in sorted(prehashed.items()))
+    return _once(items)
+
+
+def _once(items: Iterator[tuple[bytes, V]]) -> Iterator[tuple[bytes, V]]:
+    """The sorted items whose path is there once: a file rsync named twice
+    (written again in its redo phase, after a failed check) may have been
+    hashed between the two writes, in place under the same inode, so
+    neither digest is taken and the manifest step hashes it."""
+    held: tuple[bytes, V] | None = None
+    twice = False
+    for item in items:
+        if held is not None and item[0] == held[0]:
+            twice = True
+            continue
+        if held is not None and not twice:
+            yield held
+        held, twice = item, False
+    if held is not None and not twice:
+        yield held
 
 
 def encode_hashed(hashed: Hashed, links: int = 2) -> bytes:

@@ -127,23 +127,24 @@ class Prehasher:
         mode: str,
         held: tuple[str, ...],
         scratch: str | None = None,
-        enabled: bool = True,
     ) -> None:
         """`scratch`: the directory for the results file and the spool the
         digests are sorted in (the host's directory); None: memory.
 
-        `enabled` False: no hasher (the manifest step hashes it all).  A
-        run that updates files in place (the btrfs store, rsync --inplace)
-        has none: rsync names a file before it writes it, and writes it
-        under its own name and inode, so a digest taken meanwhile could be
-        of half of it and still pass the inode check."""
+        A run that updates files in place (the btrfs store, rsync
+        --inplace) writes under the file's own name and inode, where the
+        inode check cannot catch a digest taken mid-write.  None is taken
+        mid-write: rsync names a file only once its data is written (the
+        %b in rsyncout.OUT_FORMAT), and names a file it writes again (its
+        redo phase) again, which the manifest step takes as "hash it
+        after the run"."""
         self.pid = 0
         self._scratch = scratch
         self._names = -1
         self._results = -1
         self._pending = bytearray()
         self._last_send = time.monotonic()
-        if not enabled or threading.active_count() != 1:
+        if threading.active_count() != 1:
             return  # fork(2) with other threads alive is not safe: build hashes it all
         keep = ("dac_override",) if mode == "super" and "dac_override" in held else ()
         try:

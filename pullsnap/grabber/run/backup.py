@@ -88,7 +88,7 @@ def do_pull(run: Run) -> None:
     # of files (rsync's names, the digests, an old base manifest sorted) is
     # spooled in the host's directory, not held (integrity/spool.py).
     scratch = run.host.path
-    hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch, enabled=target.link)
+    hasher = prehash.Prehasher(target.tree, run.mode, run.held, scratch)
     paths = basemanifests.base_paths(run.host, list(target.bases))
     bases = basemanifests.BaseReader(paths, scratch)
     new_files = Spool(scratch)

@@ -1,7 +1,7 @@
 """The rsync pull: argv builders (pure), the run (piperun.py) and its verdict.
 
     rsync -aHAX --numeric-ids -R --super|--fake-super --timeout=N --stats
-          --info=progress2 --out-format=<ITEM_MARKER>%i %n
+          --info=progress2 --out-format=<ITEM_MARKER>%i %b %n
           --link-dest=<newest good> [--link-dest=<interrupted>]
           --exclude=<pattern>... -e "<ssh command>"
           -- user@[address]:/src1 :/src2 <host>/<name>.incomplete/
@@ -26,6 +26,7 @@ from pullsnap.grabber.integrity.spool import Spool
 from pullsnap.grabber.transfer import piperun
 from pullsnap.grabber.transfer.rsyncout import (
     ITEM_MARKER,
+    OUT_FORMAT,
     failed_path,
     failed_summary,
     is_new_file,
@@ -159,7 +160,10 @@ def rsync_argv(spec: PullSpec) -> list[str]:
         f"--timeout={max(1, int(spec.timeout))}",
         "--stats",
         "--info=progress2",
-        f"--out-format={ITEM_MARKER}%i %n",
+        # %b (bytes sent for the file) makes rsync name a file after its data
+        # is written, not before (options.c: log_before_transfer), so the
+        # hasher reading a named file in place reads all of it.
+        f"--out-format={ITEM_MARKER}{OUT_FORMAT}",
     ]
     if spec.compress:
         argv.append("--compress")

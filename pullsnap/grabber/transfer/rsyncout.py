@@ -7,9 +7,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Each file rsync changes in the new tree is one stdout line "<marker><%i> <%n>"
-# (rsync(1) --out-format, --itemize-changes): the manifest hashes those.
+# Each file rsync changes in the new tree is one stdout line "<marker><%i>
+# <%b> <%n>" (rsync(1) --out-format, --itemize-changes): the manifest hashes
+# those.  With %b in the format, rsync writes a transferred file's line once
+# its data is written (and, in place, truncated), before it sets the file's
+# times and modes.
 ITEM_MARKER = "pullsnap-item "
+OUT_FORMAT = "%i %b %n"
 
 
 # --- stats -------------------------------------------------------------------------
@@ -60,8 +64,9 @@ def parse_item(line: str) -> tuple[str, bytes] | None:
     """A marked --out-format line -> (itemize code, path relative to the target)."""
     if not line.startswith(ITEM_MARKER):
         return None
-    code, sep, name = line[len(ITEM_MARKER) :].partition(" ")
-    if not sep or len(code) < 2 or not name:
+    code, sep, rest = line[len(ITEM_MARKER) :].partition(" ")
+    sent, gap, name = rest.partition(" ")
+    if not sep or not gap or len(code) < 2 or not sent.replace(",", "").isdigit() or not name:
         return None
     # A local transfer with --relative names absolute paths: still relative to the target.
     return code, unescape_name(name).lstrip(b"/")

@@ -125,10 +125,10 @@ def test_item_lines_stay_out_of_the_log_and_progress_still_flows(src, tmp_path) 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("pullsnap-item >f+++++++++ etc/hosts", (">f+++++++++", b"etc/hosts")),
-        ("pullsnap-item cf...p..... a b", ("cf...p.....", b"a b")),
-        ("pullsnap-item >f+++++++++ new\\#012line\\#134#", (">f+++++++++", b"new\nline\\#")),
-        ("pullsnap-item >f+++++++++ caf\\#351", (">f+++++++++", b"caf\xe9")),
+        ("pullsnap-item >f+++++++++ 0 etc/hosts", (">f+++++++++", b"etc/hosts")),
+        ("pullsnap-item cf...p..... 0 a b", ("cf...p.....", b"a b")),
+        ("pullsnap-item >f+++++++++ 0 new\\#012line\\#134#", (">f+++++++++", b"new\nline\\#")),
+        ("pullsnap-item >f+++++++++ 0 caf\\#351", (">f+++++++++", b"caf\xe9")),
         ("pullsnap-item", None),
         ("pullsnap-item >f", None),
         ("Number of files: 3", None),
@@ -146,7 +146,7 @@ def test_the_gate_accepts_the_command_line_with_itemized_output(tmp_path: Path) 
     fake.chmod(0o755)
     spec = pull.PullSpec(RSYNC, str(fake), CONNECT, ("/etc", "/srv/a b"), str(tmp_path / "t"))
     argv = pull.rsync_argv(spec)
-    assert f"--out-format={rsyncout.ITEM_MARKER}%i %n" in argv
+    assert f"--out-format={rsyncout.ITEM_MARKER}%i %b %n" in argv
     at = argv.index("-e")
     argv[at + 1] = str(fake)
     subprocess.run(argv, env=ENV, capture_output=True, timeout=30, check=False)

@@ -94,6 +94,32 @@ def test_build_takes_an_early_digest_only_for_the_same_inode(tmp_path: Path) -> 
     assert by_path[b"etc/hosts"].digest == real[0] and stats.prehashed == 0
 
 
+def test_a_file_named_twice_is_hashed_after_the_run(tmp_path: Path) -> None:
+    """rsync names a file again when it writes it again (its redo phase);
+    in place the inode stays, so a digest taken between the two writes
+    would pass the inode check: neither is taken."""
+    tree = _tree(tmp_path)
+    hosts = tree / "etc" / "hosts"
+    hasher = prehash.Prehasher(str(tree), "fake-super", ())
+    time.sleep(prehash.SEND_EVERY * 2)
+    hasher.add(b"etc/hosts")
+    hasher.add(b"etc/deep/big")
+    time.sleep(prehash.SEND_EVERY * 2)
+    inode = hosts.stat().st_ino
+    with open(hosts, "r+b") as f:  # in place, as rsync --inplace writes
+        f.write(b"10.0.0.9")
+    assert hosts.stat().st_ino == inode
+    hasher.add(b"etc/hosts")
+    spool = hasher.close()
+    named = [path for path, _ in spool.items()]
+    assert named.count(b"etc/hosts") == 2 and named.count(b"etc/deep/big") == 1
+    entries, stats = manifest.build(str(tree), "n1", {b"etc/hosts", b"etc/deep/big"}, [], spool)
+    by_path = {e.path: e for e in entries}
+    assert by_path[b"etc/hosts"].digest == _digest(hosts)[0]
+    assert by_path[b"etc/deep/big"].digest == _digest(tree / "etc" / "deep" / "big")[0]
+    assert stats.prehashed == 1  # etc/deep/big only
+
+
 def test_the_hasher_keeps_none_of_the_grabbers_descriptors(tmp_path: Path) -> None:
     """Not the host lock, not the login session: it holds the tree, the names
     pipe, the results memfd (and the Landlock ruleset until it is enforced)."""

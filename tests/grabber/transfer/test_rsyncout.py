@@ -44,13 +44,17 @@ def test_lines_that_are_not_stats_are_ignored() -> None:
 
 @pytest.mark.parametrize(
     "line, parsed",
-    [("pullsnap-item >f+++++++++ etc/hosts", (">f+++++++++", b"etc/hosts")),
-     ("pullsnap-item cf..p...... /etc/with space", ("cf..p......", b"etc/with space")),
-     ("pullsnap-item >f+++++++++ a\\#012b", (">f+++++++++", b"a\nb")),
-     ("pullsnap-item >f+++++++++ \\#377", (">f+++++++++", b"\xff")),
-     ("pullsnap-item >f+++++++++ back\\#134#slash", (">f+++++++++", b"back\\#slash")),
+    [("pullsnap-item >f+++++++++ 0 etc/hosts", (">f+++++++++", b"etc/hosts")),
+     ("pullsnap-item cf..p...... 0 /etc/with space", ("cf..p......", b"etc/with space")),
+     ("pullsnap-item >f+++++++++ 0 a\\#012b", (">f+++++++++", b"a\nb")),
+     ("pullsnap-item >f+++++++++ 0 \\#377", (">f+++++++++", b"\xff")),
+     ("pullsnap-item >f+++++++++ 0 back\\#134#slash", (">f+++++++++", b"back\\#slash")),
      ("etc/hosts", None), ("pullsnap-item", None), ("pullsnap-item >f", None),
-     ("pullsnap-item x etc", None), ("pullsnap-item >f ", None)],
+     ("pullsnap-item x etc", None), ("pullsnap-item >f ", None),
+     ("pullsnap-item >f+++++++++ 1,024 big", (">f+++++++++", b"big")),
+     # The byte count is not optional: a line without one is not ours.
+     ("pullsnap-item >f+++++++++ etc/hosts", None),
+     ("pullsnap-item >f+++++++++ 12x name", None)],
 )  # fmt: skip
 def test_item_lines(line: str, parsed) -> None:
     assert rsyncout.parse_item(line) == parsed

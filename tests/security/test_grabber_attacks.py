@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from pullsnap import errors, handoff, report
+from pullsnap.grabber.setup.authorize import authorized_keys_path
 from tests.labfixtures import Site
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e, pytest.mark.security]
@@ -191,9 +192,20 @@ def test_a_web1_key_writes_only_below_web1(site: Site) -> None:
 @pytest.mark.parametrize("host", ["../web2", "web1/../web2", ".hidden", "-dash", "UPPER", "a\tb"])
 def test_hostile_host_names_are_refused_when_authorizing(site: Site, host) -> None:
     key = site.lab.login_public_key()
+    keys = authorized_keys_path(site.lab.grabber_user)
+    before = _contents(keys)
     done = site.lab.grabber("authorize", "--user", site.lab.grabber_user, "--", host, key)
-    assert done.returncode == errors.REFUSED
+    assert done.returncode == errors.USAGE  # argparse refuses it before anything is read
     assert "is not allowed" in done.stderr
+    assert _contents(keys) == before
+
+
+def _contents(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def test_a_hand_written_line_with_a_hostile_host_is_refused_at_login(site: Site) -> None:

@@ -19,7 +19,7 @@ def register_authorize(sub: argparse._SubParsersAction) -> None:
         description="Add (or replace) the authorized_keys line that binds KEY to HOST: "
         "that key can then only start backups into <repository>/HOST.",
     )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("host", type=arguments.host, metavar="HOST")
     p.add_argument("key", metavar="KEY", help="the public key, 'ssh-ed25519 AAAA...'")
     p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
     p.add_argument(
@@ -33,7 +33,7 @@ def register_authorize(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.set_defaults(handler=run_authorize)
     p = sub.add_parser("deauthorize", help="remove a host's authorized_keys lines")
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("host", type=arguments.host, metavar="HOST")
     p.add_argument("--user", default="pullsnap", help="the grabber account (pullsnap)")
     p.set_defaults(handler=run_deauthorize)
     p = sub.add_parser(

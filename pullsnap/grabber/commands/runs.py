@@ -6,10 +6,10 @@ import argparse
 import datetime as dt
 
 from pullsnap import errors
+from pullsnap.grabber.commands import arguments
 from pullsnap.grabber.commands.arguments import config
 from pullsnap.grabber.run import admission, sanity
 from pullsnap.grabber.views import listing, readonly
-from pullsnap.names import check_host_name
 
 
 def register_list(sub: argparse._SubParsersAction) -> None:
@@ -31,12 +31,12 @@ def register_allow_run(sub: argparse._SubParsersAction) -> None:
         description="Runs of a host that make a snapshot are at least min_interval apart, so a "
         "compromised host cannot flood retention.  This lets the next run through once.",
     )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("host", type=arguments.host, metavar="HOST")
     p.set_defaults(handler=allow_run)
 
 
 def allow_run(args: argparse.Namespace) -> int:
-    host = readonly.existing_host(config(args), check_host_name(args.host))
+    host = readonly.existing_host(config(args), args.host)
     admission.allow_one_run(host)
     print(f"grabber: the next run of {args.host} may start now")
     return errors.OK
@@ -48,13 +48,13 @@ def register_accept(sub: argparse._SubParsersAction) -> None:
         description="A snapshot much smaller than the previous good one is kept but marked "
         "suspect.  If the shrink was intended, accept it: it becomes a good snapshot.",
     )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("host", type=arguments.host, metavar="HOST")
     p.add_argument("snapshot", metavar="SNAPSHOT")
     p.set_defaults(handler=accept)
 
 
 def accept(args: argparse.Namespace) -> int:
-    host = readonly.existing_host(config(args), check_host_name(args.host))
+    host = readonly.existing_host(config(args), args.host)
     sanity.accept(host, args.snapshot, dt.datetime.now(dt.UTC))
     print(f"grabber: {args.host}/{args.snapshot} now counts as good")
     return errors.OK

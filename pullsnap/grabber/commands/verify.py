@@ -10,7 +10,6 @@ from pullsnap.grabber import hints
 from pullsnap.grabber.commands import arguments
 from pullsnap.grabber.integrity import verify
 from pullsnap.grabber.views import readonly
-from pullsnap.names import check_host_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Run it as root when the snapshots were made with --super (their files keep their "
         "owners' modes).",
     )  # fmt: skip
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("host", type=arguments.host, metavar="HOST")
     p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT", help="only this snapshot")
     p.add_argument("--sample", type=arguments.fraction, default=1.0, metavar="FRACTION",
                    help="check only this random fraction of the files (e.g. 0.05)")  # fmt: skip
@@ -31,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     cfg = arguments.config(args)
-    host = readonly.existing_host(cfg, check_host_name(args.host))
+    host = readonly.existing_host(cfg, args.host)
     outcome = verify.verify_host(host, args.snapshot, args.sample, config=cfg.path)
     trees = [a for a in host.attempts() if a.has_tree]
     for line in verify.report(host, outcome, trees):

@@ -17,7 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from bench import measure
+from bench import measure, report
 from bench.stage import Stage
 
 RSYNC = ["rsync", "-aHAX", "--numeric-ids", "--stats"]
@@ -301,6 +301,9 @@ class Pullsnap(Contender):
         for key, value in record.items():
             if isinstance(value, dict) and isinstance(value.get("seconds"), int | float):
                 found[f"{key}_s"] = value["seconds"]  # after-success steps that time themselves
+        phases = record.get("phases")
+        for key, value in (phases if isinstance(phases, dict) else {}).items():
+            found[f"{report.PHASE}{key}"] = value  # the grabber's own timing of each phase
         return {k: float(v) for k, v in found.items() if isinstance(v, int | float)}
 
     def finish(self, stage: Stage) -> None:

@@ -19,6 +19,11 @@ TOOLS = ("pullsnap", "pullsnap-btrfs", "rsync-ssh", "rsync-ssh-btrfs", "rsync-lo
          "rsnapshot", "rsnapshot-btrfs", "rsnapshot-ssh", "borg-none", "borg-repokey",
          "restic")  # fmt: skip
 BASELINE = "rsync-ssh"
+# A step's "phase_<name>": seconds the grabber's record says that phase took
+# (grabber/run/record.py "phases"), in the order a run goes through them.
+PHASE = "phase_"
+PHASES = ("prepare", "begin", "confine", "rsync", "hasher", "check", "publish", "manifest",
+          "prune", "hooks")  # fmt: skip
 
 
 def group(steps: Iterable[dict[str, Any]], key: str = "wall") -> dict[tuple[str, str], list[float]]:
@@ -135,6 +140,27 @@ def ratio_tables(steps: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def phase_table(steps: Sequence[dict[str, Any]]) -> list[str]:
+    """Where pullsnap's time went, by the grabber's own phases (medians),
+    and what is left of the wall time: process starts, keys, both ssh
+    handshakes, the initiator."""
+    timed = [s for s in steps if any(k.startswith(PHASE) for k in s)]
+    if not timed:
+        return []
+    rows = []
+    for tool in tools_in(timed):
+        for scenario in SCENARIOS[:3]:
+            mine = [s for s in timed if (s["tool"], s["scenario"]) == (tool, scenario)]
+            if not mine:
+                continue
+            cells = [statistics.median([s.get(PHASE + p, 0.0) for s in mine]) for p in PHASES]
+            rest = statistics.median([s["wall"] - sum(s.get(PHASE + p, 0.0) for p in PHASES)
+                                      for s in mine])  # fmt: skip
+            rows.append([tool, scenario, *(f"{c:.2f}" for c in cells), f"{rest:.2f}"])
+    lines = ["### Where pullsnap's time goes (the grabber's phases, seconds, median)", ""]
+    return lines + _table(["tool", "scenario", *PHASES, "rest of the wall time"], rows)
+
+
 def limit_table(limits: Sequence[dict[str, Any]]) -> list[str]:
     by_name: dict[str, list[dict[str, Any]]] = {}
     for row in limits:
@@ -179,7 +205,7 @@ def markdown(details: dict[str, Any]) -> str:
         lines += ["- the page cache could not be dropped (not root): expect more drift between "
                   "steps (bench/ANALYSIS.md)"]  # fmt: skip
     lines += [""]
-    lines += main_tables(steps) + ratio_tables(steps)
+    lines += main_tables(steps) + ratio_tables(steps) + phase_table(steps)
     lines += ["### Orchestration overhead", "", *overhead_lines(steps)]
     lines += ["### Physical limits and ssh", "", *limit_table(details.get("limits", []))]
     ext4 = details.get("create_after_delete")

@@ -67,17 +67,19 @@ def do_pull(run: Run) -> None:
     assert run.target is not None
     target, cfg, h = run.target, run.cfg, run.handoff
     record.write(run, {})
-    begin(run)
+    with run.timed("begin"):
+        begin(run)
     run.out.log(f"pulling {', '.join(h.paths)} into {run.host.host}/{run.name} ({run.mode})")
     private_dir = os.path.dirname(run.connect.known_hosts)
     # btrfs: the receiver sees its own subvolume and nothing of the host's
     # older snapshots, not even read-only (a read-only flag can be cleared
     # through a writable mount only: the namespace leaves none).
-    jail = receiver.confine(
-        cfg, run.mode, run.held, run.host.path, private_dir, h.port, run.out.log,
-        write_dirs=[target.tree, *target.bases] if target.link else [target.tree],
-        only_write_dirs=not target.link,
-    )  # fmt: skip
+    with run.timed("confine"):
+        jail = receiver.confine(
+            cfg, run.mode, run.held, run.host.path, private_dir, h.port, run.out.log,
+            write_dirs=[target.tree, *target.bases] if target.link else [target.tree],
+            only_write_dirs=not target.link,
+        )  # fmt: skip
     spec = pull.PullSpec(
         rsync=cfg.rsync, ssh=cfg.ssh, connect=run.connect, sources=h.paths,
         target=target.tree, link_dests=target.bases if target.link else (),
@@ -94,11 +96,13 @@ def do_pull(run: Run) -> None:
     new_files = Spool(scratch)
     kept = SpaceWatch(cfg.repository, run.host.host, run.budget)
     try:
-        run.result = pull.run_rsync(
-            pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
-            jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
-            watch=kept if kept.needed else None, new_files=new_files, idle=cfg.rsync_timeout,
-        )  # fmt: skip
+        with run.timed("rsync"):
+            run.result = pull.run_rsync(
+                pull.rsync_argv(spec), childenv.child_env(), run.out.progress, run.out.log,
+                jail.preexec(), cfg.run_timeout, on_new_file=hasher.add, on_started=bases.start,
+                watch=kept if kept.needed else None, new_files=new_files,
+                idle=cfg.rsync_timeout,
+            )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         # A backed-up host older than the btrfs store refuses --inplace: say what to do.
         if spec.in_place and oldgate.refused_inplace(run.result.errors):
@@ -117,7 +121,8 @@ def do_pull(run: Run) -> None:
             run.state, run.code, run.message = pull.judge(run.result)
         if run.made_snapshot:
             waited = time.monotonic()
-            run.prehashed = hasher.close()
+            with run.timed("hasher"):
+                run.prehashed = hasher.close()
             run.prehash_wait = time.monotonic() - waited
     finally:
         run.base_manifests = bases.join()  # before anything forks again (hooks do)
@@ -128,32 +133,36 @@ def do_pull(run: Run) -> None:
 def finish(run: Run) -> None:
     assert run.result is not None and run.target is not None
     fields = record.verdict(run.state, run.message, run.result, iso(run.now()))
-    if run.made_snapshot:
-        # Before the record says so, and before publishing: a suspect
-        # snapshot must not become `latest`, not even by recover() after a
-        # crash between the two.
-        found = sanity.check(run)
-        fields.update(found.record)
-        steps.take(run, found)
-    try:
-        record.write(run, fields, drop=("pid",))
-    except errors.NoSpace:
-        # The tree goes, which gives back what writing the record needs.  A
-        # run that made no snapshot is recorded then; a snapshot is not kept
-        # without its record (should that fail too, the record stays
-        # "running" and the next run marks it interrupted).
-        with contextlib.suppress(OSError):
-            run.store.discard(run.name)
+    with run.timed("check"):
         if run.made_snapshot:
-            raise
-        record.write(run, fields, drop=("pid",))
+            # Before the record says so, and before publishing: a suspect
+            # snapshot must not become `latest`, not even by recover() after a
+            # crash between the two.
+            found = sanity.check(run)
+            fields.update(found.record)
+            steps.take(run, found)
+        try:
+            record.write(run, fields, drop=("pid",))
+        except errors.NoSpace:
+            # The tree goes, which gives back what writing the record needs.  A
+            # run that made no snapshot is recorded then; a snapshot is not kept
+            # without its record (should that fail too, the record stays
+            # "running" and the next run marks it interrupted).
+            with contextlib.suppress(OSError):
+                run.store.discard(run.name)
+            if run.made_snapshot:
+                raise
+            record.write(run, fields, drop=("pid",))
     if not run.made_snapshot:
         steps.each(steps.after_failure(), run)
+        record.phases(run)
         return
-    run.store.publish(run.name)
-    for reused in run.target.reused:
-        run.store.discard(os.path.basename(reused).removesuffix(".incomplete"))
+    with run.timed("publish"):
+        run.store.publish(run.name)
+        for reused in run.target.reused:
+            run.store.discard(os.path.basename(reused).removesuffix(".incomplete"))
     steps.each(steps.after_success(), run)
+    record.phases(run)
 
 
 def begin(run: Run) -> None:
@@ -222,7 +231,8 @@ def run_backup(
             raise
         run.queue = slot.record() if slot.index >= 0 else {}
         run.queue_wait = time.monotonic() - asked
-        prepare(run)
+        with run.timed("prepare"):
+            prepare(run)
         do_pull(run)
         finish(run)
     return verdict(run)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +58,18 @@ class Run:
     code: int = errors.FAILED
     message: str = ""
     note: str = ""  # for the initiator's verdict line only, not the record
+    # Seconds each phase took (the record's "phases"): where a run's time went.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time the block takes to `phases[phase]`."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            spent = self.phases.get(phase, 0.0) + time.monotonic() - started
+            self.phases[phase] = round(spent, 3)
 
     @property
     def host(self) -> HostRepo:

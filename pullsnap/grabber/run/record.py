@@ -7,18 +7,22 @@ place that writes it.
     finish       state, end, seconds, rsync_exit, stats, message, errors,
                  failed_paths[_total], suspect; pid goes
     steps        manifest, pruned_after, no_space/tree (each step's Found)
+    last         phases: the seconds each phase took (prepare, begin, confine,
+                 rsync, hasher, check, publish and each step by name)
 
 The record is written whole each time (HostRepo.write_record: atomically).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pullsnap
+from pullsnap import errors
 from pullsnap.grabber.run.context import Run
 from pullsnap.grabber.transfer.pull import PullResult
 
@@ -29,6 +33,13 @@ def write(run: Run, fields: Mapping[str, Any], drop: Iterable[str] = ()) -> None
     for key in drop:
         run.record.pop(key, None)
     run.host.write_record(run.name, run.record)
+
+
+def phases(run: Run) -> None:
+    """The seconds each phase took, written last: where the run's time went
+    (a record without room for it keeps what it had)."""
+    with contextlib.suppress(errors.NoSpace):
+        write(run, {"phases": dict(run.phases)})
 
 
 def running(run: Run, begin: str, pruned_before: list[str]) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def take(run: Run, found: Found) -> None:
 def each(named: Sequence[tuple[str, Step]], run: Run) -> None:
     for name, step in named:
         try:
-            found = step(run)
+            with run.timed(name):
+                found = step(run)
         except errors.PullsnapError as e:
             run.out.log(f"warning: {name}: {e}")
             continue

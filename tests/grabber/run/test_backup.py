@@ -87,6 +87,16 @@ def test_retention_after_a_good_run(tmp_path: Path) -> None:
     assert run.record["manifest"]["hashed"] == 1
 
 
+def test_the_record_says_where_the_run_s_time_went(tmp_path: Path) -> None:
+    """ "phases": seconds by phase, written last, for a good run and a failed one."""
+    run, host, _ = _finished_run(tmp_path, 0, [])
+    phases = host.read_record(run.name)["phases"]
+    assert set(phases) == {"check", "publish", "manifest", "prune", "hooks"}
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
+    failed, host, _ = _finished_run(tmp_path / "failed", 12, ["rsync error: protocol"])
+    assert set(host.read_record(failed.name)["phases"]) == {"check", "diskfull", "hooks"}
+
+
 def test_a_full_disk_removes_the_new_tree_and_says_why(tmp_path: Path) -> None:
     full = 'rsync: [receiver] write failed on "x": No space left on device (28)'
     run, host, history = _finished_run(tmp_path, 11, [full])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -47,3 +48,14 @@ def test_found_is_immutable_and_empty_by_default() -> None:
     assert (dict(found.record), found.code, found.message) == ({}, None, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         found.code = 1  # type: ignore[misc]
+
+
+def test_timed_adds_up_a_phase_even_when_it_fails() -> None:
+    run = finishing(GrabberConfig(), HostRepo("/srv", "web1"), NAME)
+    with run.timed("rsync"):
+        time.sleep(0.01)
+    first = run.phases["rsync"]
+    assert first >= 0.01
+    with pytest.raises(RuntimeError), run.timed("rsync"):
+        raise RuntimeError("rsync died")
+    assert run.phases["rsync"] >= first and set(run.phases) == {"rsync"}

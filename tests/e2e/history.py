@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from lab import Lab, chown_tree
 from pullsnap import errors, handoff
 from pullsnap.grabber.session.binding import authorized_keys_line
+from tests.btrfsview import btrfs_du
 from tests.labfixtures import Site, remove_btrfs_tree
 from tests.trees import OTHER_GID, OTHER_UID, make_rich_tree
 
@@ -199,15 +200,6 @@ def build(lab: Lab, name: str, repo_parent: str = "") -> History:
         f.write("web2\n")
     run(web2, "web2")
     return h
-
-
-def btrfs_du(paths: list[str]) -> dict[str, tuple[int, int, int]]:
-    """`btrfs filesystem du -s`: each path's (total, exclusive, set shared)
-    extents; inline data left out."""
-    done = subprocess.run(["btrfs", "filesystem", "du", "-s", "--raw", *paths],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    rows = [line.split(None, 3) for line in done.stdout.splitlines()[1:]]
-    return {r[3]: (int(r[0]), int(r[1]), int(r[2])) for r in rows}
 
 
 def btrfs_trees_once(h: History, host: str) -> int:

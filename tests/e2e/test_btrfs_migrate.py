@@ -12,7 +12,7 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.grabber.cli import main
-from pullsnap.grabber.store import btrfsioctl
+from tests.btrfsview import is_subvolume
 from tests.e2e.conftest import Site
 from tests.trees import differences, make_rich_tree
 
@@ -27,14 +27,6 @@ def _record(site: Site, name: str) -> dict:
         return json.load(f)
 
 
-def _is_subvolume(path: str) -> bool:
-    fd = btrfsioctl.open_dir(path)
-    try:
-        return btrfsioctl.is_subvolume(fd)
-    finally:
-        os.close(fd)
-
-
 def test_migrate_then_runs_continue_on_btrfs(btrfs_site: Site, capsys) -> None:
     site = btrfs_site
     site.regrab(store="hardlink", policy=RETAIN_ONE, min_keep=1)
@@ -42,7 +34,7 @@ def test_migrate_then_runs_continue_on_btrfs(btrfs_site: Site, capsys) -> None:
     for _ in range(2):
         assert site.run().returncode == errors.OK
     old, newest = site.snapshots()
-    assert not _is_subvolume(os.path.join(site.host_dir(), newest))
+    assert not is_subvolume(os.path.join(site.host_dir(), newest))
     config = site.regrab(store="btrfs", policy=RETAIN_ONE, min_keep=1)
     # Asked for btrfs, the host stays hardlinked until migrated, and check says how.
     assert main(["grabber", "--config", config, "check", "--user", site.lab.grabber_user]) in (
@@ -50,7 +42,7 @@ def test_migrate_then_runs_continue_on_btrfs(btrfs_site: Site, capsys) -> None:
     assert "grabber migrate web1" in capsys.readouterr().out
     assert main(["grabber", "--config", config, "migrate", "web1"]) == errors.OK
     assert "is a subvolume now" in capsys.readouterr().out
-    assert _is_subvolume(os.path.join(site.host_dir(), newest))
+    assert is_subvolume(os.path.join(site.host_dir(), newest))
     assert site.snapshots() == [old, newest]
     done = site.run()
     assert done.returncode == errors.OK, done.stderr
@@ -58,7 +50,7 @@ def test_migrate_then_runs_continue_on_btrfs(btrfs_site: Site, capsys) -> None:
     record = _record(site, resumed)
     assert record["link_dest"] == [newest]
     assert record["stats"]["transferred_size"] == 0  # nothing travelled again
-    assert _is_subvolume(os.path.join(site.host_dir(), resumed))
+    assert is_subvolume(os.path.join(site.host_dir(), resumed))
     # Retention removed the oldest, a plain tree, on the btrfs store.
     assert old not in site.snapshots()
     assert not os.path.exists(os.path.join(site.host_dir(), old))

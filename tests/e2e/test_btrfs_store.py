@@ -12,7 +12,7 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.grabber.cli import main
-from pullsnap.grabber.store import btrfsioctl
+from tests.btrfsview import subvolume_flags
 from tests.e2e.conftest import Site
 from tests.trees import differences, make_rich_tree
 
@@ -22,15 +22,6 @@ pytestmark = [pytest.mark.root, pytest.mark.e2e]
 def _record(site: Site, name: str) -> dict:
     with open(os.path.join(site.host_dir(), name + ".json"), encoding="utf-8") as f:
         return json.load(f)
-
-
-def _subvolume_flags(path: str) -> tuple[bool, bool]:
-    """(a subvolume, read-only)."""
-    fd = btrfsioctl.open_dir(path)
-    try:
-        return btrfsioctl.is_subvolume(fd), btrfsioctl.is_readonly(fd)
-    finally:
-        os.close(fd)
 
 
 def _restore(snap: str, to: str) -> None:
@@ -58,7 +49,7 @@ def test_snapshots_are_read_only_subvolumes_and_exact(btrfs_site: Site, capsys) 
     names = site.snapshots()
     assert len(names) == 3
     for name in names:
-        assert _subvolume_flags(os.path.join(site.host_dir(), name)) == (True, True)
+        assert subvolume_flags(os.path.join(site.host_dir(), name)) == (True, True)
         assert _record(site, name)["state"] == "complete"
     restored = os.path.join(site.root, "restored")
     _restore(site.in_snapshot(names[-1]), restored)

@@ -13,6 +13,7 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.grabber.store.repository import HostRepo
+from tests.btrfsview import btrfs_du
 from tests.e2e import history
 from tests.trees import OTHER_GID, OTHER_UID
 
@@ -155,7 +156,7 @@ def test_du_agrees_with_btrfs_filesystem_du(past_btrfs: history.History) -> None
     trees = {t["name"]: t for t in body["trees"]}
     assert set(trees) == {*past.runs, past.suspect}
     host = HostRepo(past.repo, "web1")
-    figures = history.btrfs_du([host.tree(name) for name in trees])
+    figures = btrfs_du([host.tree(name) for name in trees])
     for name, tree in trees.items():
         total, exclusive, _ = figures[host.tree(name)]
         assert (tree["size"], tree["unique"]) == (total, exclusive), name

@@ -15,9 +15,9 @@ import pytest
 
 from pullsnap import errors
 from pullsnap.grabber.cli import main
-from pullsnap.grabber.store import btrfsioctl
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.transfer import oldgate
+from tests.btrfsview import is_subvolume
 from tests.faults.conftest import attempts, record
 from tests.labfixtures import Site
 from tests.trees import make_rich_tree
@@ -54,14 +54,6 @@ def run_old(site: Site, *args: str):
         old_initiator_python(where)
     return site.lab.initiator("-c", site.initiator_config, "--now", "--format", "text", *args,
                               prefix=[python])  # fmt: skip
-
-
-def is_subvolume(path: str) -> bool:
-    fd = btrfsioctl.open_dir(path)
-    try:
-        return btrfsioctl.is_subvolume(fd)
-    finally:
-        os.close(fd)
 
 
 def test_a_new_host_is_told_to_upgrade_or_use_hardlink(btrfs_site: Site) -> None:

@@ -16,6 +16,7 @@ from pullsnap.grabber.store import btrfsioctl
 from pullsnap.grabber.store.btrfs import CTIME_MARGIN_NS, BtrfsStore
 from pullsnap.grabber.store.repository import HostRepo
 from pullsnap.grabber.store.space import Space
+from tests.btrfsview import subvolume_flags
 from tests.grabber.store.test_repository import HOST, N1, N2, N3, N4, N5, good, latest, make_tree
 
 # --- plan (no btrfs needed) ------------------------------------------------------------------
@@ -79,15 +80,6 @@ def host(btrfs_dir: str) -> HostRepo:
     return r
 
 
-def _flags(path: str) -> tuple[bool, bool]:
-    """(a subvolume, read-only)."""
-    fd = btrfsioctl.open_dir(path)
-    try:
-        return btrfsioctl.is_subvolume(fd), btrfsioctl.is_readonly(fd)
-    finally:
-        os.close(fd)
-
-
 def _run(store: BtrfsStore, name: str, files: dict[str, bytes], links: tuple = ()) -> None:
     """A run that writes `files` (and hard links: (existing, new)) and publishes."""
     target = store.plan(name)
@@ -109,7 +101,7 @@ def test_the_first_run_writes_into_a_new_writable_subvolume(host: HostRepo) -> N
     store.begin(store.plan(N1))
     after = time.time_ns()
     tree = host.incomplete(N1)
-    assert _flags(tree) == (True, False)
+    assert subvolume_flags(tree) == (True, False)
     assert os.stat(tree).st_mode & 0o777 == 0o700
     assert os.listdir(tree) == []
     began = store.written_after(N1)
@@ -121,7 +113,7 @@ def test_publish_makes_it_read_only_under_its_name_and_latest_follows(host: Host
     store = BtrfsStore(host, admin=False)
     _run(store, N2, {"etc/hostname": b"web1\n"})
     assert not os.path.exists(host.incomplete(N2))
-    assert _flags(host.tree(N2)) == (True, True)
+    assert subvolume_flags(host.tree(N2)) == (True, True)
     assert latest(host) == N2
     with pytest.raises(OSError):
         Path(host.tree(N2), "etc", "new").write_bytes(b"x")
@@ -129,7 +121,7 @@ def test_publish_makes_it_read_only_under_its_name_and_latest_follows(host: Host
     store.begin(store.plan(N1))
     host.write_record(N1, {"state": "partial", "host": HOST})
     store.publish(N1)
-    assert _flags(host.tree(N1)) == (True, True)
+    assert subvolume_flags(host.tree(N1)) == (True, True)
     assert latest(host) == N2
 
 
@@ -143,7 +135,7 @@ def test_a_run_is_a_snapshot_of_the_base_with_its_link_groups_split(host: HostRe
     assert target.bases == (host.tree(N1),)
     store.begin(target)
     tree = target.tree
-    assert _flags(tree) == (True, False)
+    assert subvolume_flags(tree) == (True, False)
     assert sorted(str(p.relative_to(tree)) for p in Path(tree).rglob("*")) == [
         "a", "sub", "sub/x"]  # fmt: skip
     assert Path(tree, "a").read_bytes() == b"linked\n" and os.stat(Path(tree, "a")).st_nlink == 1
@@ -166,7 +158,7 @@ def test_delete_removes_the_read_only_subvolume_and_its_record(host: HostRepo, a
     assert not os.path.lexists(host.tree(N1))
     assert host.read_record(N1) is None
     assert [a.name for a in host.good()] == [N2]
-    assert _flags(host.tree(N2)) == (True, True)
+    assert subvolume_flags(host.tree(N2)) == (True, True)
 
 
 @pytest.mark.root

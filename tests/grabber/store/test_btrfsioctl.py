@@ -12,6 +12,7 @@ import pytest
 
 from pullsnap.grabber.store import btrfsioctl
 from pullsnap.grabber.store.btrfsioctl import _vol_args
+from tests.btrfsview import subvolume_flags
 
 # include/uapi/asm-generic/ioctl.h: dir << 30 | size << 16 | type << 8 | nr.
 _WRITE, _READ = 1, 2
@@ -77,14 +78,6 @@ def _open(path: str) -> int:
     return btrfsioctl.open_dir(path)
 
 
-def _flags(path: str) -> tuple[bool, bool]:
-    fd = _open(path)
-    try:
-        return btrfsioctl.is_subvolume(fd), btrfsioctl.is_readonly(fd)
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.root
 def test_create_snapshot_and_destroy(btrfs_dir: str) -> None:
     parent = _open(btrfs_dir)
@@ -92,7 +85,7 @@ def test_create_snapshot_and_destroy(btrfs_dir: str) -> None:
         btrfsioctl.create_subvolume(parent, "vol")
         vol = os.path.join(btrfs_dir, "vol")
         assert os.stat(vol).st_ino == btrfsioctl.SUBVOLUME_INO
-        assert _flags(vol) == (True, False)
+        assert subvolume_flags(vol) == (True, False)
         Path(vol, "file").write_bytes(b"before\n")
         os.mkdir(os.path.join(vol, "plain"))
         plain = _open(os.path.join(vol, "plain"))
@@ -110,7 +103,7 @@ def test_create_snapshot_and_destroy(btrfs_dir: str) -> None:
         finally:
             os.close(source)
         snap = os.path.join(btrfs_dir, "snap")
-        assert _flags(snap) == (True, False)  # writable
+        assert subvolume_flags(snap) == (True, False)  # writable
         Path(snap, "file").write_bytes(b"after\n")
         assert Path(vol, "file").read_bytes() == b"before\n"  # each its own
         assert os.stat(snap).st_dev != os.stat(vol).st_dev

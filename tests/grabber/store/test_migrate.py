@@ -15,6 +15,7 @@ from pullsnap.grabber.store import btrfsioctl, migrate
 from pullsnap.grabber.store.btrfsusage import exclusive_bytes
 from pullsnap.grabber.store.migrate import MIGRATING, CannotMigrate
 from pullsnap.grabber.store.repository import HostRepo
+from tests.btrfsview import subvolume_flags
 from tests.grabber.store.test_repository import HOST, N1, N2, good
 
 NOW = "2026-11-22T02:00:00Z"
@@ -60,16 +61,6 @@ def _hardlinked(host: HostRepo) -> None:
     host.point_latest(N2)
 
 
-def _flags(path: str) -> tuple[bool, bool]:
-    """(a subvolume, a read-only one)."""
-    fd = btrfsioctl.open_dir(path)
-    try:
-        subvolume = btrfsioctl.is_subvolume(fd)
-        return subvolume, subvolume and btrfsioctl.is_readonly(fd)
-    finally:
-        os.close(fd)
-
-
 def _exclusive(path: str | Path) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -98,8 +89,8 @@ def test_the_newest_snapshot_becomes_a_read_only_subvolume_sharing_its_extents(
                     f"{HOST}: {N2} is a subvolume now; the next run builds on it"]  # fmt: skip
     assert locked == [True, True]  # a backup of the host waits meanwhile
     top = Path(host.tree(N2))
-    assert _flags(str(top)) == (True, True)
-    assert _flags(host.tree(N1)) == (False, False)  # older ones stay trees
+    assert subvolume_flags(str(top)) == (True, True)
+    assert subvolume_flags(host.tree(N1)) == (False, False)  # older ones stay trees
     # No data was copied: the new file's extents are the old inode's.
     assert (top / "big").read_bytes() == Path(keep).read_bytes()
     assert _exclusive(top / "big") == 0 and _exclusive(keep) == 0
@@ -144,7 +135,7 @@ def test_a_failed_copy_leaves_the_snapshot_as_it_was(
     assert str(e.value) == (f"{HOST}: cp --reflink=always: failed (both trees must be on "
                             "the same btrfs filesystem)")  # fmt: skip
     assert not os.path.lexists(host.tree(N2) + MIGRATING)
-    assert _flags(host.tree(N2)) == (False, False)
+    assert subvolume_flags(host.tree(N2)) == (False, False)
     assert Path(host.tree(N2), "big").stat().st_size == MIB
 
 
@@ -155,4 +146,4 @@ def test_nothing_to_migrate_or_a_run_holding_the_host_is_refused(host: HostRepo)
     _hardlinked(host)
     with host.lock({"pid": 1, "since": NOW, "by": "a run"}), pytest.raises(errors.Locked):
         migrate.migrate(host, NOW, lambda _: None)
-    assert _flags(host.tree(N2)) == (False, False)
+    assert subvolume_flags(host.tree(N2)) == (False, False)

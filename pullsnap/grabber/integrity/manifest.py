@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TextIO, TypeVar
 
 from pullsnap import errors
 from pullsnap.grabber.integrity import tree
@@ -145,16 +145,24 @@ def parse_lines(lines: list[str]) -> Iterator[Entry]:
     return (entry for entry in found if entry is not None)
 
 
-def read(path: str) -> dict[bytes, Entry] | None:
-    """path -> entry, or None when there is no readable manifest."""
+def open_entries(path: str) -> TextIO | None:
+    """The manifest at `path` opened as text, past its header; None: none readable."""
     try:  # a regular file, never a link or FIFO (atomicfile.open_regular)
         f = open(open_regular(path), encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except OSError:
         return None
+    if parse_header(f.readline()) is None:
+        f.close()
+        return None
+    return f
+
+
+def read(path: str) -> dict[bytes, Entry] | None:
+    """path -> entry, or None when there is no readable manifest."""
+    f = open_entries(path)
+    if f is None:
+        return None
     with f:
-        header = parse_header(f.readline())
-        if header is None:
-            return None
         lines = [line for line in f.read().split("\n") if line.strip()]
     return {entry.path: entry for entry in parse_lines(lines)}
 

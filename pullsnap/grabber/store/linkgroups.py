@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterable, Mapping
 
 from pullsnap.grabber.integrity import manifest, tree
-from pullsnap.grabber.store.atomicfile import open_regular
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -57,13 +56,10 @@ def manifest_groups(manifest_path: str) -> dict[int, list[bytes]] | None:
     """The manifest's paths by inode, for inodes under two or more paths
     only; None when there is no readable manifest.  Two passes over the
     file, holding the inode numbers and not the lines (a million files)."""
-    try:  # a regular file, never a link or FIFO
-        f = open(open_regular(manifest_path), encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-    except OSError:
+    f = manifest.open_entries(manifest_path)
+    if f is None:
         return None
     with f:
-        if manifest.parse_header(f.readline()) is None:
-            return None
         start = f.tell()
         seen: set[int] = set()
         shared: set[int] = set()

@@ -105,10 +105,11 @@ def do_pull(run: Run) -> None:
             )  # fmt: skip
         run.state, run.code, run.message = pull.judge(run.result)
         # A backed-up host older than the btrfs store refuses --inplace: say what to do.
-        if spec.in_place and oldgate.refused_inplace(run.result.errors):
-            run.state, run.code = "failed", errors.REFUSED
-            run.message = oldgate.advice(run.host.host, run.host.newest_good() is not None,
-                                         cfg.path)  # fmt: skip
+        refused = spec.in_place and oldgate.verdict(
+            run.result.errors, run.host.host, lambda: run.host.newest_good() is not None, cfg.path
+        )
+        if refused:
+            run.state, run.code, run.message = refused
         first = run.code == errors.OK and run.host.newest_good() is None
         interval = cfg.policy_for(run.host.host).min_interval
         if first and interval > 0:

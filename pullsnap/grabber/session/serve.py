@@ -211,9 +211,11 @@ def _probe(
     finally:
         jail.close()
     state, code, message = pull.judge(result)
-    if in_place and oldgate.refused_inplace(result.errors):
-        state, code = "failed", errors.REFUSED
-        message = oldgate.advice(host.host, host.newest_good() is not None, cfg.path)
+    refused = in_place and oldgate.verdict(
+        result.errors, host.host, lambda: host.newest_good() is not None, cfg.path
+    )
+    if refused:
+        state, code, message = refused
     return {"status": "probe-ok" if code == errors.OK else state, "exit": code,
             "message": message or "handshake and gate check passed", "mode": mode}  # fmt: skip
 

@@ -19,8 +19,9 @@ host that has none yet.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
 
 REFUSAL = "gate error: unknown option --inplace"
@@ -43,3 +44,14 @@ def advice(host: str, has_snapshots: bool, config: str) -> str:
         return head + ' (its snapshots are subvolumes: store = "hardlink" does not apply to it)'
     where = config if os.path.isabs(config) else DEFAULT_GRABBER_CONFIG
     return head + f', or set store = "hardlink" in {where} until then'
+
+
+def verdict(
+    lines: Iterable[str], host: str, has_snapshots: Callable[[], bool], config: str
+) -> tuple[str, int, str] | None:
+    """(state, exit code, message) of a run or probe whose sender's gate
+    refused --inplace (its rsync's stderr `lines`), else None;
+    `has_snapshots` is asked only then."""
+    if not refused_inplace(lines):
+        return None
+    return "failed", errors.REFUSED, advice(host, has_snapshots(), config)

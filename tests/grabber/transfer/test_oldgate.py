@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from pullsnap import errors
 from pullsnap.config import DEFAULT_GRABBER_CONFIG
 from pullsnap.grabber.transfer import oldgate
 
@@ -49,3 +50,18 @@ def test_a_host_with_btrfs_snapshots_can_only_upgrade() -> None:
     text = oldgate.advice("db2", True, "/etc/pullsnap/grabber.toml")
     assert "\n" not in text and "upgrade pullsnap on db2 (" in text
     assert ", or set" not in text and "/etc/pullsnap" not in text
+
+
+def test_the_verdict_is_a_refusal_with_the_advice_and_asks_about_snapshots_only_then() -> None:
+    asked: list[bool] = []
+
+    def has_snapshots() -> bool:
+        asked.append(True)
+        return True
+
+    rsync_lines = ["rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]"]
+    assert oldgate.verdict(rsync_lines, "web1", has_snapshots, "/etc/g.toml") is None
+    assert asked == []
+    found = oldgate.verdict([oldgate.REFUSAL, *rsync_lines], "web1", has_snapshots, "/etc/g.toml")
+    assert found == ("failed", errors.REFUSED, oldgate.advice("web1", True, "/etc/g.toml"))
+    assert asked == [True]

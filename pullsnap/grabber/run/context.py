@@ -50,7 +50,6 @@ class Run:
     # pull
     result: PullResult | None = None
     prehashed: Prehashed = field(default_factory=dict)  # hashed while rsync ran (a Spool)
-    prehash_wait: float = 0.0  # seconds the hasher still took once rsync had ended
     # The bases' manifests, opened (and sorted, if old) while rsync ran; None: not yet.
     base_manifests: list[BaseManifest] | None = None
     # the verdict

@@ -56,7 +56,7 @@ def write_manifest(run: Run) -> Found:
                 held.close()
     # All of the step (reading the bases, the walk, writing), and the
     # hasher's part after rsync ended.
-    stats.seconds = time.monotonic() - started + run.prehash_wait
+    stats.seconds = time.monotonic() - started + run.phases.get("hasher", 0.0)
     if stats.problems:
         run.out.log(f"warning: manifest: {len(stats.problems)} file(s) not hashed, e.g. "
                     f"{stats.problems[0]}")  # fmt: skip
